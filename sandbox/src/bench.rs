@@ -1,0 +1,269 @@
+//! `azr-sandbox bench`: the sandbox against CPython baselines, measured in the same run.
+//!
+//! Workloads, on the AZR seed programs (`7b_seed_io.jsonl`):
+//! - V: validation of every program (run + determinism re-run + repr), one fresh instance
+//!   per program; baselines: (a) one `python3` process per program, (b) a warm CPython pool
+//!   doing one `exec` task per program (the AZR reference's executor, idealised).
+//! - S: an AZR step's work per program: validation + 8 deduction + 8 abduction checks,
+//!   batched into one instance per program; baseline (b) with one pool task per check, the
+//!   way the reference submits them.
+//! - latency of one trivial program, in-process (p50/p99).
+//!
+//! Each figure is the median over `--rounds` rounds.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use azr_sandbox::{Item, Sandbox, Verdict, config::SandboxConfig};
+
+const BASELINE_SCRIPT: &str = include_str!("../bench/cpython_baseline.py");
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Seed programs (JSONL with snippet, input, imports, output).
+    #[arg(long, default_value = "../shared/data/azr-seeds/7b_seed_io.jsonl")]
+    seeds: PathBuf,
+    /// Rounds per measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The CPython used for the baselines.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Measure the sandbox only.
+    #[arg(long)]
+    no_baselines: bool,
+    /// Calls of the trivial program for the latency figures.
+    #[arg(long, default_value_t = 2000)]
+    latency_calls: usize,
+}
+
+#[derive(Clone)]
+struct Seed {
+    snippet: String,
+    imports: Vec<String>,
+    input: String,
+    output: String,
+}
+
+fn load_seeds(path: &PathBuf) -> Result<Vec<Seed>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut seeds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let (Some(snippet), Some(input), Some(output)) =
+            (field("snippet"), field("input"), field("output"))
+        else {
+            bail!("{}:{}: needs snippet, input and output", path.display(), n + 1);
+        };
+        let imports = v
+            .get("imports")
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        seeds.push(Seed {
+            snippet,
+            imports,
+            input,
+            output,
+        });
+    }
+    Ok(seeds)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Runs one batch per program over all workers; returns programs per second.
+fn sandbox_round(sandbox: &Sandbox, config: &SandboxConfig, batches: &[Vec<Item>]) -> f64 {
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for _ in 0..config.workers() {
+            let next = next.clone();
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { break };
+                    sandbox.run(batch.clone(), &config.limits, &config.rules);
+                }
+            });
+        }
+    });
+    batches.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn baseline(
+    args: &BenchArgs,
+    script: &std::path::Path,
+    mode: &str,
+    workload: &str,
+    workers: usize,
+) -> Result<f64> {
+    let output = Command::new(&args.python)
+        .arg(script)
+        .args([mode, workload])
+        .arg(&args.seeds)
+        .args([workers.to_string(), args.rounds.to_string()])
+        .output()
+        .with_context(|| format!("running {}", args.python))?;
+    if !output.status.success() {
+        bail!(
+            "baseline {mode}/{workload} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut rates = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        let programs = v["programs"].as_f64().unwrap_or(f64::NAN);
+        rates.push(programs / secs);
+    }
+    Ok(median(rates))
+}
+
+pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
+    let seeds = load_seeds(&args.seeds)?;
+    let workers = config.workers();
+    eprintln!(
+        "bench: {} programs from {}, {} workers, {} rounds (medians)",
+        seeds.len(),
+        args.seeds.display(),
+        workers,
+        args.rounds
+    );
+    let sandbox = Sandbox::new(&config.pool_config()).context("starting the sandbox")?;
+
+    let v_batches: Vec<Vec<Item>> = seeds
+        .iter()
+        .map(|s| {
+            vec![Item::Validate {
+                program: s.snippet.clone(),
+                imports: s.imports.clone(),
+                input: s.input.clone(),
+            }]
+        })
+        .collect();
+    let s_batches: Vec<Vec<Item>> = seeds
+        .iter()
+        .map(|s| {
+            let mut batch = v_batches_item(s);
+            for _ in 0..8 {
+                batch.push(Item::Deduction {
+                    program: s.snippet.clone(),
+                    imports: s.imports.clone(),
+                    gold: s.output.clone(),
+                    answer: s.output.clone(),
+                });
+            }
+            for _ in 0..8 {
+                batch.push(Item::Abduction {
+                    program: s.snippet.clone(),
+                    imports: s.imports.clone(),
+                    gold: s.output.clone(),
+                    answer: s.input.clone(),
+                });
+            }
+            batch
+        })
+        .collect();
+
+    // Warm up (page cache, pool slots), and count how the programs end.
+    let warm = sandbox.run(
+        v_batches.iter().flatten().cloned().collect(),
+        &config.limits,
+        &config.rules,
+    );
+    let ok = warm.iter().filter(|o| o.verdict == Verdict::Ok).count();
+    eprintln!("bench: validation: {ok}/{} programs valid", warm.len());
+
+    let v_rate = median(
+        (0..args.rounds)
+            .map(|_| sandbox_round(&sandbox, config, &v_batches))
+            .collect(),
+    );
+    let s_rate = median(
+        (0..args.rounds)
+            .map(|_| sandbox_round(&sandbox, config, &s_batches))
+            .collect(),
+    );
+
+    // Latency of one trivial program, one at a time.
+    let trivial = vec![Item::Run {
+        program: "def f(x):\n    return x".into(),
+        imports: vec![],
+        input: Some("1".into()),
+    }];
+    let mut latencies = Vec::with_capacity(args.latency_calls);
+    for _ in 0..args.latency_calls {
+        let t = Instant::now();
+        sandbox.run(trivial.clone(), &config.limits, &config.rules);
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let p50 = percentile(&latencies, 0.5);
+    let p99 = percentile(&latencies, 0.99);
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "workload V (validation, programs/s): sandbox {v_rate:.0}")?;
+    writeln!(out, "workload S (validation + 8 deduction + 8 abduction, programs/s): sandbox {s_rate:.0}")?;
+    writeln!(
+        out,
+        "trivial program latency (in-process, through the worker pool): p50 {:.3} ms, p99 {:.3} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    )?;
+    if args.no_baselines {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("azr-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("cpython_baseline.py");
+    std::fs::write(&script, BASELINE_SCRIPT)?;
+    let a = baseline(args, &script, "subprocess", "V", workers)?;
+    let b_v = baseline(args, &script, "pool", "V", workers)?;
+    let b_s = baseline(args, &script, "pool", "S", workers)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    writeln!(out, "baselines ({workers} workers, same run):")?;
+    writeln!(out, "  (a) python3 subprocess per program, V: {a:.0} programs/s")?;
+    writeln!(out, "  (b) warm CPython pool, exec per task, V: {b_v:.0} programs/s")?;
+    writeln!(out, "  (b) warm CPython pool, one task per check, S: {b_s:.0} programs/s")?;
+    writeln!(out, "ratios:")?;
+    writeln!(out, "  V: sandbox / (a) = {:.1}x   (goal >= 20x)", v_rate / a)?;
+    writeln!(out, "  V: sandbox / (b) = {:.2}x   (goal >= 1x)", v_rate / b_v)?;
+    writeln!(out, "  S: sandbox / (b) = {:.2}x   (goal >= 3x)", s_rate / b_s)?;
+    Ok(())
+}
+
+fn v_batches_item(s: &Seed) -> Vec<Item> {
+    vec![Item::Validate {
+        program: s.snippet.clone(),
+        imports: s.imports.clone(),
+        input: s.input.clone(),
+    }]
+}

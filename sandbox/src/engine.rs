@@ -1,0 +1,399 @@
+//! Running items in fresh instances of the pre-initialised guest.
+//!
+//! One wasmtime [`Engine`] with the pooling allocator and copy-on-write memory images: an
+//! instance starts from the snapshot in microseconds and its memory is reset when it is
+//! dropped, so nothing crosses from one request to the next. Within a request the items run
+//! in order in one instance (that is what makes 8 checks of one program cheap); each item gets
+//! its own fuel and wall-clock budget through the guest's `item_start` hook, and an item that
+//! traps ends the instance: the items after it continue in a fresh one.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use wasmtime::{
+    Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::{
+    determinism,
+    error::SandboxError,
+    item::{GuestResult, Item, Outcome, Verdict},
+    limits::{Limits, Rules},
+    snapshot,
+};
+
+/// How often the wall-clock deadline is checked.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Settings of the engine itself (per process, not per request).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the pre-initialised, precompiled guest is cached.
+    pub cache_dir: std::path::PathBuf,
+    /// Instances that may exist at once (slots of the pooling allocator).
+    pub max_instances: u32,
+    /// The most any request may ask for; also sizes the memory slots.
+    pub cap: Limits,
+}
+
+/// Compiled guest plus everything needed to instantiate it; cheap to share across threads.
+pub struct Executor {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    cap: Limits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Store data of one instance.
+struct HostState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+    fuel: u64,
+    deadline_ticks: u64,
+    /// Outcomes of the items of this instance, in order.
+    outcomes: Vec<Outcome>,
+    /// The item the guest announced last (`item_start`).
+    current: Option<u32>,
+    item_started: Instant,
+    /// Largest result the guest may hand back for one item.
+    max_result_bytes: usize,
+}
+
+/// Caps linear memory and remembers whether it had to say no, so that the trap that follows
+/// (the guest's allocator aborts) can be reported as out-of-memory.
+struct MemoryLimiter {
+    max_bytes: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Growth past the pooling allocator's slot size fails here, not in `memory_growing`.
+        self.denied = true;
+        Ok(())
+    }
+}
+
+/// What the guest reads as `options` (see `guest/python/harness.py`).
+#[derive(Serialize)]
+struct GuestOptions<'a> {
+    banned_words: &'a [String],
+    banned_keywords: &'a [String],
+    require_f: bool,
+    stdout_cap: u64,
+    value_cap: u64,
+    recursion_limit: u32,
+}
+
+#[derive(Serialize)]
+struct GuestRequest<'a> {
+    options: GuestOptions<'a>,
+    items: &'a [Item],
+}
+
+impl Executor {
+    pub fn new(config: &EngineConfig) -> Result<Self, SandboxError> {
+        let engine_err = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
+        let cap = &config.cap;
+        let mut wasm_config = Config::new();
+        wasm_config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(usize::try_from(cap.wasm_stack_bytes).unwrap_or(usize::MAX))
+            .async_stack_size(usize::try_from(cap.wasm_stack_bytes).unwrap_or(usize::MAX) + (1 << 20))
+            .memory_init_cow(true)
+            // The snapshot's ~40 MiB image must always be mapped copy-on-write, not copied.
+            .memory_guaranteed_dense_image_size(128 << 20);
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_instances.max(1);
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            // RustPython's indirect-call table is large.
+            .table_elements(1 << 18)
+            .max_memory_size(usize::try_from(cap.memory_bytes).unwrap_or(usize::MAX))
+            .max_core_instance_size(8 << 20);
+        wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm_config).map_err(engine_err)?;
+        let module = snapshot::load(&engine, &config.cache_dir)?;
+
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(engine_err)?;
+        linker
+            .func_wrap("azr", "item_start", item_start)
+            .map_err(engine_err)?;
+        linker
+            .func_wrap("azr", "item_done", item_done)
+            .map_err(engine_err)?;
+        let pre = linker.instantiate_pre(&module).map_err(engine_err)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.clone();
+        thread::Builder::new()
+            .name("azr-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| SandboxError::Engine(format!("starting the epoch thread: {e}")))?;
+
+        Ok(Executor {
+            engine,
+            pre,
+            cap: config.cap.clone(),
+            ticker_stop,
+        })
+    }
+
+    pub fn cap(&self) -> &Limits {
+        &self.cap
+    }
+
+    /// Runs `items` in order and returns one outcome per item.
+    ///
+    /// Consecutive items of the same program share one instance (and so one interpreter:
+    /// each item still gets a fresh namespace); a different program always starts in a fresh
+    /// instance, so no state crosses programs.
+    ///
+    /// Must be called on a thread whose stack is larger than `cap.wasm_stack_bytes` (the
+    /// worker pool's threads are).
+    pub fn run_items(&self, items: &[Item], limits: &Limits, rules: &Rules) -> Vec<Outcome> {
+        let limits = limits.capped_by(&self.cap);
+        let mut outcomes = Vec::with_capacity(items.len());
+        while outcomes.len() < items.len() {
+            let rest = &items[outcomes.len()..];
+            let program = rest[0].program();
+            let same = rest.iter().take_while(|i| i.program() == program).count();
+            let rest = &rest[..same];
+            let before = outcomes.len();
+            self.run_in_fresh_instance(rest, &limits, rules, &mut outcomes);
+            if outcomes.len() == before {
+                // Never loop without progress: the first remaining item gets the blame.
+                outcomes.push(Outcome::host(
+                    Verdict::Fault,
+                    "SandboxFault",
+                    "the guest returned without answering",
+                ));
+            }
+        }
+        outcomes.truncate(items.len());
+        outcomes
+    }
+
+    fn run_in_fresh_instance(
+        &self,
+        items: &[Item],
+        limits: &Limits,
+        rules: &Rules,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        let request = GuestRequest {
+            options: GuestOptions {
+                banned_words: &rules.banned_words,
+                banned_keywords: &rules.banned_keywords,
+                require_f: rules.require_f,
+                stdout_cap: limits.stdout_chars,
+                value_cap: limits.value_chars,
+                recursion_limit: limits.recursion_limit,
+            },
+            items,
+        };
+        let bytes = match serde_json::to_vec(&request) {
+            Ok(b) => b,
+            Err(e) => {
+                outcomes.push(Outcome::host(Verdict::Fault, "SandboxFault", e.to_string()));
+                return;
+            }
+        };
+        let deadline_ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        let memory_bytes = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        let state = HostState {
+            wasi: determinism::wasi_ctx(),
+            limiter: MemoryLimiter {
+                max_bytes: memory_bytes,
+                denied: false,
+            },
+            fuel: limits.fuel,
+            deadline_ticks,
+            outcomes: Vec::with_capacity(items.len()),
+            current: None,
+            item_started: Instant::now(),
+            max_result_bytes: (limits.stdout_chars as usize * 4)
+                .saturating_add(limits.value_chars as usize * 4)
+                .saturating_add(1 << 16),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(deadline_ticks);
+
+        let result = self.call_guest(&mut store, &bytes);
+        let state = store.data_mut();
+        let answered = std::mem::take(&mut state.outcomes);
+        let denied = state.limiter.denied;
+        let current = state.current;
+        let item_started = state.item_started;
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let done = answered.len();
+        outcomes.extend(answered);
+        if let Err(error) = result {
+            // The item that was running when the instance died (or the first one, if the
+            // guest had not started any) takes the trap.
+            let running = current.map_or(0, |i| i as usize);
+            if running >= done && done < items.len() {
+                let mut outcome = classify_trap(&error, denied, limits);
+                outcome.fuel_used = limits.fuel.saturating_sub(fuel_left);
+                outcome.micros = item_started.elapsed().as_micros() as u64;
+                outcomes.push(outcome);
+            }
+        }
+    }
+
+    fn call_guest(&self, store: &mut Store<HostState>, request: &[u8]) -> wasmtime::Result<i32> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_memory(&mut *store, "memory")
+            .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
+        let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "azr_alloc")?;
+        let call = instance.get_typed_func::<(u32, u32), i32>(&mut *store, "azr_call")?;
+        let len = u32::try_from(request.len())
+            .map_err(|_| wasmtime::format_err!("request larger than 4 GiB"))?;
+        let ptr = alloc.call(&mut *store, len)?;
+        memory.write(&mut *store, ptr as usize, request)?;
+        call.call(&mut *store, (ptr, len))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> Outcome {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Outcome::host(
+            Verdict::OutOfFuel,
+            "OutOfFuel",
+            format!("instruction budget of {} exhausted", limits.fuel),
+        ),
+        Some(Trap::Interrupt) => Outcome::host(
+            Verdict::Timeout,
+            "Timeout",
+            format!("wall-clock limit of {} ms exceeded", limits.timeout_ms),
+        ),
+        _ if memory_denied => Outcome::host(
+            Verdict::OutOfMemory,
+            "MemoryError",
+            format!("memory limit of {} bytes exceeded", limits.memory_bytes),
+        ),
+        Some(Trap::StackOverflow) => Outcome::host(
+            Verdict::Fault,
+            "StackOverflow",
+            "the interpreter exhausted its native stack",
+        ),
+        Some(trap) => Outcome::host(Verdict::Fault, "SandboxFault", format!("wasm trap: {trap}")),
+        None => Outcome::host(Verdict::Fault, "SandboxFault", format!("{error:#}")),
+    }
+}
+
+fn item_start(mut caller: Caller<'_, HostState>, index: u32) {
+    let (fuel, ticks) = {
+        let state = caller.data_mut();
+        state.current = Some(index);
+        state.item_started = Instant::now();
+        (state.fuel, state.deadline_ticks)
+    };
+    let _ = caller.set_fuel(fuel);
+    caller.set_epoch_deadline(ticks);
+}
+
+fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
+    let fuel_left = caller.get_fuel().unwrap_or(0);
+    let memory: Memory = match caller.get_export("memory") {
+        Some(wasmtime::Extern::Memory(m)) => m,
+        _ => wasmtime::bail!("guest exports no memory"),
+    };
+    let state_max = caller.data().max_result_bytes;
+    let outcome = if len as usize > state_max {
+        Outcome::host(
+            Verdict::OutputLimit,
+            "OutputLimit",
+            format!("result of {len} bytes is larger than {state_max}"),
+        )
+    } else {
+        let mut buffer = vec![0u8; len as usize];
+        memory.read(&caller, ptr as usize, &mut buffer)?;
+        match serde_json::from_slice::<GuestResult>(&buffer) {
+            Ok(result) => result.into_outcome(),
+            Err(e) => Outcome::host(
+                Verdict::Fault,
+                "SandboxFault",
+                format!("unreadable result from the guest: {e}"),
+            ),
+        }
+    };
+    let state = caller.data_mut();
+    let mut outcome = outcome;
+    outcome.fuel_used = state.fuel.saturating_sub(fuel_left);
+    outcome.micros = state.item_started.elapsed().as_micros() as u64;
+    state.outcomes.push(outcome);
+    Ok(())
+}
+
+/// The default cache directory: `$AZR_CACHE_DIR`, else `$XDG_CACHE_HOME/azr-rs`, else
+/// `$HOME/.cache/azr-rs`, else the system temp directory.
+pub fn default_cache_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("AZR_CACHE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Path::new(&dir).join("azr-rs");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return Path::new(&home).join(".cache/azr-rs");
+    }
+    std::env::temp_dir().join("azr-rs")
+}

@@ -1,0 +1,290 @@
+//! The work the sandbox does (items) and what it says about each (outcomes).
+//!
+//! An item is one AZR operation on one program. Items travel to the guest as JSON; the guest
+//! evaluates them in order in one fresh instance, and the host fills in what only it can know
+//! (traps: time, fuel, memory) plus fuel used and time taken.
+
+use serde::{Deserialize, Serialize};
+
+/// One AZR operation. Every string in it is model-written and is only ever parsed or
+/// evaluated inside the guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Item {
+    /// Execute `program`; with `input`, also evaluate `f(<input>)` and return its `repr`.
+    Run {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+    },
+    /// Validate a proposed program: rules, then `f(<input>)` twice in one namespace, equal
+    /// results required; the value is `repr(f(<input>))`, the task's gold output.
+    Validate {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        input: String,
+    },
+    /// Deduction (`code_o`): does `answer`, evaluated, equal the gold output?
+    Deduction {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        gold: String,
+        answer: String,
+    },
+    /// Abduction (`code_i`): does `f(<answer>)` equal the gold output?
+    Abduction {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        gold: String,
+        answer: String,
+    },
+    /// Induction (`code_f`): does the candidate `program` map every input to its output?
+    Induction {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    },
+}
+
+impl Item {
+    /// The program and its import lines: items that share them may share an instance.
+    pub fn program(&self) -> (&str, &[String]) {
+        match self {
+            Item::Run {
+                program, imports, ..
+            }
+            | Item::Validate {
+                program, imports, ..
+            }
+            | Item::Deduction {
+                program, imports, ..
+            }
+            | Item::Abduction {
+                program, imports, ..
+            }
+            | Item::Induction {
+                program, imports, ..
+            } => (program, imports),
+        }
+    }
+
+    /// Bytes of model-written text in the item, for request size limits.
+    pub fn text_len(&self) -> usize {
+        let imports = |v: &Vec<String>| v.iter().map(String::len).sum::<usize>();
+        match self {
+            Item::Run {
+                program,
+                imports: i,
+                input,
+            } => program.len() + imports(i) + input.as_ref().map_or(0, String::len),
+            Item::Validate {
+                program,
+                imports: i,
+                input,
+            } => program.len() + imports(i) + input.len(),
+            Item::Deduction {
+                program,
+                imports: i,
+                gold,
+                answer,
+            }
+            | Item::Abduction {
+                program,
+                imports: i,
+                gold,
+                answer,
+            } => program.len() + imports(i) + gold.len() + answer.len(),
+            Item::Induction {
+                program,
+                imports: i,
+                inputs,
+                outputs,
+            } => program.len() + imports(i) + imports(inputs) + imports(outputs),
+        }
+    }
+}
+
+/// How an item ended. RL stacks usually fold all of these into a reward of 0; keeping them
+/// apart is what lets a user tell a hung sandbox from a wrong answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The program ran to the end (for checks: `passed` says whether the answer is right).
+    Ok,
+    /// The program raised a Python exception (`error_type`/`error_message` say which).
+    Error,
+    /// A validation rule refused the program: banned import, no `f`, not deterministic.
+    Rejected,
+    /// The wall-clock deadline passed.
+    Timeout,
+    /// The deterministic instruction budget ran out.
+    OutOfFuel,
+    /// The program asked for more memory than its cap.
+    OutOfMemory,
+    /// The program wrote more than its stdout/stderr cap, or returned a too long `repr`.
+    OutputLimit,
+    /// The interpreter itself failed (a wasm trap that is none of the above, e.g. native
+    /// stack exhaustion or an interpreter bug); the host stayed unaffected.
+    Fault,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Error => "error",
+            Verdict::Rejected => "rejected",
+            Verdict::Timeout => "timeout",
+            Verdict::OutOfFuel => "out_of_fuel",
+            Verdict::OutOfMemory => "out_of_memory",
+            Verdict::OutputLimit => "output_limit",
+            Verdict::Fault => "fault",
+        }
+    }
+
+    pub const ALL: [Verdict; 8] = [
+        Verdict::Ok,
+        Verdict::Error,
+        Verdict::Rejected,
+        Verdict::Timeout,
+        Verdict::OutOfFuel,
+        Verdict::OutOfMemory,
+        Verdict::OutputLimit,
+        Verdict::Fault,
+    ];
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// For checks: whether the answer is right (false unless the verdict is `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// `repr` of the result: of `f(input)` for run/validate, of the answer's value for checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// What the program printed (capped).
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Fuel the item consumed (0 when unknown).
+    #[serde(default)]
+    pub fuel_used: u64,
+    /// Wall-clock time of the item, in microseconds.
+    #[serde(default)]
+    pub micros: u64,
+}
+
+impl Outcome {
+    /// An outcome that the host decided (a trap, or a failure before the guest ran).
+    pub fn host(verdict: Verdict, error_type: &str, message: impl Into<String>) -> Self {
+        Outcome {
+            verdict,
+            passed: None,
+            value: None,
+            stdout: String::new(),
+            error_type: Some(error_type.to_owned()),
+            error_message: Some(message.into()),
+            fuel_used: 0,
+            micros: 0,
+        }
+    }
+
+    /// `"<Type>: <message>"`, the way CPython prints the last line of a traceback.
+    pub fn error_line(&self) -> Option<String> {
+        let ty = self.error_type.as_deref()?;
+        Some(match self.error_message.as_deref() {
+            Some(msg) if !msg.is_empty() => format!("{ty}: {msg}"),
+            _ => ty.to_owned(),
+        })
+    }
+}
+
+/// What the guest writes for each item (the host adds fuel and time).
+#[derive(Debug, Deserialize)]
+pub(crate) struct GuestResult {
+    pub verdict: String,
+    #[serde(default)]
+    pub passed: Option<bool>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub error_type: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl GuestResult {
+    pub(crate) fn into_outcome(self) -> Outcome {
+        let verdict = match self.verdict.as_str() {
+            "ok" => Verdict::Ok,
+            "error" => Verdict::Error,
+            "rejected" => Verdict::Rejected,
+            "output_limit" => Verdict::OutputLimit,
+            _ => Verdict::Fault,
+        };
+        // Only an item that ran to the end can have passed.
+        let passed = self.passed.map(|p| p && verdict == Verdict::Ok);
+        Outcome {
+            verdict,
+            passed,
+            value: self.value,
+            stdout: self.stdout,
+            error_type: self.error_type,
+            error_message: self.error_message,
+            fuel_used: 0,
+            micros: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_serialise_with_an_op_tag_the_guest_dispatches_on() {
+        let item = Item::Validate {
+            program: "def f(x): return x".into(),
+            imports: vec![],
+            input: "1".into(),
+        };
+        let json = serde_json::to_value(&item).expect("serialisable");
+        assert_eq!(json["op"], "validate");
+        assert!(json.get("imports").is_none());
+    }
+
+    #[test]
+    fn an_unknown_guest_verdict_is_a_fault_not_a_pass() {
+        let r = GuestResult {
+            verdict: "weird".into(),
+            passed: Some(true),
+            value: None,
+            stdout: String::new(),
+            error_type: None,
+            error_message: None,
+        };
+        let outcome = r.into_outcome();
+        assert_eq!(outcome.verdict, Verdict::Fault);
+        assert_eq!(outcome.passed, Some(false));
+    }
+}

@@ -1,0 +1,182 @@
+//! Hostile programs: each ends with a clean verdict within its limit, the host stays alive
+//! with bounded memory, and the next program runs normally.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use azr_sandbox::Verdict;
+use common::{run, tight};
+
+/// Runs a hostile program, then a normal one, and returns the hostile one's outcome.
+fn contained(program: &str, input: Option<&str>) -> azr_sandbox::Outcome {
+    let started = Instant::now();
+    let outcome = run(program, input);
+    let limit = Duration::from_millis(tight().timeout_ms) + Duration::from_secs(3);
+    assert!(
+        started.elapsed() < limit,
+        "took {:?} (limit {limit:?}): {outcome:?}",
+        started.elapsed()
+    );
+    let next = run("def f(x):\n    return x + 1", Some("1"));
+    assert_eq!(next.value.as_deref(), Some("2"), "the next program must run normally");
+    outcome
+}
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel_or_time() {
+    let o = contained("def f(x):\n    while True:\n        x += 1", Some("0"));
+    assert!(matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout), "{o:?}");
+}
+
+#[test]
+fn a_memory_bomb_is_out_of_memory() {
+    let o = contained("def f(x):\n    return len(bytearray(8 * 1024 ** 3))", Some("0"));
+    assert!(
+        matches!(o.verdict, Verdict::OutOfMemory | Verdict::Error),
+        "{o:?}"
+    );
+    if o.verdict == Verdict::Error {
+        assert_eq!(o.error_type.as_deref(), Some("MemoryError"), "{o:?}");
+    }
+}
+
+#[test]
+fn string_doubling_is_stopped_by_the_memory_cap() {
+    let o = contained("def f(x):\n    s = 'a'\n    while True:\n        s = s + s", Some("0"));
+    assert!(
+        matches!(o.verdict, Verdict::OutOfMemory | Verdict::Error | Verdict::OutOfFuel),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn unbounded_recursion_is_a_recursion_error() {
+    let o = contained("def f(x):\n    return f(x + 1)", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+    assert_eq!(o.error_type.as_deref(), Some("RecursionError"), "{o:?}");
+}
+
+#[test]
+fn raising_the_recursion_limit_still_ends_cleanly() {
+    let o = contained(
+        "import sys\nsys.setrecursionlimit(10**6)\ndef f(x):\n    return f(x + 1)",
+        Some("0"),
+    );
+    assert_ne!(o.verdict, Verdict::Ok, "{o:?}");
+}
+
+#[test]
+fn reading_a_host_file_fails() {
+    let o = contained("def f(x):\n    return open('/etc/passwd').read()", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+    let o = contained(
+        "import io\ndef f(x):\n    return io.FileIO('/etc/hostname').read()",
+        Some("0"),
+    );
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+}
+
+#[test]
+fn listing_a_host_directory_fails() {
+    let o = contained("import os\ndef f(x):\n    return os.listdir('/')", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+    assert_eq!(o.error_type.as_deref(), Some("PermissionError"), "{o:?}");
+}
+
+#[test]
+fn starting_a_process_fails() {
+    let o = contained("import os\ndef f(x):\n    return os.system('touch /tmp/azr-pwned')", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+    assert!(!std::path::Path::new("/tmp/azr-pwned").exists());
+    let o = contained("import subprocess\ndef f(x):\n    return subprocess.run(['id'])", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+}
+
+#[test]
+fn the_host_environment_is_invisible() {
+    let o = contained("import os\ndef f(x):\n    return dict(os.environ)", Some("0"));
+    assert_eq!(o.value.as_deref(), Some("{}"), "{o:?}");
+}
+
+#[test]
+fn a_socket_connection_fails() {
+    let o = contained(
+        "import socket\ndef f(x):\n    s = socket.socket()\n    s.connect(('127.0.0.1', 22))\n    return 'connected'",
+        Some("0"),
+    );
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+}
+
+#[test]
+fn walking_subclasses_finds_nothing_that_reaches_the_host() {
+    let program = "def f(x):\n    found = []\n    for c in ().__class__.__base__.__subclasses__():\n        name = c.__name__\n        if name in ('FileIO', 'Popen', 'socket', 'BuiltinImporter'):\n            found.append(name)\n            try:\n                if name == 'FileIO':\n                    c('/etc/passwd').read()\n                    return 'read a host file'\n            except Exception:\n                pass\n    return 'contained'";
+    let o = contained(program, Some("0"));
+    assert_eq!(o.value.as_deref(), Some("'contained'"), "{o:?}");
+}
+
+#[test]
+fn a_huge_power_is_stopped() {
+    let o = contained("def f(x):\n    return len(str(10 ** 10 ** 10))", Some("0"));
+    assert_ne!(o.verdict, Verdict::Ok, "{o:?}");
+}
+
+#[test]
+fn a_catastrophic_regex_is_stopped() {
+    let o = contained(
+        "import re\ndef f(x):\n    return re.match('(a+)+$', 'a' * 64 + 'b')",
+        Some("0"),
+    );
+    assert!(matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout), "{o:?}");
+}
+
+#[test]
+fn a_print_bomb_hits_the_output_limit() {
+    let o = contained("def f(x):\n    while True:\n        print('x' * 1000)", Some("0"));
+    assert_eq!(o.verdict, Verdict::OutputLimit, "{o:?}");
+    assert!(o.stdout.len() <= 65536);
+}
+
+#[test]
+fn catching_the_output_limit_does_not_escape_it() {
+    let o = contained(
+        "def f(x):\n    for i in range(10**5):\n        try:\n            print('y' * 1000)\n        except BaseException:\n            pass\n    return 1",
+        Some("0"),
+    );
+    assert_eq!(o.verdict, Verdict::OutputLimit, "{o:?}");
+}
+
+#[test]
+fn host_memory_stays_bounded_over_many_hostile_programs() {
+    let bombs = [
+        "def f(x):\n    return len(bytearray(8 * 1024 ** 3))",
+        "def f(x):\n    s = 'a'\n    while True:\n        s = s + s",
+        "def f(x):\n    return [0] * (10 ** 7)",
+    ];
+    // Warm up: the first runs map the pool's slots.
+    for bomb in bombs {
+        run(bomb, Some("0"));
+    }
+    let before = resident_kib();
+    for _ in 0..5 {
+        for bomb in bombs {
+            run(bomb, Some("0"));
+        }
+    }
+    let after = resident_kib();
+    assert!(
+        after < before + 256 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+}

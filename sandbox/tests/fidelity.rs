@@ -1,0 +1,140 @@
+//! Does the sandbox agree with CPython on real AZR programs?
+//!
+//! Every input of every record of both seed files runs through the sandbox and through
+//! CPython (computed now, by `cpython_reference.py`). They agree when both give the same
+//! `repr`, or both fail. Records whose CPython answer changes with `PYTHONHASHSEED` are set
+//! apart (counted, not judged). Every disagreement is printed.
+
+mod common;
+
+use std::{collections::HashMap, process::Command};
+
+use azr_sandbox::{Item, Rules, Verdict};
+use serde::Deserialize;
+
+#[derive(Deserialize, Clone)]
+struct Reference {
+    file: String,
+    line: usize,
+    index: usize,
+    ok: bool,
+    value: Option<String>,
+    error: Option<String>,
+}
+
+fn cpython(files: &[String], hash_seed: &str) -> Vec<Reference> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cpython_reference.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(files)
+        .env("PYTHONHASHSEED", hash_seed)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "cpython_reference.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("reference JSON")
+}
+
+#[test]
+fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
+    let dir = common::seeds_dir();
+    let files: Vec<String> = ["7b_seed_io.jsonl", "7b_code_f_seed_io.jsonl"]
+        .iter()
+        .map(|f| dir.join(f).to_string_lossy().into_owned())
+        .collect();
+    for f in &files {
+        assert!(
+            std::path::Path::new(f).exists(),
+            "{f} is missing: the tests need ../shared beside the repository"
+        );
+    }
+    let reference = cpython(&files, "0");
+    let other_seeds: Vec<Vec<Reference>> = ["1", "2", "3"].iter().map(|s| cpython(&files, s)).collect();
+
+    // The same (file, line, index) order, as items for the sandbox.
+    let mut records: HashMap<(String, usize), serde_json::Value> = HashMap::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("seed file");
+        for (n, line) in text.lines().enumerate() {
+            if !line.trim().is_empty() {
+                records.insert((f.clone(), n + 1), serde_json::from_str(line).expect("JSON"));
+            }
+        }
+    }
+    let items: Vec<Item> = reference
+        .iter()
+        .map(|r| {
+            let rec = &records[&(r.file.clone(), r.line)];
+            let input = match rec.get("input") {
+                Some(i) => i.as_str().unwrap_or_default().to_owned(),
+                None => rec["inputs"][r.index].as_str().unwrap_or_default().to_owned(),
+            };
+            Item::Run {
+                program: rec["snippet"].as_str().unwrap_or_default().to_owned(),
+                imports: rec["imports"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                input: Some(input),
+            }
+        })
+        .collect();
+    let limits = azr_sandbox::Limits::default();
+    let outcomes = common::sandbox().run(items, &limits, &Rules::default());
+    assert_eq!(outcomes.len(), reference.len());
+
+    let mut judged = 0usize;
+    let mut agreed = 0usize;
+    let mut hash_dependent = 0usize;
+    let mut disagreements = Vec::new();
+    for (i, (r, o)) in reference.iter().zip(&outcomes).enumerate() {
+        if other_seeds.iter().any(|s| s[i].ok != r.ok || s[i].value != r.value) {
+            hash_dependent += 1;
+            continue;
+        }
+        judged += 1;
+        let sandbox_ok = o.verdict == Verdict::Ok;
+        let agree = match (r.ok, sandbox_ok) {
+            (true, true) => r.value == o.value,
+            (false, false) => true,
+            _ => false,
+        };
+        if agree {
+            agreed += 1;
+        } else {
+            let name = std::path::Path::new(&r.file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            disagreements.push(format!(
+                "{name}:{} input {}: CPython {} | sandbox {}",
+                r.line,
+                r.index,
+                if r.ok {
+                    r.value.clone().unwrap_or_default()
+                } else {
+                    r.error.clone().unwrap_or_default()
+                },
+                if sandbox_ok {
+                    o.value.clone().unwrap_or_default()
+                } else {
+                    o.error_line().unwrap_or_default()
+                },
+            ));
+        }
+    }
+    let rate = agreed as f64 / judged.max(1) as f64;
+    println!(
+        "fidelity: {agreed}/{judged} agree ({:.2}%), {hash_dependent} hash-dependent set apart, {} disagreements:",
+        rate * 100.0,
+        disagreements.len()
+    );
+    for d in &disagreements {
+        let short: String = d.chars().take(400).collect();
+        println!("  {short}");
+    }
+    assert!(rate >= 0.995, "agreement {:.2}% is below 99.5%", rate * 100.0);
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a part of the project needs, once.
+#   guest   Debian's Rust (rustc-web) with std sources, wasi-libc and wasm-ld, for the guest
+#   daemon  systemd (for `systemd-analyze verify` in the tests)
+set -euo pipefail
+want=()
+case "${1:-all}" in
+  guest) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16) ;;
+  daemon) want=(systemd) ;;
+  all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 protobuf-compiler) ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
+echo "installing Debian packages: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
