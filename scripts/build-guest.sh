@@ -28,7 +28,20 @@ if [[ -s "$out" ]]; then
   exit 0
 fi
 
+# One build at a time (cargo's build script and the set-up script may race).
+mkdir -p "$cache"
+exec 9>"$cache/guest.lock"
+flock 9
+if [[ -s "$out" ]]; then
+  echo "$out"
+  exit 0
+fi
+
 echo "building the wasm guest (cold: ~13 min on 2 cores) ..." >&2
+# When cargo runs this from a build script, its own settings are in the environment; the
+# guest build must not inherit them (CARGO_ENCODED_RUSTFLAGS would override RUSTFLAGS).
+unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_MAKEFLAGS MAKEFLAGS MFLAGS \
+      RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_TARGET RUSTUP_TOOLCHAIN
 export CARGO_TARGET_DIR="$cache/guest-target"
 export RUSTC_BOOTSTRAP=1
 export RUSTC=/usr/bin/rustc

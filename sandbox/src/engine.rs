@@ -19,7 +19,7 @@ use std::{
 
 use serde::Serialize;
 use wasmtime::{
-    Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    AsContextMut, Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -347,7 +347,7 @@ fn item_start(mut caller: Caller<'_, HostState>, index: u32) {
         (state.fuel, state.deadline_ticks)
     };
     let _ = caller.set_fuel(fuel);
-    caller.set_epoch_deadline(ticks);
+    caller.as_context_mut().set_epoch_deadline(ticks);
 }
 
 fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime::Result<()> {

@@ -79,10 +79,10 @@ fn cache_path(engine: &Engine, cache_dir: &Path) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let engine_hash = hasher.finish();
-    cache_dir.join("snapshot").join(format!(
-        "guest-{GUEST_KEY}-wasmtime-{}-{engine_hash:016x}.cwasm",
-        wasmtime::VERSION
-    ))
+    // The compatibility hash covers the wasmtime version and every compiled-code setting.
+    cache_dir
+        .join("snapshot")
+        .join(format!("guest-{GUEST_KEY}-engine-{engine_hash:016x}.cwasm"))
 }
 
 /// Runs the guest's `azr_init` under wizer and returns the snapshotted module bytes.

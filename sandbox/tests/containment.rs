@@ -3,21 +3,20 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azr_sandbox::Verdict;
 use common::{run, tight};
 
 /// Runs a hostile program, then a normal one, and returns the hostile one's outcome.
+///
+/// The time asserted is the item's own (tests share two workers, so wall time includes
+/// waiting behind other tests' programs).
 fn contained(program: &str, input: Option<&str>) -> azr_sandbox::Outcome {
-    let started = Instant::now();
     let outcome = run(program, input);
-    let limit = Duration::from_millis(tight().timeout_ms) + Duration::from_secs(3);
-    assert!(
-        started.elapsed() < limit,
-        "took {:?} (limit {limit:?}): {outcome:?}",
-        started.elapsed()
-    );
+    let took = Duration::from_micros(outcome.micros);
+    let limit = Duration::from_millis(tight().timeout_ms) + Duration::from_secs(1);
+    assert!(took < limit, "took {took:?} (limit {limit:?}): {outcome:?}");
     let next = run("def f(x):\n    return x + 1", Some("1"));
     assert_eq!(next.value.as_deref(), Some("2"), "the next program must run normally");
     outcome
@@ -41,15 +40,28 @@ fn an_infinite_loop_runs_out_of_fuel_or_time() {
 }
 
 #[test]
-fn a_memory_bomb_is_out_of_memory() {
+fn a_memory_bomb_is_refused() {
+    // The guest is a 32-bit platform: 8 GiB is not even an index there (CPython on 32-bit
+    // raises the same OverflowError); 1 GiB is an index but over the memory cap.
     let o = contained("def f(x):\n    return len(bytearray(8 * 1024 ** 3))", Some("0"));
+    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
     assert!(
-        matches!(o.verdict, Verdict::OutOfMemory | Verdict::Error),
+        matches!(o.error_type.as_deref(), Some("OverflowError" | "MemoryError")),
         "{o:?}"
     );
-    if o.verdict == Verdict::Error {
-        assert_eq!(o.error_type.as_deref(), Some("MemoryError"), "{o:?}");
-    }
+    let o = contained("def f(x):\n    return len(bytearray(1024 ** 3))", Some("0"));
+    let memory_error = o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
+    assert!(memory_error || o.verdict == Verdict::OutOfMemory, "{o:?}");
+}
+
+#[test]
+fn growing_a_list_past_the_cap_is_out_of_memory() {
+    let o = contained(
+        "def f(x):\n    xs = []\n    while True:\n        xs.append(bytearray(10 ** 6))",
+        Some("0"),
+    );
+    let memory_error = o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
+    assert!(memory_error || o.verdict == Verdict::OutOfMemory, "{o:?}");
 }
 
 #[test]
@@ -151,7 +163,7 @@ fn a_print_bomb_hits_the_output_limit() {
 #[test]
 fn catching_the_output_limit_does_not_escape_it() {
     let o = contained(
-        "def f(x):\n    for i in range(10**5):\n        try:\n            print('y' * 1000)\n        except BaseException:\n            pass\n    return 1",
+        "def f(x):\n    for i in range(200):\n        try:\n            print('y' * 1000)\n        except BaseException:\n            pass\n    return 1",
         Some("0"),
     );
     assert_eq!(o.verdict, Verdict::OutputLimit, "{o:?}");

@@ -84,7 +84,8 @@ fn inputs_that_are_more_than_an_argument_list_are_refused() {
 fn a_python_exception_is_an_error_verdict_with_type_and_message() {
     let o = run("def f(x):\n    return 1 // x", Some("0"));
     assert_eq!(o.verdict, Verdict::Error);
-    assert_eq!(o.error_line().as_deref(), Some("ZeroDivisionError: integer division or modulo by zero"));
+    assert_eq!(o.error_type.as_deref(), Some("ZeroDivisionError"));
+    assert!(o.error_line().is_some_and(|l| l.starts_with("ZeroDivisionError: ")));
 }
 
 #[test]

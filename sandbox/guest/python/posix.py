@@ -41,10 +41,14 @@ for _name in (
     "scandir", "set_blocking", "set_inheritable", "setegid", "seteuid", "setgid", "setsid",
     "setuid", "spawnv", "stat", "statvfs", "symlink", "system", "truncate", "umask",
     "unlink", "unsetenv", "utime", "wait", "waitpid", "write", "posix_spawn", "sendfile",
-    "ttyname", "sync", "times", "get_terminal_size", "register_at_fork", "abort", "_exit",
+    "ttyname", "sync", "times", "get_terminal_size", "abort", "_exit",
 ):
     globals()[_name] = _denied
 del _name
+
+
+def register_at_fork(*, before=None, after_in_child=None, after_in_parent=None):
+    """Accepted and ignored: the guest never forks (`random` registers a reseed hook)."""
 
 
 def getcwd():
@@ -118,3 +122,23 @@ class uname_result(tuple):
 
 def uname():
     return uname_result(("wasi", "azr-sandbox", "0", "0", "wasm32"))
+
+
+def _lock_down_files():
+    """Make `open` fail as CPython does when access is denied.
+
+    Without the host environment RustPython has no `FileIO`, and `open` fails with
+    `UnsupportedOperation`; programs written for CPython expect an `OSError` subclass.
+    Called once by the guest's start-up code.
+    """
+    import builtins
+    import io
+
+    def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
+             closefd=True, opener=None):
+        raise PermissionError(
+            _errno.EACCES, "Permission denied (azr-sandbox: no filesystem)", file
+        )
+
+    builtins.open = open
+    io.open = open

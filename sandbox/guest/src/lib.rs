@@ -37,6 +37,8 @@ const PRELOAD: &str = "\
 import collections, itertools, math, re, functools, heapq, string, operator, bisect, copy
 import typing, json, fractions, decimal, statistics, dataclasses, random, enum, array, struct
 import unicodedata, base64, textwrap, cmath, abc, contextlib, os
+import posix
+posix._lock_down_files()
 ";
 
 const POSIX_SHIM: &str = include_str!("../python/posix.py");
@@ -96,6 +98,19 @@ fn describe(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     format!("{name}: {message}")
 }
 
+/// The whole Python traceback, for failures of the guest's own start-up code.
+fn traceback(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    let formatted = vm.import("traceback", 0).and_then(|tb| {
+        let lines = vm.call_method(&tb, "format_exception", (exc.clone(),))?;
+        let joined = vm.ctx.new_str("").as_object().to_owned();
+        vm.call_method(&joined, "join", (lines,))?.str(vm)
+    });
+    match formatted {
+        Ok(text) => text.to_string_lossy().into_owned(),
+        Err(_) => describe(vm, exc),
+    }
+}
+
 fn build() -> Result<Guest, String> {
     let mut settings = Settings::default();
     // PYTHONHASHSEED=0: str/bytes hashes, and so set and dict iteration orders, are the same
@@ -143,7 +158,7 @@ fn build() -> Result<Guest, String> {
             dispatch,
         }),
         Err(exc) => {
-            let message = interpreter.enter(|vm| describe(vm, &exc));
+            let message = interpreter.enter(|vm| traceback(vm, &exc));
             Err(message)
         }
     }
