@@ -11,11 +11,22 @@ use sha2::{Digest, Sha256};
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("sandbox/ sits in the workspace root");
-    for path in ["guest/src", "guest/python", "guest/Cargo.toml", "guest/Cargo.lock", "guest/build.rs"] {
+    let root = manifest
+        .parent()
+        .expect("sandbox/ sits in the workspace root");
+    for path in [
+        "guest/src",
+        "guest/python",
+        "guest/Cargo.toml",
+        "guest/Cargo.lock",
+        "guest/build.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", manifest.join(path).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("scripts/build-guest.sh").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("scripts/build-guest.sh").display()
+    );
     println!("cargo:rerun-if-env-changed=AZR_GUEST_WASM");
 
     let wasm = match env::var("AZR_GUEST_WASM") {
@@ -37,8 +48,8 @@ fn main() {
             PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
         }
     };
-    let bytes = fs::read(&wasm)
-        .unwrap_or_else(|e| panic!("reading the guest {}: {e}", wasm.display()));
+    let bytes =
+        fs::read(&wasm).unwrap_or_else(|e| panic!("reading the guest {}: {e}", wasm.display()));
     let digest = Sha256::digest(&bytes);
     let key: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     println!("cargo:rerun-if-changed={}", wasm.display());

@@ -13,11 +13,16 @@ set -euo pipefail
 version=2.11.0
 cuda_runtime=13.0.96
 cuda_cupti=13.0.85
-cache="${AZR_CACHE:-$HOME/.cache/azr-rs}"
+cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
 dest="$cache/libtorch-$version"
 python="${PYTHON:-python3}"
 
+root=$(cd "$(dirname "$0")/.." && pwd)
+# `.cargo/config.toml` points LIBTORCH at this link, so a plain `cargo build` finds libtorch.
+link_into_repo() { ln -sfn "$dest" "$root/.libtorch"; }
+
 if [[ -f "$dest/.complete" ]]; then
+  link_into_repo
   echo "$dest"
   exit 0
 fi
@@ -77,4 +82,5 @@ touch "$stage/.complete"
 
 rm -rf "$dest"
 mv "$stage" "$dest"
+link_into_repo
 echo "$dest"

@@ -7,7 +7,7 @@
 # Idempotent: present files are reused; the Qwen file's sha256 is checked every time.
 set -euo pipefail
 
-cache="${AZR_CACHE:-$HOME/.cache/azr-rs}"
+cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
 models="$cache/models"
 python="${PYTHON:-python3}"
 qwen="$models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"

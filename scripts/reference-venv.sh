@@ -7,7 +7,7 @@
 # Idempotent: a finished venv is reused (a second run takes well under a second).
 set -euo pipefail
 
-cache="${AZR_CACHE:-$HOME/.cache/azr-rs}"
+cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
 venv="$cache/venv-torch-2.11"
 python="${PYTHON:-python3}"
 

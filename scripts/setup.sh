@@ -13,9 +13,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 guest=$(bash "$root/scripts/build-guest.sh")
 echo "guest: $guest" >&2
 
-cargo build --release --locked -p azr-sandbox
+LIBTORCH=$(bash "$root/scripts/libtorch.sh" | tail -n1)
+export LIBTORCH
+bash "$root/scripts/models.sh" >&2
+
+cargo build --release --locked -p azr-sandbox -p azr-trainer
 bin="$CARGO_TARGET_DIR/release/azr-sandbox"
-echo "installed: $bin" >&2
+echo "installed: $bin $CARGO_TARGET_DIR/release/azr-trainer" >&2
 
 seeds="${AZR_SEEDS:-$root/../shared/data/azr-seeds/7b_seed_io.jsonl}"
 out="$cache/eval-7b_seed_io.jsonl"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what the tests need first (idempotent and cached):
-# Debian packages for the guest, the wasm guest itself, then `cargo test` on the workspace
-# (real guest, real wasmtime, CPython for the fidelity baseline).
+# Debian packages for the guest, the wasm guest, libtorch 2.11, the two GGUF models and the
+# transformers reference venv (for the trainer's parity tests), then `cargo test` on the
+# workspace: real guest, real wasmtime, real libtorch, CPython and transformers as baselines.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
@@ -10,5 +11,9 @@ cd "$root"
 
 "$root/scripts/apt-deps.sh" guest
 bash "$root/scripts/build-guest.sh" >/dev/null
+LIBTORCH=$(bash "$root/scripts/libtorch.sh" | tail -n1)
+export LIBTORCH
+bash "$root/scripts/models.sh" >/dev/null
+bash "$root/scripts/reference-venv.sh" >/dev/null
 
 cargo test --workspace --locked --no-fail-fast "$@"

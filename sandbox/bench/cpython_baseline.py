@@ -11,6 +11,7 @@ Prints one JSON line per round: {"seconds": ..., "programs": ..., "tasks": ...}.
 No isolation of any kind: this is the speed a bare interpreter reaches, not a sandbox.
 """
 
+import io
 import json
 import multiprocessing
 import subprocess
@@ -53,6 +54,8 @@ def check_abduction(snippet, imports, gold, answer):
 
 
 def task(args):
+    # Programs print; capture it per task, as the sandbox does.
+    sys.stdout = io.StringIO()
     kind = args[0]
     if kind == "v":
         return validate(*args[1:])

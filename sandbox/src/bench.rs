@@ -65,12 +65,20 @@ fn load_seeds(path: &PathBuf) -> Result<Vec<Seed>> {
         let (Some(snippet), Some(input), Some(output)) =
             (field("snippet"), field("input"), field("output"))
         else {
-            bail!("{}:{}: needs snippet, input and output", path.display(), n + 1);
+            bail!(
+                "{}:{}: needs snippet, input and output",
+                path.display(),
+                n + 1
+            );
         };
         let imports = v
             .get("imports")
             .and_then(|x| x.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         seeds.push(Seed {
             snippet,
@@ -201,6 +209,17 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
     );
     let ok = warm.iter().filter(|o| o.verdict == Verdict::Ok).count();
     eprintln!("bench: validation: {ok}/{} programs valid", warm.len());
+    let mut micros: Vec<u64> = warm.iter().map(|o| o.micros).collect();
+    micros.sort_unstable();
+    let total: u64 = micros.iter().sum();
+    let top: u64 = micros.iter().rev().take(micros.len() / 20).sum();
+    eprintln!(
+        "bench: validation time per program: p50 {} µs, p90 {} µs, max {} µs; the slowest 5% take {:.0}% of the total",
+        micros.get(micros.len() / 2).copied().unwrap_or(0),
+        micros.get(micros.len() * 9 / 10).copied().unwrap_or(0),
+        micros.last().copied().unwrap_or(0),
+        100.0 * top as f64 / total.max(1) as f64
+    );
 
     let v_rate = median(
         (0..args.rounds)
@@ -220,21 +239,29 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
         input: Some("1".into()),
     }];
     let mut latencies = Vec::with_capacity(args.latency_calls);
+    let faults_before = minor_faults();
     for _ in 0..args.latency_calls {
         let t = Instant::now();
         sandbox.run(trivial.clone(), &config.limits, &config.rules);
         latencies.push(t.elapsed());
     }
+    let faults = minor_faults().saturating_sub(faults_before) / args.latency_calls.max(1) as u64;
     latencies.sort();
     let p50 = percentile(&latencies, 0.5);
     let p99 = percentile(&latencies, 0.99);
 
     let mut out = std::io::stdout().lock();
-    writeln!(out, "workload V (validation, programs/s): sandbox {v_rate:.0}")?;
-    writeln!(out, "workload S (validation + 8 deduction + 8 abduction, programs/s): sandbox {s_rate:.0}")?;
     writeln!(
         out,
-        "trivial program latency (in-process, through the worker pool): p50 {:.3} ms, p99 {:.3} ms",
+        "workload V (validation, programs/s): sandbox {v_rate:.0}"
+    )?;
+    writeln!(
+        out,
+        "workload S (validation + 8 deduction + 8 abduction, programs/s): sandbox {s_rate:.0}"
+    )?;
+    writeln!(
+        out,
+        "trivial program latency (in-process, through the worker pool): p50 {:.3} ms, p99 {:.3} ms, {faults} page faults per call",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3
     )?;
@@ -250,13 +277,34 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
     let b_s = baseline(args, &script, "pool", "S", workers)?;
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(out, "baselines ({workers} workers, same run):")?;
-    writeln!(out, "  (a) python3 subprocess per program, V: {a:.0} programs/s")?;
-    writeln!(out, "  (b) warm CPython pool, exec per task, V: {b_v:.0} programs/s")?;
-    writeln!(out, "  (b) warm CPython pool, one task per check, S: {b_s:.0} programs/s")?;
+    writeln!(
+        out,
+        "  (a) python3 subprocess per program, V: {a:.0} programs/s"
+    )?;
+    writeln!(
+        out,
+        "  (b) warm CPython pool, exec per task, V: {b_v:.0} programs/s"
+    )?;
+    writeln!(
+        out,
+        "  (b) warm CPython pool, one task per check, S: {b_s:.0} programs/s"
+    )?;
     writeln!(out, "ratios:")?;
-    writeln!(out, "  V: sandbox / (a) = {:.1}x   (goal >= 20x)", v_rate / a)?;
-    writeln!(out, "  V: sandbox / (b) = {:.2}x   (goal >= 1x)", v_rate / b_v)?;
-    writeln!(out, "  S: sandbox / (b) = {:.2}x   (goal >= 3x)", s_rate / b_s)?;
+    writeln!(
+        out,
+        "  V: sandbox / (a) = {:.1}x   (goal >= 20x)",
+        v_rate / a
+    )?;
+    writeln!(
+        out,
+        "  V: sandbox / (b) = {:.2}x   (goal >= 1x)",
+        v_rate / b_v
+    )?;
+    writeln!(
+        out,
+        "  S: sandbox / (b) = {:.2}x   (goal >= 3x)",
+        s_rate / b_s
+    )?;
     Ok(())
 }
 
@@ -266,4 +314,15 @@ fn v_batches_item(s: &Seed) -> Vec<Item> {
         imports: s.imports.clone(),
         input: s.input.clone(),
     }]
+}
+
+/// Minor page faults of this process so far (field 10 of /proc/self/stat).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after_name = s.rsplit_once(')')?.1;
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

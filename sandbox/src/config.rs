@@ -45,9 +45,8 @@ impl SandboxConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SandboxError::InvalidRequest(format!("reading config {}: {e}", path.display()))
         })?;
-        toml::from_str(&text).map_err(|e| {
-            SandboxError::InvalidRequest(format!("config {}: {e}", path.display()))
-        })
+        toml::from_str(&text)
+            .map_err(|e| SandboxError::InvalidRequest(format!("config {}: {e}", path.display())))
     }
 
     pub fn workers(&self) -> usize {

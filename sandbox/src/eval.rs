@@ -44,10 +44,16 @@ fn string_list(value: Option<Value>, field: &str) -> Result<Vec<String>, String>
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => Ok(s),
-                other => Err(format!("`{field}[{i}]` must be a string, not {}", kind(&other))),
+                other => Err(format!(
+                    "`{field}[{i}]` must be a string, not {}",
+                    kind(&other)
+                )),
             })
             .collect(),
-        Some(other) => Err(format!("`{field}` must be a list of strings, not {}", kind(&other))),
+        Some(other) => Err(format!(
+            "`{field}` must be a list of strings, not {}",
+            kind(&other)
+        )),
     }
 }
 
@@ -133,8 +139,9 @@ mod tests {
 
     #[test]
     fn a_seed_record_becomes_one_run_item() {
-        let r = parse_record(r#"{"snippet": "def f(a):\n    return a", "input": "1", "imports": []}"#)
-            .expect("valid");
+        let r =
+            parse_record(r#"{"snippet": "def f(a):\n    return a", "input": "1", "imports": []}"#)
+                .expect("valid");
         assert_eq!(r.items().len(), 1);
     }
 

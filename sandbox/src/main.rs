@@ -22,7 +22,11 @@ use clap::{Parser, Subcommand};
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "azr-sandbox", version, about = "Run model-written Python in a wasm sandbox")]
+#[command(
+    name = "azr-sandbox",
+    version,
+    about = "Run model-written Python in a wasm sandbox"
+)]
 struct Cli {
     /// Configuration file (TOML; see policies/sandbox.toml for every field and default).
     #[arg(long, global = true)]
@@ -82,6 +86,15 @@ fn main() {
         .with_writer(io::stderr)
         .init();
     if let Err(error) = real_main() {
+        // A closed pipe (`azr-sandbox eval ... | head`) is the reader's choice, not a failure.
+        let broken_pipe = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("azr-sandbox: {error:#}");
         std::process::exit(1);
     }
@@ -161,7 +174,8 @@ fn eval_command(
         for line in lines.by_ref().take(chunk) {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
             let expected = expected_output(&line);
-            let parsed = eval::parse_record(&line).map(|r| if validate { to_validation(r) } else { r });
+            let parsed =
+                eval::parse_record(&line).map(|r| if validate { to_validation(r) } else { r });
             records.push((parsed, expected));
         }
         if records.is_empty() {
@@ -322,8 +336,9 @@ fn run_command(
             io::stdin().read_to_string(&mut s)?;
             s
         }
-        (Some(path), None) => std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?,
+        (Some(path), None) => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
         (None, None) => bail!("give the program with --code TEXT or --file PATH"),
     };
     let item = match (input, validate) {

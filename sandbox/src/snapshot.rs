@@ -34,7 +34,9 @@ pub fn load(engine: &Engine, cache_dir: &Path) -> Result<Module, SandboxError> {
         // directory that only this user writes; wasmtime still checks its header.
         match unsafe { Module::deserialize_file(engine, &path) } {
             Ok(module) => return Ok(module),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cached snapshot unusable; rebuilding"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cached snapshot unusable; rebuilding")
+            }
         }
     }
     let dir = path.parent().unwrap_or(cache_dir);
@@ -42,7 +44,8 @@ pub fn load(engine: &Engine, cache_dir: &Path) -> Result<Module, SandboxError> {
     // One process makes the snapshot; others wait for it instead of repeating a minute of work.
     let lock_path = path.with_extension("lock");
     let lock = File::create(&lock_path).map_err(|e| SandboxError::cache(&lock_path, e))?;
-    lock.lock().map_err(|e| SandboxError::cache(&lock_path, e))?;
+    lock.lock()
+        .map_err(|e| SandboxError::cache(&lock_path, e))?;
     if path.exists()
         && let Ok(module) = unsafe { Module::deserialize_file(engine, &path) }
     {

@@ -18,7 +18,11 @@ fn contained(program: &str, input: Option<&str>) -> azr_sandbox::Outcome {
     let limit = Duration::from_millis(tight().timeout_ms) + Duration::from_secs(1);
     assert!(took < limit, "took {took:?} (limit {limit:?}): {outcome:?}");
     let next = run("def f(x):\n    return x + 1", Some("1"));
-    assert_eq!(next.value.as_deref(), Some("2"), "the next program must run normally");
+    assert_eq!(
+        next.value.as_deref(),
+        Some("2"),
+        "the next program must run normally"
+    );
     outcome
 }
 
@@ -36,21 +40,31 @@ fn resident_kib() -> u64 {
 #[test]
 fn an_infinite_loop_runs_out_of_fuel_or_time() {
     let o = contained("def f(x):\n    while True:\n        x += 1", Some("0"));
-    assert!(matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout), "{o:?}");
+    assert!(
+        matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout),
+        "{o:?}"
+    );
 }
 
 #[test]
 fn a_memory_bomb_is_refused() {
     // The guest is a 32-bit platform: 8 GiB is not even an index there (CPython on 32-bit
     // raises the same OverflowError); 1 GiB is an index but over the memory cap.
-    let o = contained("def f(x):\n    return len(bytearray(8 * 1024 ** 3))", Some("0"));
+    let o = contained(
+        "def f(x):\n    return len(bytearray(8 * 1024 ** 3))",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::Error, "{o:?}");
     assert!(
-        matches!(o.error_type.as_deref(), Some("OverflowError" | "MemoryError")),
+        matches!(
+            o.error_type.as_deref(),
+            Some("OverflowError" | "MemoryError")
+        ),
         "{o:?}"
     );
     let o = contained("def f(x):\n    return len(bytearray(1024 ** 3))", Some("0"));
-    let memory_error = o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
+    let memory_error =
+        o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
     assert!(memory_error || o.verdict == Verdict::OutOfMemory, "{o:?}");
 }
 
@@ -60,15 +74,22 @@ fn growing_a_list_past_the_cap_is_out_of_memory() {
         "def f(x):\n    xs = []\n    while True:\n        xs.append(bytearray(10 ** 6))",
         Some("0"),
     );
-    let memory_error = o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
+    let memory_error =
+        o.verdict == Verdict::Error && o.error_type.as_deref() == Some("MemoryError");
     assert!(memory_error || o.verdict == Verdict::OutOfMemory, "{o:?}");
 }
 
 #[test]
 fn string_doubling_is_stopped_by_the_memory_cap() {
-    let o = contained("def f(x):\n    s = 'a'\n    while True:\n        s = s + s", Some("0"));
+    let o = contained(
+        "def f(x):\n    s = 'a'\n    while True:\n        s = s + s",
+        Some("0"),
+    );
     assert!(
-        matches!(o.verdict, Verdict::OutOfMemory | Verdict::Error | Verdict::OutOfFuel),
+        matches!(
+            o.verdict,
+            Verdict::OutOfMemory | Verdict::Error | Verdict::OutOfFuel
+        ),
         "{o:?}"
     );
 }
@@ -91,7 +112,10 @@ fn raising_the_recursion_limit_still_ends_cleanly() {
 
 #[test]
 fn reading_a_host_file_fails() {
-    let o = contained("def f(x):\n    return open('/etc/passwd').read()", Some("0"));
+    let o = contained(
+        "def f(x):\n    return open('/etc/passwd').read()",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::Error, "{o:?}");
     let o = contained(
         "import io\ndef f(x):\n    return io.FileIO('/etc/hostname').read()",
@@ -102,23 +126,35 @@ fn reading_a_host_file_fails() {
 
 #[test]
 fn listing_a_host_directory_fails() {
-    let o = contained("import os\ndef f(x):\n    return os.listdir('/')", Some("0"));
+    let o = contained(
+        "import os\ndef f(x):\n    return os.listdir('/')",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::Error, "{o:?}");
     assert_eq!(o.error_type.as_deref(), Some("PermissionError"), "{o:?}");
 }
 
 #[test]
 fn starting_a_process_fails() {
-    let o = contained("import os\ndef f(x):\n    return os.system('touch /tmp/azr-pwned')", Some("0"));
+    let o = contained(
+        "import os\ndef f(x):\n    return os.system('touch /tmp/azr-pwned')",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::Error, "{o:?}");
     assert!(!std::path::Path::new("/tmp/azr-pwned").exists());
-    let o = contained("import subprocess\ndef f(x):\n    return subprocess.run(['id'])", Some("0"));
+    let o = contained(
+        "import subprocess\ndef f(x):\n    return subprocess.run(['id'])",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::Error, "{o:?}");
 }
 
 #[test]
 fn the_host_environment_is_invisible() {
-    let o = contained("import os\ndef f(x):\n    return dict(os.environ)", Some("0"));
+    let o = contained(
+        "import os\ndef f(x):\n    return dict(os.environ)",
+        Some("0"),
+    );
     assert_eq!(o.value.as_deref(), Some("{}"), "{o:?}");
 }
 
@@ -150,12 +186,18 @@ fn a_catastrophic_regex_is_stopped() {
         "import re\ndef f(x):\n    return re.match('(a+)+$', 'a' * 64 + 'b')",
         Some("0"),
     );
-    assert!(matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout), "{o:?}");
+    assert!(
+        matches!(o.verdict, Verdict::OutOfFuel | Verdict::Timeout),
+        "{o:?}"
+    );
 }
 
 #[test]
 fn a_print_bomb_hits_the_output_limit() {
-    let o = contained("def f(x):\n    while True:\n        print('x' * 1000)", Some("0"));
+    let o = contained(
+        "def f(x):\n    while True:\n        print('x' * 1000)",
+        Some("0"),
+    );
     assert_eq!(o.verdict, Verdict::OutputLimit, "{o:?}");
     assert!(o.stdout.len() <= 65536);
 }

@@ -25,7 +25,8 @@ struct Reference {
 
 fn cpython(files: &[String], hash_seed: &str) -> Vec<Reference> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cpython_reference.py");
-    let scratch = std::env::temp_dir().join(format!("azr-fidelity-{}-{hash_seed}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("azr-fidelity-{}-{hash_seed}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let output = Command::new("python3")
         .arg(script)
@@ -72,7 +73,8 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
         );
     }
     let reference = cpython(&files, "0");
-    let other_seeds: Vec<Vec<Reference>> = ["1", "2", "3"].iter().map(|s| cpython(&files, s)).collect();
+    let other_seeds: Vec<Vec<Reference>> =
+        ["1", "2", "3"].iter().map(|s| cpython(&files, s)).collect();
 
     // The same (file, line, index) order, as items for the sandbox.
     let mut records: HashMap<(String, usize), serde_json::Value> = HashMap::new();
@@ -80,7 +82,10 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
         let text = std::fs::read_to_string(f).expect("seed file");
         for (n, line) in text.lines().enumerate() {
             if !line.trim().is_empty() {
-                records.insert((f.clone(), n + 1), serde_json::from_str(line).expect("JSON"));
+                records.insert(
+                    (f.clone(), n + 1),
+                    serde_json::from_str(line).expect("JSON"),
+                );
             }
         }
     }
@@ -90,13 +95,20 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
             let rec = &records[&(r.file.clone(), r.line)];
             let input = match rec.get("input") {
                 Some(i) => i.as_str().unwrap_or_default().to_owned(),
-                None => rec["inputs"][r.index].as_str().unwrap_or_default().to_owned(),
+                None => rec["inputs"][r.index]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             };
             Item::Run {
                 program: rec["snippet"].as_str().unwrap_or_default().to_owned(),
                 imports: rec["imports"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 input: Some(input),
             }
@@ -116,7 +128,10 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
             third_party += 1;
             continue;
         }
-        if other_seeds.iter().any(|s| s[i].ok != r.ok || s[i].value != r.value) {
+        if other_seeds
+            .iter()
+            .any(|s| s[i].ok != r.ok || s[i].value != r.value)
+        {
             hash_dependent += 1;
             continue;
         }
@@ -163,5 +178,9 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
         let short: String = d.chars().take(400).collect();
         println!("  {short}");
     }
-    assert!(rate >= 0.995, "agreement {:.2}% is below 99.5%", rate * 100.0);
+    assert!(
+        rate >= 0.995,
+        "agreement {:.2}% is below 99.5%",
+        rate * 100.0
+    );
 }

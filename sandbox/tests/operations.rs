@@ -53,9 +53,13 @@ fn validation_bans_raise_only_when_asked() {
         imports: vec![],
         input: "1".into(),
     };
-    let banned = sandbox().run(vec![item.clone()], &tight(), &rules).remove(0);
+    let banned = sandbox()
+        .run(vec![item.clone()], &tight(), &rules)
+        .remove(0);
     assert_eq!(banned.verdict, Verdict::Rejected);
-    let allowed = sandbox().run(vec![item], &tight(), &Rules::default()).remove(0);
+    let allowed = sandbox()
+        .run(vec![item], &tight(), &Rules::default())
+        .remove(0);
     assert_eq!(allowed.verdict, Verdict::Ok);
 }
 
@@ -68,7 +72,10 @@ fn validation_requires_f() {
 
 #[test]
 fn validation_rejects_state_carried_between_two_calls() {
-    let o = validate("def f(x, seen=[]):\n    seen.append(x)\n    return len(seen)", "1");
+    let o = validate(
+        "def f(x, seen=[]):\n    seen.append(x)\n    return len(seen)",
+        "1",
+    );
     assert_eq!(o.verdict, Verdict::Rejected);
     assert_eq!(o.error_type.as_deref(), Some("NonDeterministic"));
 }
@@ -85,7 +92,10 @@ fn a_python_exception_is_an_error_verdict_with_type_and_message() {
     let o = run("def f(x):\n    return 1 // x", Some("0"));
     assert_eq!(o.verdict, Verdict::Error);
     assert_eq!(o.error_type.as_deref(), Some("ZeroDivisionError"));
-    assert!(o.error_line().is_some_and(|l| l.starts_with("ZeroDivisionError: ")));
+    assert!(
+        o.error_line()
+            .is_some_and(|l| l.starts_with("ZeroDivisionError: "))
+    );
 }
 
 #[test]
@@ -97,9 +107,24 @@ fn deduction_passes_an_equal_value_and_fails_a_different_one() {
         gold: "[2, 2]".into(),
         answer: answer.into(),
     };
-    let out = items(vec![check("[2, 2]"), check("[2,2]"), check("(2, 2)"), check("[2, 3]"), check("[2,")]);
+    let out = items(vec![
+        check("[2, 2]"),
+        check("[2,2]"),
+        check("(2, 2)"),
+        check("[2, 3]"),
+        check("[2,"),
+    ]);
     let passed: Vec<_> = out.iter().map(|o| o.passed).collect();
-    assert_eq!(passed, vec![Some(true), Some(true), Some(false), Some(false), Some(false)]);
+    assert_eq!(
+        passed,
+        vec![
+            Some(true),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false)
+        ]
+    );
     assert_eq!(out[4].verdict, Verdict::Error);
 }
 
@@ -133,9 +158,17 @@ fn abduction_passes_an_input_that_reproduces_the_output() {
         gold: "'abab'".into(),
         answer: answer.into(),
     };
-    let out = items(vec![check("'ab', 2"), check("'abab', 1"), check("('ab', 2)"), check("'a', 2")]);
+    let out = items(vec![
+        check("'ab', 2"),
+        check("'abab', 1"),
+        check("('ab', 2)"),
+        check("'a', 2"),
+    ]);
     let passed: Vec<_> = out.iter().map(|o| o.passed).collect();
-    assert_eq!(passed, vec![Some(true), Some(true), Some(false), Some(false)]);
+    assert_eq!(
+        passed,
+        vec![Some(true), Some(true), Some(false), Some(false)]
+    );
 }
 
 #[test]
@@ -172,9 +205,16 @@ fn no_state_crosses_programs_in_one_batch_or_across_batches() {
         },
     ];
     let out = items(batch);
-    assert_eq!(out[1].value.as_deref(), Some("(3.141592653589793, 2, False)"), "{out:?}");
+    assert_eq!(
+        out[1].value.as_deref(),
+        Some("(3.141592653589793, 2, False)"),
+        "{out:?}"
+    );
     let again = run(observer, Some("0"));
-    assert_eq!(again.value.as_deref(), Some("(3.141592653589793, 2, False)"));
+    assert_eq!(
+        again.value.as_deref(),
+        Some("(3.141592653589793, 2, False)")
+    );
 }
 
 #[test]
@@ -199,7 +239,13 @@ with contextlib.suppress(ValueError):\n        int('x')\n    \
 return (statistics.mean(xs), os.path.join('a', 'b'), P(1).x, random.Random(1).randint(1, 10), str(fractions.Fraction(1, 3)))";
     let o = run(program, Some("[1, 2, 3]"));
     assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
-    assert!(o.value.as_deref().unwrap_or("").starts_with("(2, 'a/b', 1, "), "{o:?}");
+    assert!(
+        o.value
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("(2, 'a/b', 1, "),
+        "{o:?}"
+    );
 }
 
 #[test]

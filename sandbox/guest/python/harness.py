@@ -35,6 +35,7 @@ _compile = compile
 _exec = exec
 _eval = eval
 _id = id
+_callable = callable
 _getattr = getattr
 _list = list
 _dict = dict
@@ -166,61 +167,51 @@ def banned_import(tree, source, banned, banned_keywords):
     return None
 
 
-def defines_f(tree):
-    for node in tree.body:
-        if _isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "f":
-            return True
-        if _isinstance(node, ast.Assign):
-            for target in node.targets:
-                if _isinstance(target, ast.Name) and target.id == "f":
-                    return True
-    return False
-
-
 class Program:
     """A program compiled once per request and executed afresh for every item."""
 
-    __slots__ = ("code", "error")
+    __slots__ = ("code", "error", "require_f")
 
     def __init__(self, code, error):
         self.code = code
         self.error = error
+        self.require_f = False
 
 
 def load_program(source, imports, options, cache, enforce_rules=False):
     """Parse and compile a program once per request.
 
-    The validation rules (banned words and keywords, `f` required) are enforced only when
-    validating a proposal: checks run programs that already passed, or a solver's program,
-    which the reference does not screen either.
+    The validation rules (banned words and keywords) are enforced only when validating a
+    proposal: checks run programs that already passed, or a solver's program, which the
+    reference does not screen either. The AST walk only runs when the source could contain
+    what it looks for (an import or a banned keyword): most programs import nothing.
     """
     key = (source, _tuple(imports), enforce_rules)
     program = cache.get(key)
     if program is not None:
         return program
     full = "\n".join(imports) + "\n" + source if imports else source
-    banned = options.get("banned_words", DEFAULT_BANNED) if enforce_rules else []
-    banned_keywords = options.get("banned_keywords", []) if enforce_rules else []
-    try:
-        tree = ast.parse(full, "<program>", "exec")
-    except SyntaxError as exc:
-        word = banned_import(None, full, banned, banned_keywords)
-        if word is not None:
-            error = Rejected("BannedImport", "program uses banned word %r" % word)
-        else:
-            error = exc
-        program = Program(None, error)
-    else:
-        word = banned_import(tree, full, banned, banned_keywords)
-        if word is not None:
-            program = Program(None, Rejected("BannedImport", "program uses banned word %r" % word))
-        elif enforce_rules and options.get("require_f", True) and not defines_f(tree):
-            program = Program(None, Rejected("MissingFunction", "program does not define f"))
-        else:
+    program = Program(None, None)
+    if enforce_rules:
+        banned = options.get("banned_words", DEFAULT_BANNED)
+        banned_keywords = options.get("banned_keywords", [])
+        needs_walk = "import" in full or any(word in full for word in banned_keywords)
+        tree = None
+        if needs_walk:
             try:
-                program = Program(_compile(tree, "<program>", "exec"), None)
-            except _Exception as exc:
-                program = Program(None, exc)
+                tree = ast.parse(full, "<program>", "exec")
+            except SyntaxError:
+                tree = None
+        if needs_walk or tree is not None:
+            word = banned_import(tree, full, banned, banned_keywords)
+            if word is not None:
+                program.error = Rejected("BannedImport", "program uses banned word %r" % word)
+    if program.error is None:
+        try:
+            program.code = _compile(full, "<program>", "exec")
+        except _BaseException as exc:
+            program.error = exc
+    program.require_f = enforce_rules and options.get("require_f", True)
     cache[key] = program
     return program
 
@@ -235,23 +226,40 @@ def run_program(program):
         raise program.error
     namespace = fresh_namespace()
     _exec(program.code, namespace)
+    if program.require_f and not _callable(namespace.get("f")):
+        raise Rejected("MissingFunction", "program does not define a function f")
     return namespace
 
 
-def compile_call(text):
+def compile_call(text, cache=None):
     """Compile `f(<text>)`, refusing inputs that are more than an argument list."""
+    if cache is not None:
+        key = ("call", text)
+        code = cache.get(key)
+        if code is None:
+            code = cache[key] = compile_call(text)
+        return code
     try:
-        tree = ast.parse("f(" + text + ")", "<input>", "eval")
+        code = _compile("f(" + text + ")", "<input>", "eval")
     except SyntaxError:
         raise SyntaxError("input is not a valid argument list: %r" % _truncate(text, 200))
-    body = tree.body
+    # An input that is more than an argument list (`1) or (2`) must close f's parenthesis
+    # itself, so its brackets do not balance and it cannot also parse inside `[...]`. Plain
+    # positional arguments pass this cheap test; keyword and `**` arguments (which a list
+    # display does not accept) are decided on the AST.
+    try:
+        _compile("[" + text + "]", "<input>", "eval")
+        return code
+    except SyntaxError:
+        pass
+    body = ast.parse("f(" + text + ")", "<input>", "eval").body
     if not (
         _isinstance(body, ast.Call)
         and _isinstance(body.func, ast.Name)
         and body.func.id == "f"
     ):
         raise SyntaxError("input is not a plain argument list: %r" % _truncate(text, 200))
-    return _compile(tree, "<input>", "eval")
+    return code
 
 
 def compile_value(text, what):
@@ -306,14 +314,14 @@ def op_run(item, options, cache):
     text = item.get("input")
     if text is None:
         return None, None
-    value = _eval(compile_call(text), namespace)
+    value = _eval(compile_call(text, cache), namespace)
     return None, _repr(value)
 
 
 def op_validate(item, options, cache):
     program = load_program(item["program"], item.get("imports", []), options, cache, True)
     namespace = run_program(program)
-    call = compile_call(item["input"])
+    call = compile_call(item["input"], cache)
     first = _eval(call, namespace)
     second = _eval(call, namespace)
     if first != second:
@@ -353,7 +361,7 @@ def op_induction(item, options, cache):
     for text, gold_text in zip(inputs, outputs):
         namespace = run_program(program)
         gold = _eval(compile_value(gold_text, "gold output"), namespace)
-        value = _eval(compile_call(text), namespace)
+        value = _eval(compile_call(text, cache), namespace)
         values.append(value)
         if not same_value(value, gold):
             passed = False
@@ -370,11 +378,21 @@ OPS = {
 }
 
 
+_builtins_items = _tuple(_builtins_dict.items())
+
+
 def _restore_builtins():
+    """Undo a previous item's changes to `builtins` (items of one program share it)."""
     d = builtins.__dict__
-    if _len(d) != _len(_builtins_dict) or any(d.get(k) is not v for k, v in _builtins_dict.items()):
-        d.clear()
-        d.update(_builtins_dict)
+    if _len(d) == _len(_builtins_items):
+        get = d.get
+        for k, v in _builtins_items:
+            if get(k) is not v:
+                break
+        else:
+            return
+    d.clear()
+    d.update(_builtins_dict)
 
 
 def run_item(item, options, cache):
@@ -419,7 +437,6 @@ def run_item(item, options, cache):
         passed = False
     sys.stdout = _stdout
     sys.stderr = _stderr
-    _restore_builtins()
     return (verdict, passed, value, _stdout.text(), etype, emsg)
 
 
@@ -428,5 +445,8 @@ def dispatch(raw):
     options = request.get("options") or {}
     items = request.get("items") or []
     cache = {}
-    for item in items:
+    for index, item in enumerate(items):
+        if index:
+            # Only between items: the instance is discarded after the last one.
+            _restore_builtins()
         yield run_item(item, options, cache)

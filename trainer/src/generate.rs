@@ -1,0 +1,373 @@
+//! Batched generation with a KV cache, and teacher-forced log-probs of given responses.
+//!
+//! Prompts of different lengths are left-padded into one batch; positions count real tokens
+//! only and padding is masked out of attention, so each sequence is computed as it would be
+//! alone (up to float rounding). Log-probs are those of the distribution tokens are drawn from
+//! (logits / temperature, before top-p truncation), which is what a PPO ratio compares against;
+//! `response_logprobs` computes the same quantity with gradients for training.
+
+use tch::{Kind, Tensor};
+
+use crate::model::{KvCache, Model, left_pad, positions_and_bias};
+use crate::rng::SplitMix64;
+use crate::tokenizer::TextTokenizer;
+use crate::{Error, Result};
+
+/// How to pick tokens and when to stop.
+#[derive(Debug, Clone)]
+pub struct SamplingParams {
+    pub max_new_tokens: usize,
+    /// 0 means greedy (argmax); log-probs are then those of the untempered distribution.
+    pub temperature: f64,
+    /// Nucleus sampling: draw only from the smallest set of tokens whose probability reaches
+    /// `top_p` (1.0 = no truncation).
+    pub top_p: f64,
+    /// Generation of a sequence stops once its decoded text contains one of these; the text is
+    /// cut before it (the tokens up to the one that completed it are kept).
+    pub stop_strings: Vec<String>,
+    /// Seed of the sampling generator; the same seed reproduces the same samples.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_new_tokens: 64,
+            temperature: 0.0,
+            top_p: 1.0,
+            stop_strings: vec![],
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        SamplingParams {
+            max_new_tokens,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Eos,
+    Stop,
+    Length,
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Generated token ids (including the EOS token when one ended it).
+    pub tokens: Vec<i64>,
+    /// Log-probability of each generated token under the sampling distribution.
+    pub logprobs: Vec<f32>,
+    /// Decoded text, special tokens skipped, cut before a stop string.
+    pub text: String,
+    pub finish: FinishReason,
+}
+
+/// Picks one token per row of `logits` `[B, V]` (f32) and returns `(tokens, logprobs)`.
+///
+/// Sampling draws from `rng` on the CPU (not libtorch's global generator) so that a seed
+/// reproduces a run whatever else the process is doing.
+fn pick(logits: &Tensor, p: &SamplingParams, rng: &mut SplitMix64) -> Result<(Vec<i64>, Vec<f32>)> {
+    if p.temperature <= 0.0 {
+        let logp = logits.log_softmax(-1, Kind::Float);
+        let next = logits.argmax(-1, false);
+        let lp = logp.gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
+        return Ok((Vec::<i64>::try_from(&next)?, Vec::<f32>::try_from(&lp)?));
+    }
+    let logp = (logits / p.temperature)
+        .log_softmax(-1, Kind::Float)
+        .to_device(tch::Device::Cpu);
+    let rows = logp.size()[0];
+    let (mut next, mut lps) = (Vec::new(), Vec::new());
+    for i in 0..rows {
+        let row = Vec::<f32>::try_from(logp.get(i))?;
+        let token = sample_row(&row, p.top_p, rng);
+        next.push(token as i64);
+        lps.push(row[token]);
+    }
+    Ok((next, lps))
+}
+
+/// Draws an index from log-probs `row`, restricted to the top-p nucleus: the most likely
+/// tokens, in order, until their mass reaches `top_p` (at least one token).
+fn sample_row(row: &[f32], top_p: f64, rng: &mut SplitMix64) -> usize {
+    let probs: Vec<f64> = row.iter().map(|&l| f64::from(l).exp()).collect();
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    if top_p < 1.0 {
+        order.sort_unstable_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let mut mass = 0.0;
+        let mut keep = 0;
+        for &i in &order {
+            keep += 1;
+            mass += probs[i];
+            if mass >= top_p {
+                break;
+            }
+        }
+        order.truncate(keep.max(1));
+    }
+    let total: f64 = order.iter().map(|&i| probs[i]).sum();
+    let mut u = rng.uniform() * total;
+    for &i in &order {
+        u -= probs[i];
+        if u < 0.0 {
+            return i;
+        }
+    }
+    // Rounding left u a hair above zero: the last candidate with any mass.
+    order
+        .iter()
+        .rev()
+        .copied()
+        .find(|&i| probs[i] > 0.0)
+        .unwrap_or(order[0])
+}
+
+/// Generates continuations of `prompts` (token ids) in one batch.
+pub fn generate(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    prompts: &[Vec<i64>],
+    params: &SamplingParams,
+) -> Result<Vec<Completion>> {
+    let c = &model.config;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if longest + params.max_new_tokens > c.max_position_embeddings as usize {
+        return Err(Error::InvalidArgument(format!(
+            "prompt ({longest} tokens) + max_new_tokens ({}) exceeds the model's {} positions",
+            params.max_new_tokens, c.max_position_embeddings
+        )));
+    }
+    if let Some(&bad) = prompts
+        .iter()
+        .flatten()
+        .find(|&&t| t < 0 || t >= c.vocab_size)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "token id {bad} outside the vocabulary"
+        )));
+    }
+    let mut rng = match params.seed {
+        Some(seed) => SplitMix64::new(seed),
+        None => SplitMix64::from_entropy(),
+    };
+    let device = model.device();
+    let b = prompts.len();
+    let mut out: Vec<Completion> = (0..b)
+        .map(|_| Completion {
+            tokens: vec![],
+            logprobs: vec![],
+            text: String::new(),
+            finish: FinishReason::Length,
+        })
+        .collect();
+    if params.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let (ids, mut mask) = left_pad(prompts, 0, device)?;
+    // `active[row]` is the prompt index of each row still in the batch; finished rows are
+    // dropped from the batch (and the cache) so they cost nothing afterwards.
+    let mut active: Vec<usize> = (0..b).collect();
+    let mut cache = KvCache::new(c.num_layers);
+    tch::no_grad(|| -> Result<()> {
+        let (positions, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
+        let hidden = model.forward_hidden(&ids, &positions, &bias, Some(&mut cache));
+        let mut logits = model.logits(&hidden.select(1, -1));
+        for step in 0..params.max_new_tokens {
+            let (next_v, lp_v) = pick(&logits, params, &mut rng)?;
+            let mut continuing = Vec::with_capacity(active.len());
+            for (row, &i) in active.iter().enumerate() {
+                let o = &mut out[i];
+                o.tokens.push(next_v[row]);
+                o.logprobs.push(lp_v[row]);
+                if tokenizer.eos_ids.contains(&next_v[row]) {
+                    o.finish = FinishReason::Eos;
+                    continue;
+                }
+                if !params.stop_strings.is_empty() {
+                    let text = tokenizer.decode(&o.tokens, true)?;
+                    if params
+                        .stop_strings
+                        .iter()
+                        .any(|s| text.contains(s.as_str()))
+                    {
+                        o.finish = FinishReason::Stop;
+                        continue;
+                    }
+                }
+                continuing.push(row);
+            }
+            if continuing.is_empty() || step + 1 == params.max_new_tokens {
+                break;
+            }
+            let mut next_v = next_v;
+            if continuing.len() < active.len() {
+                let rows: Vec<i64> = continuing.iter().map(|&r| r as i64).collect();
+                let rows = Tensor::from_slice(&rows).to_device(device);
+                mask = mask.index_select(0, &rows);
+                cache.keep_rows(&rows);
+                next_v = continuing.iter().map(|&r| next_v[r]).collect();
+                active = continuing.iter().map(|&r| active[r]).collect();
+            }
+            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
+            let (positions, bias) = positions_and_bias(&mask, 1, model.kind());
+            let next = Tensor::from_slice(&next_v)
+                .view([active.len() as i64, 1])
+                .to_device(device);
+            let hidden = model.forward_hidden(&next, &positions, &bias, Some(&mut cache));
+            logits = model.logits(&hidden.select(1, -1));
+        }
+        Ok(())
+    })?;
+    for o in &mut out {
+        let text = tokenizer.decode(&o.tokens, true)?;
+        o.text = match params
+            .stop_strings
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            Some(cut) => text[..cut].to_string(),
+            None => text,
+        };
+    }
+    Ok(out)
+}
+
+/// A batch of prompt + response sequences laid out for one teacher-forced forward pass:
+/// prompts left-padded to `prompt_len`, responses right-padded to `response_len` after them.
+pub struct TeacherForced {
+    pub ids: Tensor,
+    pub positions: Tensor,
+    pub bias: Tensor,
+    /// Response ids `[B, R]` (padding = 0) and mask (1 = real token), f32.
+    pub responses: Tensor,
+    pub response_mask: Tensor,
+    pub prompt_len: i64,
+    pub response_len: i64,
+}
+
+impl TeacherForced {
+    pub fn new(model: &Model, prompts: &[Vec<i64>], responses: &[Vec<i64>]) -> Result<Self> {
+        if prompts.len() != responses.len() || prompts.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{} prompts but {} responses",
+                prompts.len(),
+                responses.len()
+            )));
+        }
+        let device = model.device();
+        let r = responses.iter().map(Vec::len).max().unwrap_or(0);
+        if r == 0 {
+            return Err(Error::InvalidArgument("all responses are empty".into()));
+        }
+        let vocab = model.config.vocab_size;
+        if let Some(&bad) = prompts
+            .iter()
+            .chain(responses)
+            .flatten()
+            .find(|&&t| t < 0 || t >= vocab)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} outside the vocabulary"
+            )));
+        }
+        let longest = prompts
+            .iter()
+            .zip(responses)
+            .map(|(a, b)| a.len() + b.len())
+            .max()
+            .unwrap_or(0);
+        if longest > model.config.max_position_embeddings as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a prompt + response of {longest} tokens exceeds the model's {} positions",
+                model.config.max_position_embeddings
+            )));
+        }
+        let (prompt_ids, prompt_mask) = left_pad(prompts, 0, device)?;
+        // Responses are right-padded after the (left-padded) prompts; causality keeps the
+        // trailing padding from influencing any real token.
+        let mut resp = Vec::with_capacity(responses.len() * r);
+        let mut resp_mask = Vec::with_capacity(responses.len() * r);
+        for s in responses {
+            resp.extend(s.iter().copied().chain(std::iter::repeat_n(0, r - s.len())));
+            resp_mask.extend(
+                std::iter::repeat_n(1i64, s.len()).chain(std::iter::repeat_n(0, r - s.len())),
+            );
+        }
+        let shape = [responses.len() as i64, r as i64];
+        let resp = Tensor::from_slice(&resp).view(shape).to_device(device);
+        let resp_mask = Tensor::from_slice(&resp_mask).view(shape).to_device(device);
+        let ids = Tensor::cat(&[&prompt_ids, &resp], 1);
+        let mask = Tensor::cat(&[&prompt_mask, &resp_mask], 1);
+        let (positions, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
+        Ok(TeacherForced {
+            ids,
+            positions,
+            bias,
+            responses: resp,
+            response_mask: resp_mask.to_kind(Kind::Float),
+            prompt_len: prompt_ids.size()[1],
+            response_len: r as i64,
+        })
+    }
+
+    /// Masked log-probs `[B, R]` of the responses from the decoder's final hidden states.
+    pub fn logprobs(&self, model: &Model, hidden: &Tensor, temperature: f64) -> Tensor {
+        // The hidden state at position t predicts token t + 1.
+        let logits = model.logits(&hidden.narrow(1, self.prompt_len - 1, self.response_len));
+        let logits = if temperature > 0.0 {
+            logits / temperature
+        } else {
+            logits
+        };
+        let logp = logits.log_softmax(-1, Kind::Float);
+        let lp = logp
+            .gather(2, &self.responses.unsqueeze(2), false)
+            .squeeze_dim(2);
+        lp * &self.response_mask
+    }
+}
+
+/// Log-probs of `responses[i]` given `prompts[i]`, teacher-forced in one forward pass.
+///
+/// Returns `(logprobs, mask)`, both `[B, R]` with `R` the longest response: `logprobs[i, j]` is
+/// log p(responses[i][j] | prompt, responses[i][..j]) at `temperature` (≤ 0 means 1), and
+/// `mask` is 1 on real response tokens, 0 on padding. Differentiable when grads are enabled.
+pub fn response_logprobs(
+    model: &Model,
+    prompts: &[Vec<i64>],
+    responses: &[Vec<i64>],
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    let tf = TeacherForced::new(model, prompts, responses)?;
+    let hidden = model.forward_hidden(&tf.ids, &tf.positions, &tf.bias, None);
+    let lp = tf.logprobs(model, &hidden, temperature);
+    Ok((lp, tf.response_mask))
+}
+
+/// Encodes `prompt` (through the chat template when `chat`), generates, and returns the
+/// completion — the CLI's path, also handy in tests.
+pub fn generate_text(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    chat: bool,
+    params: &SamplingParams,
+) -> Result<Completion> {
+    let text = if chat {
+        tokenizer.apply_chat_template(&[("user", prompt)])?
+    } else {
+        prompt.to_string()
+    };
+    let ids = tokenizer.encode(&text)?;
+    let mut out = generate(model, tokenizer, &[ids], params)?;
+    out.pop()
+        .ok_or_else(|| Error::InvalidArgument("empty generation batch".into()))
+}

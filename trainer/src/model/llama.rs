@@ -1,0 +1,442 @@
+//! The Llama decoder (Llama 2/3, SmolLM2), which Qwen2 reuses with q/k/v biases.
+//!
+//! Pre-norm blocks: `x + attn(rmsnorm(x))`, then `x + mlp(rmsnorm(x))`; grouped-query attention
+//! with rotary embeddings in the "rotate half" layout Hugging Face checkpoints use; SwiGLU MLP.
+//! Weights live in a `tch::nn::VarStore` under their Hugging Face names
+//! (`model.layers.0.self_attn.q_proj.weight`, …), so saving is a plain dump of the store.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor, nn};
+
+use super::{Arch, Config, hf_eos, hf_int, hf_rope_theta};
+use crate::{Error, Result};
+
+/// Reads a Llama `config.json`.
+pub fn config_from_hf(v: &Value) -> Result<Config> {
+    let hidden = hf_int(v, "hidden_size")?;
+    let heads = hf_int(v, "num_attention_heads")?;
+    let head_dim = match v.get("head_dim").and_then(Value::as_i64) {
+        Some(d) => d,
+        None if heads > 0 => hidden / heads,
+        None => 0,
+    };
+    let o_bias = v
+        .get("attention_bias")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if o_bias || v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false) {
+        return Err(Error::Unsupported(
+            "Llama with attention_bias/mlp_bias".into(),
+        ));
+    }
+    Ok(Config {
+        arch: Arch::Llama,
+        vocab_size: hf_int(v, "vocab_size")?,
+        hidden_size: hidden,
+        intermediate_size: hf_int(v, "intermediate_size")?,
+        num_layers: hf_int(v, "num_hidden_layers")?,
+        num_heads: heads,
+        num_kv_heads: v
+            .get("num_key_value_heads")
+            .and_then(Value::as_i64)
+            .unwrap_or(heads),
+        head_dim,
+        rms_norm_eps: v
+            .get("rms_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-6),
+        rope_theta: hf_rope_theta(v)?,
+        max_position_embeddings: hf_int(v, "max_position_embeddings")?,
+        tie_word_embeddings: v
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        qkv_bias: false,
+        bos_token_id: v.get("bos_token_id").and_then(Value::as_i64),
+        eos_token_ids: hf_eos(v),
+    })
+}
+
+/// Rotary-embedding factors for one batch of positions.
+pub struct Rope {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+/// Per-layer keys and values of everything seen so far, `[B, kv_heads, S, head_dim]`.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: i64) -> Self {
+        KvCache {
+            layers: (0..num_layers).map(|_| None).collect(),
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> i64 {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.size()[2],
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the batch rows `rows` (a 1-D int64 tensor of indices), in that order.
+    pub fn keep_rows(&mut self, rows: &Tensor) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(0, rows);
+            *v = v.index_select(0, rows);
+        }
+    }
+}
+
+fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    x.linear(w, b)
+}
+
+/// Root-mean-square norm, computed in f32 whatever the weights' dtype (as transformers does).
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
+    let kind = x.kind();
+    let xf = x.to_kind(Kind::Float);
+    let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+    let normed = (xf * (var + eps).rsqrt()).to_kind(kind);
+    weight * normed
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let half = x.size()[x.dim() - 1] / 2;
+    let x1 = x.narrow(-1, 0, half);
+    let x2 = x.narrow(-1, half, half);
+    Tensor::cat(&[x2.neg(), x1], -1)
+}
+
+struct Attention {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    q_bias: Option<Tensor>,
+    k_bias: Option<Tensor>,
+    v_bias: Option<Tensor>,
+}
+
+struct Layer {
+    input_norm: Tensor,
+    attn: Attention,
+    post_norm: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// A decoder-only language model (Llama or Qwen2) with its weights.
+pub struct Model {
+    pub config: Config,
+    pub vs: nn::VarStore,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    /// Rotary tables `[max_positions, head_dim]`, f32.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// The Hugging Face name and shape of every weight of a model with this config.
+pub fn weight_shapes(c: &Config) -> Vec<(String, Vec<i64>)> {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, h],
+    )];
+    for l in 0..c.num_layers {
+        let p = format!("model.layers.{l}");
+        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+        out.push((format!("{p}.self_attn.q_proj.weight"), vec![q_out, h]));
+        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv_out, h]));
+        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv_out, h]));
+        if c.qkv_bias {
+            out.push((format!("{p}.self_attn.q_proj.bias"), vec![q_out]));
+            out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv_out]));
+            out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv_out]));
+        }
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q_out]));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !c.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![c.vocab_size, h]));
+    }
+    out
+}
+
+/// Random weights for unit tests: norms at 1, embeddings standard normal (so that a tiny
+/// model's logits are well separated and greedy choices are not near-ties decided by rounding),
+/// projections normal with std 0.2. Drawn from our own generator, so the same seed gives the
+/// same model whatever else runs in the process.
+pub fn random_weights(c: &Config, seed: u64) -> HashMap<String, Tensor> {
+    let mut rng = crate::rng::SplitMix64::new(seed);
+    weight_shapes(c)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: i64 = shape.iter().product();
+            let std = if name.contains("embed_tokens") || name.starts_with("lm_head") {
+                1.0
+            } else {
+                0.2
+            };
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    if name.ends_with("norm.weight") {
+                        1.0
+                    } else {
+                        (rng.normal() * std) as f32
+                    }
+                })
+                .collect();
+            (name, Tensor::from_slice(&values).view(shape.as_slice()))
+        })
+        .collect()
+}
+
+impl Model {
+    /// Builds the model from Hugging Face-named f32 weights, checking that every weight is present
+    /// with the right shape, then moves it to `device` in `kind`.
+    pub fn from_weights(
+        config: Config,
+        mut weights: HashMap<String, Tensor>,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        for (name, shape) in weight_shapes(&config) {
+            let t = weights
+                .remove(&name)
+                .ok_or_else(|| Error::MissingWeight(name.clone()))?;
+            if t.size() != shape {
+                return Err(Error::Shape {
+                    name,
+                    got: t.size(),
+                    want: shape,
+                });
+            }
+            // VarStore joins path components with '.', so the stored name is the HF name.
+            let mut parts: Vec<&str> = name.split('.').collect();
+            let leaf = parts.pop().unwrap_or_default();
+            let path = parts.iter().fold(root.clone(), |p, c| p / *c);
+            let _var = tch::no_grad(|| path.f_var_copy(leaf, &t.to_kind(Kind::Float)))?;
+        }
+        vs.set_device(device);
+        vs.set_kind(kind);
+        let vars = vs.variables();
+        let get = |name: &str| -> Result<Tensor> {
+            vars.get(name)
+                .map(Tensor::shallow_clone)
+                .ok_or_else(|| Error::MissingWeight(name.to_string()))
+        };
+        let opt = |name: &str| vars.get(name).map(Tensor::shallow_clone);
+        let mut layers = Vec::new();
+        for l in 0..config.num_layers {
+            let p = format!("model.layers.{l}");
+            layers.push(Layer {
+                input_norm: get(&format!("{p}.input_layernorm.weight"))?,
+                attn: Attention {
+                    q: get(&format!("{p}.self_attn.q_proj.weight"))?,
+                    k: get(&format!("{p}.self_attn.k_proj.weight"))?,
+                    v: get(&format!("{p}.self_attn.v_proj.weight"))?,
+                    o: get(&format!("{p}.self_attn.o_proj.weight"))?,
+                    q_bias: opt(&format!("{p}.self_attn.q_proj.bias")),
+                    k_bias: opt(&format!("{p}.self_attn.k_proj.bias")),
+                    v_bias: opt(&format!("{p}.self_attn.v_proj.bias")),
+                },
+                post_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate: get(&format!("{p}.mlp.gate_proj.weight"))?,
+                up: get(&format!("{p}.mlp.up_proj.weight"))?,
+                down: get(&format!("{p}.mlp.down_proj.weight"))?,
+            });
+        }
+        let embed = get("model.embed_tokens.weight")?;
+        let lm_head = if config.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        let (cos, sin) = rope_tables(&config, device);
+        Ok(Model {
+            norm: get("model.norm.weight")?,
+            embed,
+            layers,
+            lm_head,
+            cos,
+            sin,
+            config,
+            vs,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.embed.kind()
+    }
+
+    /// Runs the decoder over `ids` `[B, T]` and returns the final hidden states `[B, T, H]`.
+    ///
+    /// `positions` `[B, T]` and `bias` `[B, 1, T, S]` come from `super::positions_and_bias`; with
+    /// a cache, the new keys/values are appended to it and `S` = cached + `T`.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor {
+        let rope = self.rope(positions);
+        let mut x = self.embed(ids);
+        for l in 0..self.layers.len() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            x = self.layer(l, &x, &rope, bias, slot);
+        }
+        self.final_norm(&x)
+    }
+
+    /// Input embeddings of `ids` `[B, T]`: `[B, T, H]`.
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        let (b, t) = (ids.size()[0], ids.size()[1]);
+        self.embed
+            .index_select(0, &ids.flatten(0, -1))
+            .view([b, t, self.config.hidden_size])
+    }
+
+    /// Rotary cos/sin for `positions` `[B, T]`, each `[B, 1, T, head_dim]` in the model dtype.
+    pub fn rope(&self, positions: &Tensor) -> Rope {
+        let (b, t) = (positions.size()[0], positions.size()[1]);
+        let d = self.config.head_dim;
+        let flat = positions.flatten(0, -1);
+        let pick = |table: &Tensor| {
+            table
+                .index_select(0, &flat)
+                .view([b, 1, t, d])
+                .to_kind(self.kind())
+        };
+        Rope {
+            cos: pick(&self.cos),
+            sin: pick(&self.sin),
+        }
+    }
+
+    /// The final norm, applied to the last layer's output.
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        rms_norm(x, &self.norm, self.config.rms_norm_eps)
+    }
+
+    /// Decoder block `l` on `x` `[B, T, H]`; with a cache slot, appends this step's keys and
+    /// values to it and attends over all of them.
+    pub fn layer(
+        &self,
+        l: usize,
+        x: &Tensor,
+        rope: &Rope,
+        bias: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Tensor {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let h = rms_norm(x, &layer.input_norm, c.rms_norm_eps);
+        let a = &layer.attn;
+        let q = linear(&h, &a.q, a.q_bias.as_ref())
+            .view([b, t, c.num_heads, c.head_dim])
+            .transpose(1, 2);
+        let k = linear(&h, &a.k, a.k_bias.as_ref())
+            .view([b, t, c.num_kv_heads, c.head_dim])
+            .transpose(1, 2);
+        let v = linear(&h, &a.v, a.v_bias.as_ref())
+            .view([b, t, c.num_kv_heads, c.head_dim])
+            .transpose(1, 2);
+        let q = &q * &rope.cos + rotate_half(&q) * &rope.sin;
+        let k = &k * &rope.cos + rotate_half(&k) * &rope.sin;
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some((k.shallow_clone(), v.shallow_clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let s = k.size()[2];
+        let rep = c.num_heads / c.num_kv_heads;
+        // Grouped-query attention: each key/value head serves `rep` query heads. (Expanding here
+        // measured no slower than SDPA's `enable_gqa` on CPU.)
+        let expand = |x: &Tensor| {
+            x.unsqueeze(2)
+                .expand([b, c.num_kv_heads, rep, s, c.head_dim], false)
+                .reshape([b, c.num_heads, s, c.head_dim])
+        };
+        let (k, v) = (expand(&k), expand(&v));
+        let attn =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, false);
+        let attn = attn
+            .transpose(1, 2)
+            .reshape([b, t, c.num_heads * c.head_dim]);
+        // `x + …`, never `+=`: tch's `+=` adds in place, which would overwrite the residual
+        // stream that autograd saved for the norms' backward pass.
+        let x = x + linear(&attn, &a.o, None);
+        let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
+        let mlp = linear(
+            &(linear(&h, &layer.gate, None).silu() * linear(&h, &layer.up, None)),
+            &layer.down,
+            None,
+        );
+        x + mlp
+    }
+
+    /// Logits (always f32, whatever the model dtype) of hidden states `[..., H]`.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        linear(hidden, &self.lm_head, None).to_kind(Kind::Float)
+    }
+
+    /// All weights under their Hugging Face names, as stored (tied `lm_head` omitted).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// cos/sin of `position * inv_freq`, duplicated across the two halves of the head dimension,
+/// computed as transformers does (f32, `inv_freq = 1 / theta^(2i/d)`).
+fn rope_tables(c: &Config, device: Device) -> (Tensor, Tensor) {
+    let half = c.head_dim / 2;
+    let exponent = Tensor::arange_start_step(0, c.head_dim, 2, (Kind::Int64, Device::Cpu))
+        .to_kind(Kind::Float)
+        / c.head_dim as f64;
+    let inv_freq = Tensor::scalar_tensor(c.rope_theta, (Kind::Float, Device::Cpu))
+        .pow(&exponent)
+        .reciprocal();
+    let pos =
+        Tensor::arange(c.max_position_embeddings, (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
+    let freqs = pos.view([-1, 1]) * inv_freq.view([1, half]);
+    let emb = Tensor::cat(&[&freqs, &freqs], -1);
+    (emb.cos().to_device(device), emb.sin().to_device(device))
+}

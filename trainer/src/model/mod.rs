@@ -1,0 +1,264 @@
+//! Decoder-only transformers: the architecture description (`Config`), the attention-mask and
+//! position helpers shared by generation and training, and the model itself.
+//!
+//! Qwen2 is Llama with biases on the q/k/v projections (and, in the small sizes, tied input and
+//! output embeddings), so both run on the same decoder in `llama.rs`; `qwen2.rs` holds what is
+//! specific to Qwen2 (its Hugging Face config), `llama.rs` what is specific to Llama.
+
+pub mod llama;
+pub mod qwen2;
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::{Error, Result};
+
+pub use llama::{KvCache, Model};
+
+/// The architectures the trainer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+}
+
+impl Arch {
+    /// The `architectures` entry transformers expects in `config.json`.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Arch::Llama => "LlamaForCausalLM",
+            Arch::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+
+    pub fn hf_model_type(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Everything the model code needs to know about an architecture instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub arch: Arch,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub num_kv_heads: i64,
+    pub head_dim: i64,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position_embeddings: i64,
+    pub tie_word_embeddings: bool,
+    /// Biases on the q, k and v projections (Qwen2: yes; Llama: no).
+    pub qkv_bias: bool,
+    pub bos_token_id: Option<i64>,
+    pub eos_token_ids: Vec<i64>,
+}
+
+impl Config {
+    /// Checks the invariants the model code relies on, so that a bad file fails at load time.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                return Err(Error::Config(format!("{name} = {v} must be positive")));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::Config(format!(
+                "num_heads {} is not a multiple of num_kv_heads {}",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(Error::Config(format!("head_dim {} is odd", self.head_dim)));
+        }
+        Ok(())
+    }
+
+    /// Reads a Hugging Face `config.json`.
+    pub fn from_hf_json(v: &Value) -> Result<Self> {
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let cfg = match model_type {
+            "llama" => llama::config_from_hf(v)?,
+            "qwen2" => qwen2::config_from_hf(v)?,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "model_type `{other}` (supported: llama, qwen2)"
+                )));
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Writes a Hugging Face `config.json` that transformers loads back into the same model.
+    pub fn to_hf_json(&self) -> Value {
+        let mut v = serde_json::json!({
+            "architectures": [self.arch.hf_class()],
+            "model_type": self.arch.hf_model_type(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+        });
+        if let Some(bos) = self.bos_token_id {
+            v["bos_token_id"] = bos.into();
+        }
+        match self.eos_token_ids.as_slice() {
+            [] => {}
+            [one] => v["eos_token_id"] = (*one).into(),
+            many => v["eos_token_id"] = many.into(),
+        }
+        match self.arch {
+            Arch::Llama => {
+                v["attention_bias"] = self.qkv_bias.into();
+                v["mlp_bias"] = false.into();
+            }
+            Arch::Qwen2 => {
+                v["use_sliding_window"] = false.into();
+            }
+        }
+        v
+    }
+
+    /// A small config for unit tests.
+    pub fn tiny(arch: Arch) -> Self {
+        Config {
+            arch,
+            vocab_size: 97,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10000.0,
+            max_position_embeddings: 256,
+            tie_word_embeddings: arch == Arch::Qwen2,
+            qkv_bias: arch == Arch::Qwen2,
+            bos_token_id: None,
+            eos_token_ids: vec![],
+        }
+    }
+}
+
+/// Reads an integer field of a Hugging Face config, with a clear error when it is missing.
+pub(crate) fn hf_int(v: &Value, key: &str) -> Result<i64> {
+    v.get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| Error::Config(format!("config.json lacks integer `{key}`")))
+}
+
+/// RoPE base frequency: top-level `rope_theta` (transformers 4) or inside `rope_parameters`
+/// (transformers 5). Any RoPE variant other than the default is refused.
+pub(crate) fn hf_rope_theta(v: &Value) -> Result<f64> {
+    let scaled = |r: Option<&Value>| {
+        r.is_some_and(|r| {
+            !r.is_null()
+                && r.get("rope_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    != "default"
+        })
+    };
+    if scaled(v.get("rope_scaling")) || scaled(v.get("rope_parameters")) {
+        return Err(Error::Unsupported(
+            "scaled RoPE (rope_scaling / rope_type other than default)".into(),
+        ));
+    }
+    Ok(v.get("rope_theta")
+        .and_then(Value::as_f64)
+        .or_else(|| v.get("rope_parameters")?.get("rope_theta")?.as_f64())
+        .unwrap_or(10000.0))
+}
+
+/// `eos_token_id` may be one id or a list of ids.
+pub(crate) fn hf_eos(v: &Value) -> Vec<i64> {
+    match v.get("eos_token_id") {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
+        Some(x) => x.as_i64().into_iter().collect(),
+        None => vec![],
+    }
+}
+
+/// Positions and attention bias for a batch whose sequences are left-padded.
+///
+/// `mask` is `[B, S]` (1 = real token, 0 = padding) over everything the model has seen
+/// including the `t` new tokens at the end. Positions count real tokens only, so a left-padded
+/// sequence gets the same positions (hence the same rotary phases) as it would alone. The bias
+/// is `[B, 1, t, S]`: 0 where a query may attend (causal and not padding), the dtype's lowest
+/// finite value elsewhere — finite, so a padding query that can attend nothing gets a uniform
+/// distribution instead of NaNs.
+pub fn positions_and_bias(mask: &Tensor, t: i64, kind: Kind) -> (Tensor, Tensor) {
+    let size = mask.size();
+    let (b, s) = (size[0], size[size.len() - 1]);
+    let device = mask.device();
+    let positions = (mask.cumsum(1, Kind::Int64) - 1)
+        .clamp_min(0)
+        .narrow(1, s - t, t);
+    let keys = Tensor::arange(s, (Kind::Int64, device)).view([1, s]);
+    let queries = (Tensor::arange(t, (Kind::Int64, device)) + (s - t)).view([t, 1]);
+    let causal = keys.le_tensor(&queries).view([1, 1, t, s]);
+    let allowed = causal.logical_and(&mask.gt(0).view([b, 1, 1, s]));
+    let lowest = match kind {
+        Kind::BFloat16 => -3.389_531_4e38,
+        Kind::Half => -65504.0,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    };
+    let bias =
+        Tensor::zeros([b, 1, t, s], (kind, device)).masked_fill(&allowed.logical_not(), lowest);
+    (positions, bias)
+}
+
+/// Builds a left-padded `[B, L]` id tensor and its mask from sequences of different lengths.
+pub fn left_pad(seqs: &[Vec<i64>], pad_id: i64, device: Device) -> Result<(Tensor, Tensor)> {
+    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    if seqs.is_empty() || len == 0 {
+        return Err(Error::InvalidArgument(
+            "empty batch or empty sequence".into(),
+        ));
+    }
+    if seqs.iter().any(Vec::is_empty) {
+        return Err(Error::InvalidArgument(
+            "a sequence in the batch is empty".into(),
+        ));
+    }
+    let mut ids = Vec::with_capacity(seqs.len() * len);
+    let mut mask = Vec::with_capacity(seqs.len() * len);
+    for s in seqs {
+        let pad = len - s.len();
+        ids.extend(std::iter::repeat_n(pad_id, pad).chain(s.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, s.len())));
+    }
+    let shape = [seqs.len() as i64, len as i64];
+    Ok((
+        Tensor::from_slice(&ids).view(shape).to_device(device),
+        Tensor::from_slice(&mask).view(shape).to_device(device),
+    ))
+}

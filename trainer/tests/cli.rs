@@ -1,0 +1,90 @@
+//! The binary's contract: results on stdout, errors as one line on stderr with exit status 1.
+
+mod support;
+
+use std::process::Command;
+
+use azr_trainer::Arch;
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_azr-trainer"))
+}
+
+#[test]
+fn missing_model_file_is_one_error_line_not_a_panic() {
+    let out = cli()
+        .args([
+            "generate",
+            "--model",
+            "/nonexistent/m.gguf",
+            "--prompt",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("/nonexistent/m.gguf"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn corrupt_model_file_is_one_error_line_not_a_panic() {
+    let junk = std::env::temp_dir().join(format!("azr-cli-junk-{}.gguf", std::process::id()));
+    std::fs::write(&junk, b"not a model").unwrap();
+    let out = cli()
+        .args([
+            "generate",
+            "--model",
+            &junk.to_string_lossy(),
+            "--prompt",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&junk).ok();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.contains("invalid GGUF"), "{stderr}");
+}
+
+#[test]
+fn generate_prints_the_continuation_of_a_saved_model() {
+    let model = support::tiny_model(Arch::Llama);
+    let tok = support::tiny_tokenizer(model.config.vocab_size);
+    let dir = std::env::temp_dir().join(format!("azr-cli-model-{}", std::process::id()));
+    azr_trainer::loading::safetensors::save_hf_dir(&model, &tok, &dir).unwrap();
+    let out = cli()
+        .args([
+            "generate",
+            "--model",
+            &dir.to_string_lossy(),
+            "--prompt",
+            "t5 t17 t3",
+        ])
+        .args(["--greedy", "--max-new-tokens", "5", "--threads", "1"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = azr_trainer::generate::generate(
+        &model,
+        &tok,
+        &[vec![5, 17, 3]],
+        &azr_trainer::generate::SamplingParams::greedy(5),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        expected[0].text
+    );
+}

@@ -1,0 +1,314 @@
+//! Fast tests on tiny random-weight models: generation, caching, log-probs, training, saving.
+
+mod support;
+
+use azr_trainer::generate::{SamplingParams, generate, response_logprobs};
+use azr_trainer::loading::safetensors::{load_hf_dir, save_hf_dir};
+use azr_trainer::model::{left_pad, positions_and_bias};
+use azr_trainer::train::{Sample, TrainConfig, Trainer};
+use azr_trainer::{Arch, device::Placement};
+use support::{tiny_model, tiny_tokenizer};
+use tch::{Kind, Tensor};
+
+fn prompts() -> Vec<Vec<i64>> {
+    vec![
+        vec![5, 17, 3],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        vec![42, 8, 90, 33, 61, 7, 2],
+    ]
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn batched_generation_equals_one_by_one_for_prompts_of_different_lengths() {
+    for arch in [Arch::Llama, Arch::Qwen2] {
+        let model = tiny_model(arch);
+        let tok = tiny_tokenizer(model.config.vocab_size);
+        let params = SamplingParams::greedy(12);
+        let batched = generate(&model, &tok, &prompts(), &params).unwrap();
+        for (prompt, b) in prompts().iter().zip(&batched) {
+            let single = generate(&model, &tok, std::slice::from_ref(prompt), &params).unwrap();
+            assert_eq!(single[0].tokens, b.tokens, "{arch:?} prompt {prompt:?}");
+            assert!(max_abs_diff(&single[0].logprobs, &b.logprobs) < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn batched_generation_equals_one_by_one_when_rows_finish_at_different_steps() {
+    let model = tiny_model(Arch::Qwen2);
+    let mut tok = tiny_tokenizer(model.config.vocab_size);
+    let free = generate(&model, &tok, &prompts(), &SamplingParams::greedy(12)).unwrap();
+    // Declare as EOS a token one row produces early, so rows finish (and leave the batch) at
+    // different steps.
+    tok.eos_ids = vec![free[0].tokens[1], free[2].tokens[4]];
+    let batched = generate(&model, &tok, &prompts(), &SamplingParams::greedy(12)).unwrap();
+    let lengths: Vec<usize> = batched.iter().map(|c| c.tokens.len()).collect();
+    assert!(
+        lengths.iter().any(|&n| n < 12),
+        "no row finished early: {lengths:?}"
+    );
+    for (prompt, b) in prompts().iter().zip(&batched) {
+        let single = generate(
+            &model,
+            &tok,
+            std::slice::from_ref(prompt),
+            &SamplingParams::greedy(12),
+        )
+        .unwrap();
+        assert_eq!(single[0].tokens, b.tokens, "prompt {prompt:?}");
+        assert_eq!(single[0].finish, b.finish);
+        assert!(max_abs_diff(&single[0].logprobs, &b.logprobs) < 1e-4);
+    }
+}
+
+#[test]
+fn kv_cache_decoding_equals_full_recompute() {
+    let model = tiny_model(Arch::Qwen2);
+    let prompt = vec![3i64, 14, 15, 92, 65];
+    let (ids, mask) = left_pad(std::slice::from_ref(&prompt), 0, tch::Device::Cpu).unwrap();
+    let kind = model.kind();
+    tch::no_grad(|| {
+        // Full pass over 5 tokens vs 3-token prefill + two single-token steps through the cache.
+        let (pos, bias) = positions_and_bias(&mask, 5, kind);
+        let full = model.logits(&model.forward_hidden(&ids, &pos, &bias, None));
+        let mut cache = azr_trainer::model::KvCache::new(model.config.num_layers);
+        let mut steps = Vec::new();
+        let m3 = mask.narrow(1, 0, 3);
+        let (pos, bias) = positions_and_bias(&m3, 3, kind);
+        steps.push(model.logits(&model.forward_hidden(
+            &ids.narrow(1, 0, 3),
+            &pos,
+            &bias,
+            Some(&mut cache),
+        )));
+        for t in 3..5 {
+            let m = mask.narrow(1, 0, t + 1);
+            let (pos, bias) = positions_and_bias(&m, 1, kind);
+            steps.push(model.logits(&model.forward_hidden(
+                &ids.narrow(1, t, 1),
+                &pos,
+                &bias,
+                Some(&mut cache),
+            )));
+        }
+        assert_eq!(cache.len(), 5);
+        let cached = Tensor::cat(&steps, 1);
+        let diff = (full - cached).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max abs diff {diff}");
+    });
+}
+
+#[test]
+fn left_padding_does_not_change_a_sequence_logits() {
+    let model = tiny_model(Arch::Llama);
+    let short = vec![9i64, 8, 7];
+    let kind = model.kind();
+    tch::no_grad(|| {
+        let (ids, mask) = left_pad(std::slice::from_ref(&short), 0, tch::Device::Cpu).unwrap();
+        let (pos, bias) = positions_and_bias(&mask, 3, kind);
+        let alone = model.logits(&model.forward_hidden(&ids, &pos, &bias, None));
+        let (ids, mask) = left_pad(&[short.clone(), vec![1; 9]], 0, tch::Device::Cpu).unwrap();
+        let (pos, bias) = positions_and_bias(&mask, 9, kind);
+        let padded = model.logits(&model.forward_hidden(&ids, &pos, &bias, None));
+        let padded = padded.get(0).narrow(0, 6, 3);
+        let diff = (alone.get(0) - padded).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max abs diff {diff}");
+    });
+}
+
+#[test]
+fn teacher_forced_logprobs_equal_the_generation_logprobs() {
+    let model = tiny_model(Arch::Qwen2);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let params = SamplingParams {
+        max_new_tokens: 10,
+        temperature: 0.7,
+        top_p: 0.9,
+        seed: Some(11),
+        ..Default::default()
+    };
+    let gens = generate(&model, &tok, &prompts(), &params).unwrap();
+    let responses: Vec<Vec<i64>> = gens.iter().map(|g| g.tokens.clone()).collect();
+    let (lp, mask) =
+        tch::no_grad(|| response_logprobs(&model, &prompts(), &responses, 0.7)).unwrap();
+    for (i, g) in gens.iter().enumerate() {
+        let n = g.tokens.len() as i64;
+        let row = Vec::<f32>::try_from(lp.get(i as i64).narrow(0, 0, n)).unwrap();
+        assert!(
+            max_abs_diff(&row, &g.logprobs) < 1e-4,
+            "row {i}: {row:?} vs {:?}",
+            g.logprobs
+        );
+        assert_eq!(
+            mask.get(i as i64).sum(Kind::Float).double_value(&[]) as i64,
+            n
+        );
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let model = tiny_model(Arch::Llama);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let params = SamplingParams {
+        max_new_tokens: 16,
+        temperature: 1.0,
+        seed: Some(5),
+        ..Default::default()
+    };
+    let a = generate(&model, &tok, &prompts(), &params).unwrap();
+    let b = generate(&model, &tok, &prompts(), &params).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.tokens, y.tokens);
+    }
+}
+
+#[test]
+fn generation_stops_at_eos_and_at_stop_strings() {
+    let model = tiny_model(Arch::Llama);
+    let mut tok = tiny_tokenizer(model.config.vocab_size);
+    let free = generate(&model, &tok, &prompts()[..1], &SamplingParams::greedy(8)).unwrap();
+    let third = free[0].tokens[2];
+    // EOS: the third greedy token, declared EOS, ends generation there.
+    tok.eos_ids = vec![third];
+    let eos = generate(&model, &tok, &prompts()[..1], &SamplingParams::greedy(8)).unwrap();
+    let first_eos = free[0].tokens.iter().position(|&t| t == third).unwrap();
+    assert_eq!(eos[0].tokens, free[0].tokens[..=first_eos]);
+    assert_eq!(eos[0].finish, azr_trainer::generate::FinishReason::Eos);
+    // Stop string: the text is cut before it.
+    tok.eos_ids.clear();
+    let stop = format!("t{third}");
+    let params = SamplingParams {
+        stop_strings: vec![stop.clone()],
+        ..SamplingParams::greedy(8)
+    };
+    let stopped = generate(&model, &tok, &prompts()[..1], &params).unwrap();
+    assert_eq!(stopped[0].finish, azr_trainer::generate::FinishReason::Stop);
+    assert!(!stopped[0].text.contains(&stop));
+    assert_eq!(stopped[0].tokens.last(), Some(&third));
+}
+
+#[test]
+fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
+    let model = tiny_model(Arch::Qwen2);
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let (old, _) = tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
+    let samples: Vec<Sample> = (0..3)
+        .map(|i| {
+            let n = responses[i].len() as i64;
+            Sample {
+                prompt: prompts[i].clone(),
+                response: responses[i].clone(),
+                old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n)).unwrap(),
+                advantages: vec![1.0; n as usize],
+            }
+        })
+        .collect();
+    let config = TrainConfig {
+        lr: 1e-3,
+        micro_batch: 2, // two micro-batches: exercises accumulation
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&model, config).unwrap();
+    let stats = trainer.step(&model, &samples).unwrap();
+    assert_eq!(stats.tokens, 9);
+    assert!(
+        (stats.loss + 1.0).abs() < 1e-4,
+        "ratio is 1 before the update: loss = -mean(A)"
+    );
+    let (new, mask) =
+        tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
+    let gain = ((new - old) * mask).sum(Kind::Float).double_value(&[]);
+    assert!(
+        gain > 0.0,
+        "log-prob of positively rewarded responses went down: {gain}"
+    );
+}
+
+#[test]
+fn saved_hf_directory_loads_back_to_the_same_model() {
+    let model = tiny_model(Arch::Qwen2);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let dir = std::env::temp_dir().join(format!("azr-trainer-save-{}", std::process::id()));
+    save_hf_dir(&model, &tok, &dir).unwrap();
+    let back = load_hf_dir(&dir, Placement::cpu()).unwrap();
+    assert_eq!(back.model.config.hidden_size, model.config.hidden_size);
+    let a = generate(&model, &tok, &prompts(), &SamplingParams::greedy(6)).unwrap();
+    let b = generate(
+        &back.model,
+        &back.tokenizer,
+        &prompts(),
+        &SamplingParams::greedy(6),
+    )
+    .unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.tokens, y.tokens);
+        assert_eq!(x.logprobs, y.logprobs);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn missing_or_corrupt_model_files_are_errors_naming_the_file() {
+    let missing = std::path::Path::new("/nonexistent/model.gguf");
+    let err = azr_trainer::load(missing, Placement::cpu())
+        .err()
+        .expect("missing file fails");
+    assert!(err.to_string().contains("/nonexistent/model.gguf"), "{err}");
+    let junk = std::env::temp_dir().join(format!("azr-junk-{}.gguf", std::process::id()));
+    std::fs::write(&junk, b"GGUF\x03\0\0\0garbage").unwrap();
+    let err = azr_trainer::load(&junk, Placement::cpu())
+        .err()
+        .expect("corrupt file fails");
+    assert!(err.to_string().contains("invalid GGUF"), "{err}");
+    std::fs::remove_file(&junk).ok();
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients_as_plain_backprop() {
+    use azr_trainer::generate::TeacherForced;
+    use azr_trainer::train::checkpointed_backward;
+    let model = tiny_model(Arch::Qwen2);
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let tf = TeacherForced::new(&model, &prompts(), &responses).unwrap();
+    // A loss that weights every response token differently, so every path matters.
+    let weights = Tensor::arange(tf.response_len, (Kind::Float, tch::Device::Cpu)) + 1.0;
+    let head = |hidden: &Tensor| (tf.logprobs(&model, hidden, 1.0) * &weights).sum(Kind::Float);
+    let grads = |model: &azr_trainer::Model| -> Vec<(String, Tensor)> {
+        model
+            .named_weights()
+            .into_iter()
+            .map(|(n, t)| (n, t.grad().copy()))
+            .collect()
+    };
+    let zero = |model: &azr_trainer::Model| {
+        for (_, mut t) in model.named_weights() {
+            t.zero_grad();
+        }
+    };
+    zero(&model);
+    let plain_loss = head(&model.forward_hidden(&tf.ids, &tf.positions, &tf.bias, None));
+    plain_loss.backward();
+    let plain = grads(&model);
+    zero(&model);
+    let ckpt_loss = checkpointed_backward(&model, &tf, head);
+    let ckpt = grads(&model);
+    assert!((plain_loss.double_value(&[]) - ckpt_loss.double_value(&[])).abs() < 1e-5);
+    for ((name, a), (_, b)) in plain.iter().zip(&ckpt) {
+        let scale = a.abs().max().double_value(&[]).max(1e-6);
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(
+            diff / scale < 1e-4,
+            "{name}: gradient differs by {diff} (scale {scale})"
+        );
+    }
+}
