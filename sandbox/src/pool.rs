@@ -86,7 +86,17 @@ impl Sandbox {
                 .stack_size(stack)
                 .spawn(move || {
                     for job in receiver.iter() {
-                        let outcomes = executor.run_items(&job.items, &job.limits, &job.rules);
+                        let n = job.items.len();
+                        // A bug on the host side must cost one batch, not a worker: the batch
+                        // is answered with faults and the worker takes the next one.
+                        let outcomes =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                executor.run_items(&job.items, &job.limits, &job.rules)
+                            }))
+                            .unwrap_or_else(|_| {
+                                tracing::error!("a worker panicked while running a batch");
+                                faults(n, "the sandbox failed while running this batch")
+                            });
                         (job.reply)(outcomes);
                     }
                 })
@@ -150,19 +160,18 @@ impl Sandbox {
         if sent && let Ok(outcomes) = rx.recv() {
             return outcomes;
         }
-        (0..n)
-            .map(|_| {
-                crate::Outcome::host(
-                    crate::Verdict::Fault,
-                    "SandboxFault",
-                    "the sandbox is shutting down",
-                )
-            })
-            .collect()
+        faults(n, "the sandbox is shutting down")
     }
 
     /// Batches waiting for a worker.
     pub fn queued(&self) -> usize {
         self.inner.sender.as_ref().map_or(0, Sender::len)
     }
+}
+
+/// `n` fault outcomes, for batches the engine could not run.
+fn faults(n: usize, message: &str) -> Vec<Outcome> {
+    (0..n)
+        .map(|_| Outcome::host(crate::Verdict::Fault, "SandboxFault", message))
+        .collect()
 }

@@ -10,18 +10,11 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
-use super::{Arch, Config, hf_eos, hf_int, hf_rope_theta};
+use super::{Arch, Config, hf_base_config};
 use crate::{Error, Result};
 
 /// Reads a Llama `config.json`.
 pub fn config_from_hf(v: &Value) -> Result<Config> {
-    let hidden = hf_int(v, "hidden_size")?;
-    let heads = hf_int(v, "num_attention_heads")?;
-    let head_dim = match v.get("head_dim").and_then(Value::as_i64) {
-        Some(d) => d,
-        None if heads > 0 => hidden / heads,
-        None => 0,
-    };
     let o_bias = v
         .get("attention_bias")
         .and_then(Value::as_bool)
@@ -31,32 +24,12 @@ pub fn config_from_hf(v: &Value) -> Result<Config> {
             "Llama with attention_bias/mlp_bias".into(),
         ));
     }
-    Ok(Config {
-        arch: Arch::Llama,
-        vocab_size: hf_int(v, "vocab_size")?,
-        hidden_size: hidden,
-        intermediate_size: hf_int(v, "intermediate_size")?,
-        num_layers: hf_int(v, "num_hidden_layers")?,
-        num_heads: heads,
-        num_kv_heads: v
-            .get("num_key_value_heads")
-            .and_then(Value::as_i64)
-            .unwrap_or(heads),
-        head_dim,
-        rms_norm_eps: v
-            .get("rms_norm_eps")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-6),
-        rope_theta: hf_rope_theta(v)?,
-        max_position_embeddings: hf_int(v, "max_position_embeddings")?,
-        tie_word_embeddings: v
-            .get("tie_word_embeddings")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        qkv_bias: false,
-        bos_token_id: v.get("bos_token_id").and_then(Value::as_i64),
-        eos_token_ids: hf_eos(v),
-    })
+    let mut config = hf_base_config(v, Arch::Llama, false)?;
+    // Llama configs may give the head size explicitly (it need not be hidden / heads).
+    if let Some(head_dim) = v.get("head_dim").and_then(Value::as_i64) {
+        config.head_dim = head_dim;
+    }
+    Ok(config)
 }
 
 /// Rotary-embedding factors for one batch of positions.

@@ -168,6 +168,38 @@ impl Config {
 }
 
 /// Reads an integer field of a Hugging Face config, with a clear error when it is missing.
+/// The fields every Llama-family `config.json` shares; an architecture adjusts what differs.
+pub(crate) fn hf_base_config(v: &Value, arch: Arch, qkv_bias: bool) -> Result<Config> {
+    let hidden = hf_int(v, "hidden_size")?;
+    let heads = hf_int(v, "num_attention_heads")?;
+    Ok(Config {
+        arch,
+        vocab_size: hf_int(v, "vocab_size")?,
+        hidden_size: hidden,
+        intermediate_size: hf_int(v, "intermediate_size")?,
+        num_layers: hf_int(v, "num_hidden_layers")?,
+        num_heads: heads,
+        num_kv_heads: v
+            .get("num_key_value_heads")
+            .and_then(Value::as_i64)
+            .unwrap_or(heads),
+        head_dim: if heads > 0 { hidden / heads } else { 0 },
+        rms_norm_eps: v
+            .get("rms_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-6),
+        rope_theta: hf_rope_theta(v)?,
+        max_position_embeddings: hf_int(v, "max_position_embeddings")?,
+        tie_word_embeddings: v
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        qkv_bias,
+        bos_token_id: v.get("bos_token_id").and_then(Value::as_i64),
+        eos_token_ids: hf_eos(v),
+    })
+}
+
 pub(crate) fn hf_int(v: &Value, key: &str) -> Result<i64> {
     v.get(key)
         .and_then(Value::as_i64)
