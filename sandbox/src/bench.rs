@@ -167,20 +167,11 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
     );
     let sandbox = Sandbox::new(&config.pool_config()).context("starting the sandbox")?;
 
-    let v_batches: Vec<Vec<Item>> = seeds
-        .iter()
-        .map(|s| {
-            vec![Item::Validate {
-                program: s.snippet.clone(),
-                imports: s.imports.clone(),
-                input: s.input.clone(),
-            }]
-        })
-        .collect();
+    let v_batches: Vec<Vec<Item>> = seeds.iter().map(validation).collect();
     let s_batches: Vec<Vec<Item>> = seeds
         .iter()
         .map(|s| {
-            let mut batch = v_batches_item(s);
+            let mut batch = validation(s);
             for _ in 0..8 {
                 batch.push(Item::Deduction {
                     program: s.snippet.clone(),
@@ -308,7 +299,8 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn v_batches_item(s: &Seed) -> Vec<Item> {
+/// The validation of one seed program, as a batch of one.
+fn validation(s: &Seed) -> Vec<Item> {
     vec![Item::Validate {
         program: s.snippet.clone(),
         imports: s.imports.clone(),
