@@ -22,7 +22,6 @@ import json
 import sys
 import ast
 import re
-import gc
 
 # Held directly so that a program that rebinds builtins cannot change how it is judged.
 _builtins_dict = dict(builtins.__dict__)
@@ -34,17 +33,11 @@ _isinstance = isinstance
 _compile = compile
 _exec = exec
 _eval = eval
-_id = id
 _callable = callable
-_getattr = getattr
 _list = list
-_dict = dict
 _tuple = tuple
 _set = set
-_frozenset = frozenset
 _BaseException = BaseException
-_Exception = Exception
-_sys_modules = sys.modules
 
 # The default banned words of the AZR reference (`azr.data_selection_strategy.banned_words`).
 DEFAULT_BANNED = [
@@ -202,7 +195,7 @@ def load_program(source, imports, options, cache, enforce_rules=False):
                 tree = ast.parse(full, "<program>", "exec")
             except SyntaxError:
                 tree = None
-        if needs_walk or tree is not None:
+        if needs_walk:
             word = banned_import(tree, full, banned, banned_keywords)
             if word is not None:
                 program.error = Rejected("BannedImport", "program uses banned word %r" % word)
