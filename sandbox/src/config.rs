@@ -26,6 +26,79 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Validation rules.
     pub rules: Rules,
+    /// The daemon's socket and request limits (`azr-sandbox serve`).
+    pub server: ServerConfig,
+    /// How the daemon locks itself down at start-up.
+    pub hardening: HardeningConfig,
+}
+
+/// The daemon's socket and request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Unix socket the daemon binds, unless systemd passes one (`LISTEN_FDS`).
+    pub socket: PathBuf,
+    /// Permission bits of the socket file the daemon binds.
+    pub socket_mode: u32,
+    /// Peers allowed to call, by the uid/gid the kernel reports for the connection
+    /// (`SO_PEERCRED`). A peer passes when its uid or its gid is listed; with both lists
+    /// empty only the daemon's own uid passes.
+    pub allow_uids: Vec<u32>,
+    pub allow_gids: Vec<u32>,
+    /// Largest encoded request, in bytes (larger: `INVALID_ARGUMENT`).
+    pub max_request_bytes: usize,
+    /// Most tasks in one batch request (more: `INVALID_ARGUMENT`).
+    pub max_batch_tasks: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting anyway.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket: PathBuf::from("/run/azr-sandbox/sandbox.sock"),
+            socket_mode: 0o660,
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+            max_request_bytes: 16 << 20,
+            max_batch_tasks: 4096,
+            max_connections: 256,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// How the daemon locks itself down at start-up, in this order: rlimits, no-new-privileges,
+/// dropping to `user`/`group`, then the seccomp filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardeningConfig {
+    /// Limit on open file descriptors (`RLIMIT_NOFILE`); bounds what a leak could take.
+    pub max_open_files: u64,
+    /// Allow core dumps (`RLIMIT_CORE`); off, as a dump would hold model-written programs.
+    pub core_dumps: bool,
+    /// When started as root, switch to this user (name or numeric uid); empty: stay root
+    /// (and warn). Ignored when not root.
+    pub user: String,
+    /// Group to switch to with `user`; empty: the user's primary group.
+    pub group: String,
+    /// Install the seccomp-bpf filters of `policies/seccomp/` (compiled in). Turning this off
+    /// is for diagnosing a filter that stops a legitimate call, never for production.
+    pub seccomp: bool,
+}
+
+impl Default for HardeningConfig {
+    fn default() -> Self {
+        HardeningConfig {
+            max_open_files: 4096,
+            core_dumps: false,
+            user: String::new(),
+            group: String::new(),
+            seccomp: true,
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -36,6 +109,8 @@ impl Default for SandboxConfig {
             cache_dir: PathBuf::new(),
             limits: Limits::default(),
             rules: Rules::default(),
+            server: ServerConfig::default(),
+            hardening: HardeningConfig::default(),
         }
     }
 }
@@ -75,6 +150,7 @@ impl SandboxConfig {
             } else {
                 workers * 64
             },
+            worker_init: None,
         }
     }
 }

@@ -38,6 +38,17 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Dirty linear memory per slot that is reset in place rather than returned to the kernel.
 const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 
+/// How a batch runs beyond its limits and rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunControl {
+    /// Stop at the first item that fails ([`Outcome::failed`]); the rest are `skipped`.
+    pub stop_on_failure: bool,
+    /// When the caller stops waiting. Items whose turn comes later are `skipped`, and no item
+    /// runs past it (its wall-clock limit is shortened to fit), so a worker is not held by
+    /// work nobody will read.
+    pub deadline: Option<Instant>,
+}
+
 /// Settings of the engine itself (per process, not per request).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -76,6 +87,8 @@ struct HostState {
     item_started: Instant,
     /// Largest result the guest may hand back for one item.
     max_result_bytes: usize,
+    /// End the guest call after the first failed item.
+    stop_on_failure: bool,
 }
 
 /// Caps linear memory and remembers whether it had to say no, so that the trap that follows
@@ -213,15 +226,35 @@ impl Executor {
     /// Must be called on a thread whose stack is larger than `cap.wasm_stack_bytes` (the
     /// worker pool's threads are).
     pub fn run_items(&self, items: &[Item], limits: &Limits, rules: &Rules) -> Vec<Outcome> {
-        let limits = limits.capped_by(&self.cap);
+        self.run_items_with(items, limits, rules, RunControl::default())
+    }
+
+    /// [`Executor::run_items`] with a stop-on-failure switch and a deadline.
+    pub fn run_items_with(
+        &self,
+        items: &[Item],
+        limits: &Limits,
+        rules: &Rules,
+        control: RunControl,
+    ) -> Vec<Outcome> {
+        let capped = limits.capped_by(&self.cap);
         let mut outcomes = Vec::with_capacity(items.len());
         while outcomes.len() < items.len() {
+            let mut limits = capped.clone();
+            if let Some(deadline) = control.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    skip_rest(&mut outcomes, items.len(), "the request's deadline passed");
+                    break;
+                }
+                limits.timeout_ms = limits.timeout_ms.min(left.as_millis().max(1) as u64);
+            }
             let rest = &items[outcomes.len()..];
             let program = rest[0].program();
             let same = rest.iter().take_while(|i| i.program() == program).count();
             let rest = &rest[..same];
             let before = outcomes.len();
-            self.run_in_fresh_instance(rest, &limits, rules, &mut outcomes);
+            self.run_in_fresh_instance(rest, &limits, rules, control, &mut outcomes);
             if outcomes.len() == before {
                 // Never loop without progress: the first remaining item gets the blame.
                 outcomes.push(Outcome::host(
@@ -229,6 +262,9 @@ impl Executor {
                     "SandboxFault",
                     "the guest returned without answering",
                 ));
+            }
+            if control.stop_on_failure && outcomes[before..].iter().any(Outcome::failed) {
+                skip_rest(&mut outcomes, items.len(), "an earlier item failed");
             }
         }
         outcomes.truncate(items.len());
@@ -240,6 +276,7 @@ impl Executor {
         items: &[Item],
         limits: &Limits,
         rules: &Rules,
+        control: RunControl,
         outcomes: &mut Vec<Outcome>,
     ) {
         let request = GuestRequest {
@@ -276,6 +313,7 @@ impl Executor {
             max_result_bytes: (limits.stdout_chars as usize * 4)
                 .saturating_add(limits.value_chars as usize * 4)
                 .saturating_add(1 << 16),
+            stop_on_failure: control.stop_on_failure,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -291,7 +329,11 @@ impl Executor {
         let fuel_left = store.get_fuel().unwrap_or(0);
         let done = answered.len();
         outcomes.extend(answered);
-        if let Err(error) = result {
+        let stopped =
+            control.stop_on_failure && answered_failed(&outcomes[outcomes.len() - done..]);
+        if let Err(error) = result
+            && !stopped
+        {
             // The item that was running when the instance died (or the first one, if the
             // guest had not started any) takes the trap.
             let running = current.map_or(0, |i| i as usize);
@@ -323,6 +365,17 @@ impl Executor {
     }
 }
 
+fn answered_failed(outcomes: &[Outcome]) -> bool {
+    outcomes.iter().any(Outcome::failed)
+}
+
+/// Answers every item from `outcomes.len()` up to `total` with `skipped`.
+fn skip_rest(outcomes: &mut Vec<Outcome>, total: usize, why: &str) {
+    while outcomes.len() < total {
+        outcomes.push(Outcome::host(Verdict::Skipped, "Skipped", why));
+    }
+}
+
 fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> Outcome {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Outcome::host(
@@ -345,7 +398,7 @@ fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) 
             "StackOverflow",
             "the interpreter exhausted its native stack",
         ),
-        Some(trap) => Outcome::host(Verdict::Fault, "SandboxFault", format!("wasm trap: {trap}")),
+        Some(trap) => Outcome::host(Verdict::Fault, "SandboxFault", trap.to_string()),
         None => Outcome::host(Verdict::Fault, "SandboxFault", format!("{error:#}")),
     }
 }
@@ -390,7 +443,12 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
     let mut outcome = outcome;
     outcome.fuel_used = state.fuel.saturating_sub(fuel_left);
     outcome.micros = state.item_started.elapsed().as_micros() as u64;
+    let stop = state.stop_on_failure && outcome.failed();
     state.outcomes.push(outcome);
+    if stop {
+        // Ends the guest call; the caller sees the failed outcome and skips the rest.
+        wasmtime::bail!("stopped after a failed item");
+    }
     Ok(())
 }
 

@@ -133,6 +133,9 @@ pub enum Verdict {
     /// The interpreter itself failed (a wasm trap that is none of the above, e.g. native
     /// stack exhaustion or an interpreter bug); the host stayed unaffected.
     Fault,
+    /// Not run: an earlier item of a stop-on-failure batch failed, or the request's deadline
+    /// passed before the item's turn came.
+    Skipped,
 }
 
 impl Verdict {
@@ -146,10 +149,11 @@ impl Verdict {
             Verdict::OutOfMemory => "out_of_memory",
             Verdict::OutputLimit => "output_limit",
             Verdict::Fault => "fault",
+            Verdict::Skipped => "skipped",
         }
     }
 
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Ok,
         Verdict::Error,
         Verdict::Rejected,
@@ -158,6 +162,7 @@ impl Verdict {
         Verdict::OutOfMemory,
         Verdict::OutputLimit,
         Verdict::Fault,
+        Verdict::Skipped,
     ];
 }
 
@@ -205,6 +210,11 @@ impl Outcome {
             fuel_used: 0,
             micros: 0,
         }
+    }
+
+    /// Whether the item did not succeed: any verdict but `ok`, or a check that did not pass.
+    pub fn failed(&self) -> bool {
+        self.verdict != Verdict::Ok || self.passed == Some(false)
     }
 
     /// `"<Type>: <message>"`, the way CPython prints the last line of a traceback.

@@ -27,16 +27,18 @@ pub mod determinism;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod hardening;
 pub mod item;
 pub mod limits;
 pub mod pool;
+pub mod server;
 pub mod snapshot;
 
-pub use engine::{EngineConfig, Executor, default_cache_dir};
+pub use engine::{EngineConfig, Executor, RunControl, default_cache_dir};
 pub use error::SandboxError;
 pub use item::{Item, Outcome, Verdict};
 pub use limits::{Limits, Rules};
-pub use pool::{PoolConfig, Sandbox, SubmitError};
+pub use pool::{Batch, PoolConfig, Sandbox, SubmitError, ThreadInit};
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -56,6 +58,7 @@ impl Default for PoolConfig {
             engine: EngineConfig::default(),
             workers,
             queue: workers * 64,
+            worker_init: None,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! - `eval --jsonl FILE`: AZR seed records in, one JSON answer per line out.
 //! - `run`: one program (and optionally one input), for trying things by hand.
 //! - `bench`: the sandbox against CPython baselines on the AZR seed programs.
+//! - `serve`: the daemon (gRPC `azr.sandbox.v1` on a Unix socket, locked down).
+//! - `client`: talk to a running daemon by hand.
 
 use std::{
     fs::File,
@@ -20,6 +22,8 @@ use azr_sandbox::{
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod client_cli;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +79,17 @@ enum Command {
     },
     /// Measure the sandbox against CPython baselines on the AZR seed programs.
     Bench(bench::BenchArgs),
+    /// Serve `azr.sandbox.v1` on a Unix socket until SIGTERM (see policies/sandbox.toml).
+    Serve {
+        /// Socket path to bind (overrides `server.socket`; ignored under socket activation).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Run without the seccomp filters (diagnosis only; overrides `hardening.seccomp`).
+        #[arg(long)]
+        no_seccomp: bool,
+    },
+    /// Talk to a running daemon.
+    Client(client_cli::ClientArgs),
 }
 
 fn main() {
@@ -126,6 +141,16 @@ fn real_main() -> Result<()> {
             validate,
         } => run_command(&config, file, code, input, validate),
         Command::Bench(args) => bench::run(&config, &args),
+        Command::Serve { socket, no_seccomp } => {
+            if let Some(socket) = socket {
+                config.server.socket = socket;
+            }
+            if no_seccomp {
+                config.hardening.seccomp = false;
+            }
+            serve::run(&config)
+        }
+        Command::Client(args) => client_cli::run(config.server.socket.clone(), args),
     }
 }
 

@@ -13,28 +13,52 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::{
-    engine::{EngineConfig, Executor},
+    engine::{EngineConfig, Executor, RunControl},
     error::SandboxError,
     item::{Item, Outcome},
     limits::{Limits, Rules},
 };
 
-/// A batch of items and where to send their outcomes.
+/// Items to run in order in one worker, with what governs them.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub items: Vec<Item>,
+    pub limits: Limits,
+    pub rules: Rules,
+    pub control: RunControl,
+}
+
+/// A batch and where to send its outcomes.
 struct Job {
-    items: Vec<Item>,
-    limits: Limits,
-    rules: Rules,
+    batch: Batch,
     reply: Box<dyn FnOnce(Vec<Outcome>) + Send>,
 }
 
+/// Runs first on every worker thread, before it takes work: the daemon installs the
+/// worker role's seccomp filter here.
+pub type ThreadInit = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Settings of the pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolConfig {
     pub engine: EngineConfig,
     /// Worker threads (each runs one instance at a time).
     pub workers: usize,
     /// Batches that may wait for a worker before `try_submit` refuses more.
     pub queue: usize,
+    /// Run on each worker thread as it starts; an error stops start-up.
+    pub worker_init: Option<ThreadInit>,
+}
+
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("engine", &self.engine)
+            .field("workers", &self.workers)
+            .field("queue", &self.queue)
+            .field("worker_init", &self.worker_init.is_some())
+            .finish()
+    }
 }
 
 /// The sandbox: a compiled guest and the workers that run it. Cheap to clone.
@@ -47,6 +71,8 @@ struct Inner {
     executor: Arc<Executor>,
     sender: Option<Sender<Job>>,
     workers: Vec<thread::JoinHandle<()>>,
+    /// Start-up reports of the workers, until [`Sandbox::wait_ready`] has read them.
+    ready: std::sync::Mutex<Option<mpsc::Receiver<Result<(), String>>>>,
 }
 
 impl Drop for Inner {
@@ -72,26 +98,54 @@ impl Sandbox {
     /// Compiles (or loads from the cache) the guest and starts the workers.
     pub fn new(config: &PoolConfig) -> Result<Self, SandboxError> {
         let executor = Arc::new(Executor::new(&config.engine)?);
+        let sandbox = Self::with_executor(executor, config)?;
+        sandbox.wait_ready()?;
+        Ok(sandbox)
+    }
+
+    /// Starts the workers on an executor made earlier, without waiting for their
+    /// `worker_init`: the daemon starts the workers (their init waits for a gate), locks the
+    /// whole process down, opens the gate, and then calls [`Sandbox::wait_ready`]. So no
+    /// thread is ever created after the process-wide seccomp filter is in place.
+    pub fn with_executor(
+        executor: Arc<Executor>,
+        config: &PoolConfig,
+    ) -> Result<Self, SandboxError> {
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(config.queue.max(1));
         // The wasm stack plus room for the host's own frames.
         let stack = usize::try_from(config.engine.cap.wasm_stack_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(16 << 20);
         let mut workers = Vec::with_capacity(config.workers.max(1));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         for index in 0..config.workers.max(1) {
             let receiver: Receiver<Job> = receiver.clone();
             let executor = executor.clone();
+            let init = config.worker_init.clone();
+            let ready = ready_tx.clone();
             let handle = thread::Builder::new()
                 .name(format!("azr-worker-{index}"))
                 .stack_size(stack)
                 .spawn(move || {
+                    let started = init.map_or(Ok(()), |init| init());
+                    let failed = started.is_err();
+                    let _ = ready.send(started);
+                    if failed {
+                        return;
+                    }
                     for job in receiver.iter() {
-                        let n = job.items.len();
+                        let batch = &job.batch;
+                        let n = batch.items.len();
                         // A bug on the host side must cost one batch, not a worker: the batch
                         // is answered with faults and the worker takes the next one.
                         let outcomes =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                executor.run_items(&job.items, &job.limits, &job.rules)
+                                executor.run_items_with(
+                                    &batch.items,
+                                    &batch.limits,
+                                    &batch.rules,
+                                    batch.control,
+                                )
                             }))
                             .unwrap_or_else(|_| {
                                 tracing::error!("a worker panicked while running a batch");
@@ -103,13 +157,37 @@ impl Sandbox {
                 .map_err(|e| SandboxError::Engine(format!("starting worker {index}: {e}")))?;
             workers.push(handle);
         }
+        drop(ready_tx);
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 executor,
                 sender: Some(sender),
                 workers,
+                ready: std::sync::Mutex::new(Some(ready_rx)),
             }),
         })
+    }
+
+    /// Waits until every worker has run its `worker_init`; an error if any failed (that
+    /// worker then takes no work).
+    pub fn wait_ready(&self) -> Result<(), SandboxError> {
+        let receiver = match self.inner.ready.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(_) => None,
+        };
+        let Some(receiver) = receiver else {
+            return Ok(());
+        };
+        for _ in 0..self.inner.workers.len() {
+            match receiver.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(SandboxError::Engine(format!("starting a worker: {e}")));
+                }
+                Err(_) => return Err(SandboxError::Engine("a worker died at start-up".into())),
+            }
+        }
+        Ok(())
     }
 
     /// The most any request may ask for.
@@ -121,16 +199,12 @@ impl Sandbox {
     /// thread with one outcome per item, in order.
     pub fn try_submit(
         &self,
-        items: Vec<Item>,
-        limits: Limits,
-        rules: Rules,
+        batch: Batch,
         reply: impl FnOnce(Vec<Outcome>) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let sender = self.inner.sender.as_ref().ok_or(SubmitError::Closed)?;
         let job = Job {
-            items,
-            limits,
-            rules,
+            batch,
             reply: Box::new(reply),
         };
         sender.try_send(job).map_err(|e| match e {
@@ -144,9 +218,12 @@ impl Sandbox {
         let n = items.len();
         let (tx, rx) = mpsc::sync_channel(1);
         let job = Job {
-            items,
-            limits: limits.clone(),
-            rules: rules.clone(),
+            batch: Batch {
+                items,
+                limits: limits.clone(),
+                rules: rules.clone(),
+                control: RunControl::default(),
+            },
             reply: Box::new(move |outcomes| {
                 let _ = tx.send(outcomes);
             }),
@@ -166,6 +243,11 @@ impl Sandbox {
     /// Batches waiting for a worker.
     pub fn queued(&self) -> usize {
         self.inner.sender.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.len()
     }
 }
 

@@ -27,7 +27,10 @@
 //! - `generate`: batched KV-cache generation and teacher-forced log-probs.
 //! - `train`: PPO-clip loss, AdamW, clipping, accumulation.
 //! - `bench`: the throughput measurements behind `azr-trainer bench`.
+//! - `azr`: the pure logic of the AZR self-play loop (prompts, parsing, buffers, rewards,
+//!   TRR++ advantages), testable without a model or the sandbox.
 
+pub mod azr;
 pub mod bench;
 pub mod device;
 pub mod error;

@@ -1,0 +1,163 @@
+//! The daemon: `azr.sandbox.v1` over HTTP/2 on a Unix socket.
+//!
+//! Connections are served by hyper directly (not tonic's TCP-oriented server) so that the
+//! daemon decides everything that matters on a local socket: the peer check happens once per
+//! connection from `SO_PEERCRED`, the number of connections is bounded, the request deadline
+//! is answered with `DEADLINE_EXCEEDED` by the service itself, and SIGTERM drains in-flight
+//! requests before the socket is removed.
+
+pub mod convert;
+pub mod listener;
+pub mod service;
+pub mod stats;
+
+use std::{
+    convert::Infallible,
+    io,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use azr_proto::v1::sandbox_server::SandboxServer;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+    sync::Semaphore,
+};
+use tonic::Status;
+use tower::Service as _;
+
+use self::{listener::PeerPolicy, service::Service, stats::Answer};
+use crate::config::ServerConfig;
+
+/// gRPC status code numbers that travel in the `grpc-status` header.
+const GRPC_OUT_OF_RANGE: &str = "11";
+const GRPC_INVALID_ARGUMENT: &str = "3";
+
+/// Serves until SIGTERM or SIGINT, then drains: new requests get `UNAVAILABLE`, requests in
+/// flight finish (up to `drain_timeout_ms`), and the socket file is removed if the daemon
+/// created it.
+pub async fn serve(
+    listener: UnixListener,
+    owned_path: Option<PathBuf>,
+    service: Service,
+    peers: PeerPolicy,
+    config: &ServerConfig,
+) -> io::Result<()> {
+    let draining = service.draining.clone();
+    let stats = service.stats.clone();
+    let grpc = SandboxServer::new(service)
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or a peer that went away: not a reason to stop
+                    // serving everyone else.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let allowed = match stream.peer_cred() {
+            Ok(cred) => {
+                let ok = peers.allows(cred.uid(), cred.gid());
+                if !ok {
+                    tracing::warn!(
+                        uid = cred.uid(),
+                        gid = cred.gid(),
+                        pid = cred.pid(),
+                        "refusing a peer that is not on the allow-list"
+                    );
+                }
+                ok
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the peer's credentials: {e}");
+                false
+            }
+        };
+        let grpc = grpc.clone();
+        let stats = stats.clone();
+        let svc = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let mut grpc = grpc.clone();
+            let stats = stats.clone();
+            async move {
+                if !allowed {
+                    stats.answered(Answer::Denied);
+                    let denied = Status::permission_denied(
+                        "this uid/gid is not on the sandbox daemon's allow-list",
+                    );
+                    return Ok::<_, Infallible>(denied.into_http());
+                }
+                let mut response = grpc.call(request).await?;
+                // tonic refuses an oversized message with OUT_OF_RANGE before the service
+                // sees it; for the client it is an invalid request like any other.
+                let headers = response.headers_mut();
+                if headers
+                    .get("grpc-status")
+                    .is_some_and(|v| v == GRPC_OUT_OF_RANGE)
+                {
+                    stats.answered(Answer::Invalid);
+                    headers.insert(
+                        "grpc-status",
+                        http::HeaderValue::from_static(GRPC_INVALID_ARGUMENT),
+                    );
+                }
+                Ok(response)
+            }
+        });
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+
+    tracing::info!("shutting down: draining requests in flight");
+    draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    if let Some(path) = &owned_path
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!("removing {}: {e}", path.display());
+    }
+    let drain = Duration::from_millis(config.drain_timeout_ms);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {} ms; exiting anyway",
+            config.drain_timeout_ms
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,665 @@
+//! Every knob of the self-play loop, with the reference's 7B self-play defaults.
+//!
+//! Sources, in order of precedence: our design document (section 1), the reference's
+//! `scripts/selfplay/7b.sh`, its `configs/azr_ppo_trainer.yaml`. A config file is TOML; every
+//! field may be left out (its default is used) and an unknown field is an error, so a typo
+//! cannot silently leave a default in place. `presets/azr-7b.toml` and `presets/tiny.toml`
+//! write every field down.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::AzrError;
+use super::task::TaskType;
+
+/// The whole configuration of a self-play run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AzrConfig {
+    /// The policy's weights: a GGUF file or a Hugging Face directory. A bare file name is
+    /// looked up among the models `scripts/models.sh` fetches.
+    pub model: String,
+    /// Seeds every random choice of the loop (references, solver tasks, sampling); the
+    /// reference's `azr.seed`.
+    pub seed: u64,
+    /// Training steps to run; 0 runs until stopped (the reference counts 30 epochs of a
+    /// dummy dataset instead).
+    pub total_steps: u64,
+    /// Save a checkpoint (weights, optimiser, buffers) every this many steps (`save_freq`).
+    pub checkpoint_interval: u64,
+    pub tasks: TasksConfig,
+    pub rollout: RolloutConfig,
+    pub optim: OptimConfig,
+    pub reward: RewardConfig,
+    pub validation: ValidationConfig,
+    pub parse: ParseConfig,
+}
+
+/// Which tasks are played, how many, and how buffers feed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Task types played (`code_i` abduction, `code_o` deduction, `code_f` induction).
+    pub types: Vec<TaskType>,
+    /// Rollouts per (task type × role) group and step (`data.train_batch_size`).
+    pub batch_size: usize,
+    /// K: reference programs shown in each deduction/abduction propose prompt (`io_n`);
+    /// induction proposals always get exactly one program.
+    pub references: usize,
+    /// Inputs an induction proposal must give (`num_inputs`); half are shown to the solver.
+    pub induction_inputs: usize,
+    /// The seed buffers are grown to `batch_size × seed_batch_factor` programs before
+    /// training starts (`seed_batch_factor`).
+    pub seed_batch_factor: usize,
+    /// Cap on each buffer (`max_programs`). As in the reference, the buffer keeps its
+    /// *oldest* programs when it overflows.
+    pub max_programs: usize,
+    /// Drop a valid proposal that is already in its buffer. The reference de-duplicates only
+    /// while seeding; ours does it always unless this is off.
+    pub dedup: bool,
+    /// How solver tasks are drawn from a buffer (`pred_data_mix_strategy`).
+    pub solver_mix: SolverMix,
+    /// Programs added within this many steps count as new for `max_new`/`half_new`
+    /// (`past_epoch_window` = `update_iteration`).
+    pub recent_window: u64,
+    /// Which valid proposals join the buffer (`valid_program_filter`).
+    pub valid_program_filter: ValidProgramFilter,
+    /// Train on the proposer's rollouts too (`train_propose`); off trains the solver only.
+    pub train_propose: bool,
+}
+
+/// Generation settings for every rollout (proposals, solver answers, learnability samples).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Longest prompt, in tokens (`data.max_prompt_length`).
+    pub max_prompt_tokens: usize,
+    /// Longest response, in tokens (`data.max_response_length`).
+    pub max_response_tokens: usize,
+    /// A propose prompt longer than this (tokens) is redrawn with other references
+    /// (`content_max_length`).
+    pub content_max_length: usize,
+    /// Sampling temperature (`rollout.temperature`).
+    pub temperature: f64,
+    /// Nucleus sampling threshold; 1.0 samples from the whole distribution (`rollout.top_p`).
+    pub top_p: f64,
+    /// Wrap the prompt in the model's chat template. Off is the reference's setting for base
+    /// models (`pretrained_tokenizer=True` replaces the template with plain concatenation):
+    /// the model continues the text `... Assistant: <think>`.
+    pub chat_template: bool,
+}
+
+/// The policy update: PPO-clip on TRR++ advantages, AdamW.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// AdamW learning rate, constant (`actor.optim.lr`).
+    pub lr: f64,
+    /// AdamW weight decay (`actor.optim.weight_decay`).
+    pub weight_decay: f64,
+    /// PPO clip range ε: ratios are clipped to [1 − ε, 1 + ε] (design document: 0.2).
+    pub ppo_clip: f64,
+    /// Global gradient-norm bound (`actor.grad_clip`); 0 disables clipping.
+    pub grad_clip: f64,
+    /// Samples per optimiser step (`ppo_mini_batch_size`); a step's rollouts of all groups
+    /// are split into mini-batches of this size.
+    pub mini_batch: usize,
+    /// Samples per forward/backward pass (`ppo_micro_batch_size_per_gpu`).
+    pub micro_batch: usize,
+    /// Passes over a step's rollouts (`ppo_epochs`).
+    pub ppo_epochs: usize,
+    /// Recompute activations in the backward pass (`enable_gradient_checkpointing`).
+    pub gradient_checkpointing: bool,
+    /// Discount of the returns (`algorithm.gamma`); 1 gives every token the sequence reward.
+    pub gamma: f64,
+    /// Coefficient of a token-level KL penalty in the reward (`kl_ctrl.kl_coef`); 0 = none
+    /// and no reference model is needed.
+    pub kl_coef: f64,
+}
+
+/// Rewards of both roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Solver rollouts per valid proposal that estimate its solve rate (`n_samples`).
+    pub n_samples: usize,
+    /// Require the `<think>…</think><answer>…</answer>` layout (`format_reward`); off
+    /// treats every response as well formatted.
+    pub format_reward: bool,
+    /// How an induction answer is scored from its held-out pairs (`code_f_reward_type`).
+    pub induction: InductionReward,
+    /// How the solve rate becomes the proposer's reward (`generation_accuracy_convertion`).
+    pub learnability: Learnability,
+    /// How enabled intrinsic rewards join the learnability reward (`intrinsic_combine_method`).
+    pub intrinsic_combine: IntrinsicCombine,
+    /// Proposer bonus for cognitive complexity of the program (approximate, see `intrinsic`).
+    pub complexity: IntrinsicReward,
+    /// Proposer bonus for distance from its reference programs (approximate).
+    pub mean_edit_distance: IntrinsicReward,
+    /// Proposer bonus for the program's Halstead metrics (approximate).
+    pub halstead: IntrinsicReward,
+    /// Proposer bonus for a rare answer (input for abduction, output for deduction).
+    pub answer_diversity: DiversityReward,
+}
+
+/// One optional intrinsic reward: `min(coef · x, max)` when enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntrinsicReward {
+    pub enabled: bool,
+    pub coef: f64,
+    pub max: f64,
+}
+
+/// The answer-diversity reward, which can also weigh the rarity of the answer's type.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiversityReward {
+    pub enabled: bool,
+    pub coef: f64,
+    pub max: f64,
+    /// Average the surprise of the answer's type and of the answer within its type, instead
+    /// of the surprise of the answer among all answers.
+    pub hierarchical: bool,
+}
+
+/// What the sandbox is asked to enforce on proposals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Wall-clock limit per execution, seconds (`execute_max_timeout`).
+    pub timeout_s: f64,
+    /// Modules a program may not import (matched on dotted-path components), also listed in
+    /// the propose prompt (`banned_words`).
+    pub banned_words: Vec<String>,
+    /// Statements a program may not contain (`banned_keywords_for_errors_and_exceptions`;
+    /// the 7B script bans `raise`).
+    pub banned_keywords: Vec<String>,
+    /// Evaluate `f(x)` twice and require equal results (`check_determinism`).
+    pub check_determinism: bool,
+}
+
+/// How a proposal's code block is read (`parse_code_input_output`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParseConfig {
+    /// Refuse a program with more than one `def` line, nested and method ones included
+    /// (`reject_multiple_functions`).
+    pub reject_multiple_functions: bool,
+    /// Which defined function is renamed to `f` (`f_replace_location`).
+    pub f_replace_location: FReplaceLocation,
+    /// Which code block holds the program (`code_location`).
+    pub code_location: CodeLocation,
+    /// Replace print-call statements by `pass` (`remove_print`; line-based here).
+    pub remove_print: bool,
+    /// Refuse programs that look like they contain their test input (`reject_test_input_in_code`).
+    pub reject_test_input_in_code: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InductionReward {
+    /// 1 when every held-out pair is reproduced, else 0.
+    Binary,
+    /// The fraction of held-out pairs reproduced.
+    Accuracy,
+    /// 1 when at least one held-out pair is reproduced.
+    IfOneCorrect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Learnability {
+    /// `1 − s` if `s > 0`, else 0: unsolvable and trivial tasks both earn nothing.
+    OneMinus,
+    /// `1 − s`: unsolvable tasks earn the most.
+    Inverse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrinsicCombine {
+    /// `r + Σ cᵢ`
+    Sum,
+    /// `r · Π cᵢ`
+    Multiply,
+    /// `r + Π cᵢ`
+    SumMultiply,
+    /// `r · Σ cᵢ`
+    MultiplySum,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverMix {
+    /// Programs added in the recent window first, then uniform draws from the whole buffer.
+    MaxNew,
+    /// At most half from the recent window, the rest uniform from the whole buffer.
+    HalfNew,
+    /// Uniform draws from the whole buffer.
+    UniformTotal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidProgramFilter {
+    /// Every valid proposal joins the buffer.
+    All,
+    /// All but those the solver always solved.
+    NonOne,
+    /// All but those the solver always or never solved.
+    NonExtremes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FReplaceLocation {
+    /// The first defined function becomes `f`.
+    NotFirst,
+    /// The last defined function becomes `f`, unless one is already called `f`.
+    AnyLast,
+    /// The first defined function becomes `f`, unless one is already called `f`.
+    AnyFirst,
+    /// The last defined function becomes `f`.
+    NotLast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeLocation {
+    First,
+    Last,
+}
+
+/// The reference's banned import words (design document, section 1).
+pub const BANNED_WORDS: [&str; 16] = [
+    "logging",
+    "random",
+    "multiprocessing",
+    "pebble",
+    "subprocess",
+    "threading",
+    "datetime",
+    "time",
+    "hashlib",
+    "hmac",
+    "bcrypt",
+    "os.sys",
+    "os.path",
+    "sys.exit",
+    "os.environ",
+    "calendar",
+];
+
+impl Default for AzrConfig {
+    fn default() -> Self {
+        AzrConfig {
+            model: "Qwen/Qwen2.5-7B".into(),
+            seed: 1,
+            total_steps: 0,
+            checkpoint_interval: 10,
+            tasks: TasksConfig::default(),
+            rollout: RolloutConfig::default(),
+            optim: OptimConfig::default(),
+            reward: RewardConfig::default(),
+            validation: ValidationConfig::default(),
+            parse: ParseConfig::default(),
+        }
+    }
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            types: TaskType::ALL.to_vec(),
+            batch_size: 64,
+            references: 6,
+            induction_inputs: 10,
+            seed_batch_factor: 4,
+            max_programs: 16384,
+            dedup: true,
+            solver_mix: SolverMix::MaxNew,
+            recent_window: 1,
+            valid_program_filter: ValidProgramFilter::All,
+            train_propose: true,
+        }
+    }
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            max_prompt_tokens: 6144,
+            max_response_tokens: 8096,
+            content_max_length: 5600,
+            temperature: 1.0,
+            top_p: 1.0,
+            chat_template: false,
+        }
+    }
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: 1e-6,
+            weight_decay: 0.0,
+            ppo_clip: 0.2,
+            grad_clip: 1.0,
+            mini_batch: 128,
+            micro_batch: 16,
+            ppo_epochs: 1,
+            gradient_checkpointing: true,
+            gamma: 1.0,
+            kl_coef: 0.0,
+        }
+    }
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            n_samples: 8,
+            format_reward: true,
+            induction: InductionReward::Binary,
+            learnability: Learnability::OneMinus,
+            intrinsic_combine: IntrinsicCombine::Sum,
+            complexity: IntrinsicReward::default(),
+            mean_edit_distance: IntrinsicReward::default(),
+            halstead: IntrinsicReward::default(),
+            answer_diversity: DiversityReward::default(),
+        }
+    }
+}
+
+impl Default for IntrinsicReward {
+    /// Off, as the 7B script sets it (coef 0, max 0).
+    fn default() -> Self {
+        IntrinsicReward {
+            enabled: false,
+            coef: 0.0,
+            max: 0.0,
+        }
+    }
+}
+
+impl Default for DiversityReward {
+    fn default() -> Self {
+        DiversityReward {
+            enabled: false,
+            coef: 0.0,
+            max: 0.0,
+            hierarchical: false,
+        }
+    }
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            timeout_s: 10.0,
+            banned_words: BANNED_WORDS.iter().map(|s| (*s).to_owned()).collect(),
+            banned_keywords: vec!["raise".into()],
+            check_determinism: true,
+        }
+    }
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            reject_multiple_functions: true,
+            f_replace_location: FReplaceLocation::NotFirst,
+            code_location: CodeLocation::First,
+            remove_print: false,
+            reject_test_input_in_code: false,
+        }
+    }
+}
+
+impl AzrConfig {
+    /// The reference's 7B self-play settings (the defaults).
+    pub fn azr_7b() -> Self {
+        AzrConfig::default()
+    }
+
+    /// A run that fits a 2-core CPU: Qwen2.5-Coder-0.5B-Instruct, 2 tasks per group, 2
+    /// references, 4 induction inputs, 4 learnability samples, 256-token responses, one
+    /// optimiser step per training step (6 groups × 2 = 12 rollouts). The chat template is on
+    /// because the model is an instruct model; the learning rate stays the reference's.
+    pub fn tiny() -> Self {
+        let d = AzrConfig::default();
+        AzrConfig {
+            model: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
+            total_steps: 20,
+            checkpoint_interval: 5,
+            tasks: TasksConfig {
+                batch_size: 2,
+                references: 2,
+                induction_inputs: 4,
+                seed_batch_factor: 2,
+                max_programs: 1024,
+                ..d.tasks
+            },
+            rollout: RolloutConfig {
+                max_prompt_tokens: 2048,
+                max_response_tokens: 256,
+                content_max_length: 1536,
+                chat_template: true,
+                ..d.rollout
+            },
+            optim: OptimConfig {
+                mini_batch: 12,
+                micro_batch: 2,
+                gradient_checkpointing: false,
+                ..d.optim
+            },
+            reward: RewardConfig {
+                n_samples: 4,
+                ..d.reward
+            },
+            ..d
+        }
+    }
+
+    /// A preset by name: `tiny`, or `7b` (also `azr-7b`).
+    pub fn by_name(name: &str) -> Result<Self, AzrError> {
+        match name {
+            "tiny" => Ok(AzrConfig::tiny()),
+            "7b" | "azr-7b" => Ok(AzrConfig::azr_7b()),
+            other => Err(AzrError::UnknownPreset(other.to_owned())),
+        }
+    }
+
+    /// Parses and checks a TOML config.
+    pub fn from_toml(text: &str) -> Result<Self, AzrError> {
+        let config: AzrConfig = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, AzrError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AzrError::Config(format!("{}: {e}", path.display())))?;
+        AzrConfig::from_toml(&text)
+    }
+
+    /// Seed buffer size the loop grows the buffers to before training
+    /// (`data_len × seed_batch_factor`).
+    pub fn seed_buffer_size(&self) -> usize {
+        self.tasks.batch_size * self.tasks.seed_batch_factor
+    }
+
+    /// Refuses values the loop cannot run with.
+    pub fn validate(&self) -> Result<(), AzrError> {
+        let bad = |m: &str| Err(AzrError::Config(m.to_owned()));
+        let t = &self.tasks;
+        if t.types.is_empty() {
+            return bad("tasks.types is empty");
+        }
+        for (i, ty) in t.types.iter().enumerate() {
+            if t.types[..i].contains(ty) {
+                return bad(&format!("tasks.types lists {ty} twice"));
+            }
+        }
+        if t.batch_size == 0 {
+            return bad("tasks.batch_size must be at least 1");
+        }
+        if t.induction_inputs < 2 {
+            return bad("tasks.induction_inputs must be at least 2 (half are held out)");
+        }
+        if t.seed_batch_factor == 0 || t.max_programs == 0 {
+            return bad("tasks.seed_batch_factor and tasks.max_programs must be at least 1");
+        }
+        let r = &self.rollout;
+        if !(r.top_p > 0.0 && r.top_p <= 1.0) {
+            return bad("rollout.top_p must be in (0, 1]");
+        }
+        if !non_negative(r.temperature) {
+            return bad("rollout.temperature must be >= 0");
+        }
+        if r.max_response_tokens == 0 || r.max_prompt_tokens == 0 {
+            return bad("rollout token limits must be at least 1");
+        }
+        let o = &self.optim;
+        if !positive(o.lr) {
+            return bad("optim.lr must be > 0");
+        }
+        if !(o.ppo_clip > 0.0 && o.ppo_clip < 1.0) {
+            return bad("optim.ppo_clip must be in (0, 1)");
+        }
+        if ![o.grad_clip, o.weight_decay, o.kl_coef]
+            .into_iter()
+            .all(non_negative)
+        {
+            return bad("optim.grad_clip, weight_decay and kl_coef must be >= 0");
+        }
+        if !(0.0..=1.0).contains(&o.gamma) {
+            return bad("optim.gamma must be in [0, 1]");
+        }
+        if o.mini_batch == 0 || o.micro_batch == 0 || o.ppo_epochs == 0 {
+            return bad("optim.mini_batch, micro_batch and ppo_epochs must be at least 1");
+        }
+        if self.reward.n_samples == 0 {
+            return bad("reward.n_samples must be at least 1");
+        }
+        if !positive(self.validation.timeout_s) {
+            return bad("validation.timeout_s must be > 0");
+        }
+        Ok(())
+    }
+}
+
+/// `x > 0`, false for NaN.
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
+/// `x >= 0`, false for NaN.
+fn non_negative(x: f64) -> bool {
+    x >= 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: &str = include_str!("../../presets/tiny.toml");
+    const AZR_7B: &str = include_str!("../../presets/azr-7b.toml");
+
+    #[test]
+    fn preset_files_parse_and_equal_the_rust_presets() {
+        assert_eq!(
+            AzrConfig::from_toml(AZR_7B).expect("azr-7b.toml"),
+            AzrConfig::azr_7b()
+        );
+        assert_eq!(
+            AzrConfig::from_toml(TINY).expect("tiny.toml"),
+            AzrConfig::tiny()
+        );
+    }
+
+    #[test]
+    fn preset_files_write_every_field() {
+        // Serialising a preset and dropping the values must leave exactly the keys the file
+        // sets: a field added to the structs but not to the files fails here.
+        fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let name = format!("{prefix}{k}");
+                    if v.is_table() {
+                        keys(v, &format!("{name}."), out);
+                    } else {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        for (text, preset) in [(AZR_7B, AzrConfig::azr_7b()), (TINY, AzrConfig::tiny())] {
+            let file: toml::Value = toml::from_str(text).expect("preset file");
+            let full = toml::Value::try_from(&preset).expect("serialise preset");
+            let (mut a, mut b) = (vec![], vec![]);
+            keys(&file, "", &mut a);
+            keys(&full, "", &mut b);
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_reference_7b_values() {
+        let c = AzrConfig::default();
+        assert_eq!(c.tasks.batch_size, 64);
+        assert_eq!(c.tasks.references, 6);
+        assert_eq!(c.tasks.induction_inputs, 10);
+        assert_eq!(c.seed_buffer_size(), 256);
+        assert_eq!(c.reward.n_samples, 8);
+        assert_eq!(c.optim.lr, 1e-6);
+        assert_eq!(c.optim.ppo_clip, 0.2);
+        assert_eq!(c.rollout.max_prompt_tokens, 6144);
+        assert_eq!(c.rollout.max_response_tokens, 8096);
+        assert_eq!(c.reward.induction, InductionReward::Binary);
+        assert!(!c.reward.complexity.enabled);
+        assert!(!c.reward.mean_edit_distance.enabled);
+        assert!(!c.reward.halstead.enabled);
+        assert!(!c.reward.answer_diversity.enabled);
+        assert_eq!(c.validation.banned_words.len(), 16);
+        assert_eq!(c.validation.banned_keywords, ["raise"]);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_and_unknown_fields_are_refused() {
+        assert_eq!(
+            AzrConfig::from_toml("").expect("empty"),
+            AzrConfig::default()
+        );
+        let partial = AzrConfig::from_toml("[reward]\nn_samples = 3\n").expect("partial");
+        assert_eq!(partial.reward.n_samples, 3);
+        assert_eq!(partial.tasks, TasksConfig::default());
+        assert!(AzrConfig::from_toml("[reward]\nn_sample = 3\n").is_err());
+        assert!(AzrConfig::from_toml("lr = 1e-6\n").is_err());
+        assert!(AzrConfig::from_toml("[reward]\ninduction = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(AzrConfig::from_toml("[optim]\nppo_clip = 1.5\n").is_err());
+        assert!(AzrConfig::from_toml("[tasks]\nbatch_size = 0\n").is_err());
+        assert!(AzrConfig::from_toml("[tasks]\ntypes = [\"code_i\", \"code_i\"]\n").is_err());
+        assert!(AzrConfig::from_toml("[tasks]\ntypes = []\n").is_err());
+        assert!(AzrConfig::from_toml("[rollout]\ntop_p = 0.0\n").is_err());
+    }
+
+    #[test]
+    fn presets_by_name() {
+        assert_eq!(AzrConfig::by_name("tiny").expect("tiny"), AzrConfig::tiny());
+        assert_eq!(AzrConfig::by_name("7b").expect("7b"), AzrConfig::default());
+        assert!(matches!(
+            AzrConfig::by_name("70b"),
+            Err(AzrError::UnknownPreset(_))
+        ));
+        AzrConfig::tiny().validate().expect("tiny validates");
+    }
+}
