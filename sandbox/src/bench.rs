@@ -8,6 +8,9 @@
 //!   batched into one instance per program; baseline (b) with one pool task per check, the
 //!   way the reference submits them.
 //! - latency of one trivial program, in-process (p50/p99).
+//! - through the daemon (`serve` started as a child on a private socket, seccomp on): the
+//!   latency of one trivial check over the socket, and workload S as batch RPCs, against
+//!   the in-process figure (the daemon's overhead).
 //!
 //! Each figure is the median over `--rounds` rounds.
 
@@ -41,6 +44,9 @@ pub struct BenchArgs {
     /// Calls of the trivial program for the latency figures.
     #[arg(long, default_value_t = 2000)]
     latency_calls: usize,
+    /// Skip the figures through the daemon.
+    #[arg(long)]
+    no_daemon: bool,
 }
 
 #[derive(Clone)]
@@ -256,6 +262,10 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3
     )?;
+    if !args.no_daemon {
+        drop(sandbox);
+        daemon_figures(config, &seeds, args, s_rate, &mut out)?;
+    }
     if args.no_baselines {
         return Ok(());
     }
@@ -297,6 +307,173 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
         s_rate / b_s
     )?;
     Ok(())
+}
+
+/// Starts `azr-sandbox serve` on a private socket and measures through it.
+fn daemon_figures(
+    config: &SandboxConfig,
+    seeds: &[Seed],
+    args: &BenchArgs,
+    in_process_s: f64,
+    out: &mut impl Write,
+) -> Result<()> {
+    use azr_sandbox_client::{CallOptions, Client, v1};
+    let dir = std::env::temp_dir().join(format!("azr-bench-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("sandbox.sock");
+    let config_path = dir.join("sandbox.toml");
+    std::fs::write(&config_path, toml::to_string(config)?)?;
+    let exe = std::env::current_exe().context("finding the azr-sandbox binary")?;
+    let log_path = dir.join("daemon.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = Command::new(exe)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting the daemon")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let client = Client::connect([&socket])?;
+        let started = Instant::now();
+        while client.health().await.is_err() {
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("the daemon did not start serving");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let program = |s: &Seed| {
+            Some(v1::Program {
+                source: s.snippet.clone(),
+                imports: s.imports.clone(),
+            })
+        };
+        let call = CallOptions::default();
+        // One trivial check at a time.
+        let trivial = v1::CheckTask {
+            program: Some(v1::Program {
+                source: "def f(x):\n    return x".into(),
+                imports: vec![],
+            }),
+            kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+                gold_output: "1".into(),
+                answer: "1".into(),
+            })),
+        };
+        for _ in 0..50 {
+            client.check(trivial.clone(), &call).await?;
+        }
+        let mut latencies = Vec::with_capacity(args.latency_calls);
+        for _ in 0..args.latency_calls {
+            let t = Instant::now();
+            client.check(trivial.clone(), &call).await?;
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        // Workload S as the trainer sends it: per program one validation, then one batch of
+        // 8 deduction + 8 abduction checks against it; programs in flight concurrently.
+        let one_program = |s: &Seed| {
+            let client = &client;
+            let call = &call;
+            let s = s.clone();
+            async move {
+                let task = v1::ValidateTask {
+                    program: program(&s),
+                    input: s.input.clone(),
+                };
+                client.validate(task, call).await?;
+                let mut checks = Vec::with_capacity(16);
+                for _ in 0..8 {
+                    checks.push(v1::CheckTask {
+                        program: None,
+                        kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+                            gold_output: s.output.clone(),
+                            answer: s.output.clone(),
+                        })),
+                    });
+                }
+                for _ in 0..8 {
+                    checks.push(v1::CheckTask {
+                        program: None,
+                        kind: Some(v1::check_task::Kind::Abduction(v1::Abduction {
+                            gold_output: s.output.clone(),
+                            answer: s.input.clone(),
+                        })),
+                    });
+                }
+                client.check_batch(checks, program(&s), call).await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        };
+        let mut rates = Vec::new();
+        for _ in 0..args.rounds {
+            let t = Instant::now();
+            let mut pending = seeds.iter().map(one_program);
+            // Keep a few programs per worker in flight, as a training loop would.
+            let in_flight = config.workers() * 4;
+            let mut running = Vec::new();
+            loop {
+                while running.len() < in_flight {
+                    match pending.next() {
+                        Some(f) => running.push(Box::pin(f)),
+                        None => break,
+                    }
+                }
+                if running.is_empty() {
+                    break;
+                }
+                let (done, _, rest) = select_first(running).await;
+                done?;
+                running = rest;
+            }
+            rates.push(seeds.len() as f64 / t.elapsed().as_secs_f64());
+        }
+        Ok::<_, anyhow::Error>((latencies, median(rates)))
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (latencies, s_daemon) = result.with_context(|| format!("the daemon's log:\n{log}"))?;
+    writeln!(
+        out,
+        "trivial check over the Unix socket (daemon, seccomp on): p50 {:.3} ms, p99 {:.3} ms   (goals < 1 ms, < 5 ms)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    )?;
+    writeln!(
+        out,
+        "workload S through the daemon (Validate + CheckBatch of 16 per program): {s_daemon:.0} programs/s = {:.2}x in-process",
+        s_daemon / in_process_s
+    )?;
+    Ok(())
+}
+
+/// Waits for the first of `futures` to finish; returns its output, its index and the rest.
+async fn select_first<F: std::future::Future + Unpin>(
+    mut futures: Vec<F>,
+) -> (F::Output, usize, Vec<F>) {
+    let (value, index) = std::future::poll_fn(|cx| {
+        for (i, future) in futures.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(future).poll(cx) {
+                return std::task::Poll::Ready((v, i));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    drop(futures.swap_remove(index));
+    (value, index, futures)
 }
 
 /// The validation of one seed program, as a batch of one.

@@ -325,7 +325,9 @@ fn a_full_queue_is_resource_exhausted_and_a_passed_deadline_is_deadline_exceeded
         assert_eq!(err.code(), Some(Code::DeadlineExceeded), "{err}");
         let stats = client.stats().await.expect("stats");
         assert!(stats.requests_rejected_busy >= 1);
-        assert!(stats.requests_deadline_exceeded >= 1);
+        // Whichever side noticed the deadline first: the daemon answers DEADLINE_EXCEEDED, or
+        // the client's channel resets the stream and the daemon counts it cancelled.
+        assert!(stats.requests_deadline_exceeded + stats.requests_cancelled >= 1);
     });
 }
 

@@ -188,7 +188,21 @@ impl Client {
             if let Some(t) = timeout {
                 request.set_timeout(t);
             }
-            match call(self.pick(), request).await {
+            let sent = std::time::Instant::now();
+            let answer = call(self.pick(), request).await.map_err(|status| {
+                // tonic's channel enforces the deadline on this side too and reports it as
+                // CANCELLED; whichever side noticed first, the caller's deadline passed.
+                match timeout {
+                    Some(t) if status.code() == Code::Cancelled && sent.elapsed() >= t => {
+                        Status::deadline_exceeded(format!(
+                            "the deadline of {} ms passed",
+                            t.as_millis()
+                        ))
+                    }
+                    _ => status,
+                }
+            });
+            match answer {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if retryable(&status) && attempt < self.retry.attempts => {
                     tracing::debug!("retrying after {}: {}", status.code(), status.message());

@@ -6,6 +6,11 @@
 //!   that opens files, starts processes or reaches a network.
 //! - `worker`: stacked on each wasm worker thread as it starts (the kernel applies both, so
 //!   the tighter wins): workers never touch sockets.
+//! - `refuse`: installed on every thread with `daemon`; it answers the calls it lists (opening
+//!   files) with `EACCES` instead of killing the process, for library code that tries and
+//!   copes (glibc's malloc reads a `/proc` file when it first trims a thread's heap). The
+//!   kernel takes the strictest answer of all filters, so a call must be allowed by the
+//!   allow-lists to get this softer refusal at all.
 //!
 //! The default action is to trap: a SIGSYS handler names the refused call on stderr and
 //! ends the process (systemd restarts it). A filter that stops a legitimate call is a bug in
@@ -44,7 +49,7 @@ impl Filters {
         };
         let by_role = seccompiler::compile_from_json(policy.as_bytes(), arch)
             .map_err(|e| HardeningError::Seccomp(format!("compiling the policy: {e}")))?;
-        for role in ["daemon", "worker"] {
+        for role in ["daemon", "worker", "refuse"] {
             if !by_role.contains_key(role) {
                 return Err(HardeningError::Seccomp(format!(
                     "the policy has no {role:?} filter"
@@ -60,11 +65,15 @@ impl Filters {
             .ok_or_else(|| HardeningError::Seccomp(format!("no {role:?} filter")))
     }
 
-    /// Installs the `daemon` filter on every thread of the process.
+    /// Installs the `daemon` and `refuse` filters on every thread of the process.
     pub fn apply_to_process(&self) -> Result<(), HardeningError> {
         install_sigsys_handler()?;
-        seccompiler::apply_filter_all_threads(self.role("daemon")?)
-            .map_err(|e| HardeningError::Seccomp(format!("installing the daemon filter: {e}")))
+        for role in ["daemon", "refuse"] {
+            seccompiler::apply_filter_all_threads(self.role(role)?).map_err(|e| {
+                HardeningError::Seccomp(format!("installing the {role} filter: {e}"))
+            })?;
+        }
+        Ok(())
     }
 
     /// Installs the `worker` filter on the calling thread.
@@ -122,10 +131,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_policy_compiles_with_both_roles() {
+    fn the_shipped_policy_compiles_with_every_role() {
         let filters = Filters::compile(None).expect("policies/seccomp/x86_64.json compiles");
-        assert!(filters.by_role.contains_key("daemon"));
-        assert!(filters.by_role.contains_key("worker"));
+        for role in ["daemon", "worker", "refuse"] {
+            assert!(filters.by_role.contains_key(role), "{role}");
+        }
     }
 
     #[test]

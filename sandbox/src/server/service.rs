@@ -117,10 +117,13 @@ impl Service {
                 return Err(Status::unavailable("the sandbox daemon is shutting down"));
             }
         }
+        // Counts the request as cancelled if the connection drops this future first.
+        let mut unanswered = Unanswered(Some(&self.stats));
         let answer = match deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), rx).await {
                 Ok(answer) => answer,
                 Err(_) => {
+                    unanswered.0 = None;
                     self.stats.answered(Answer::DeadlineExceeded);
                     return Err(Status::deadline_exceeded(format!(
                         "the request's deadline passed after {} ms",
@@ -130,6 +133,7 @@ impl Service {
             },
             None => rx.await,
         };
+        unanswered.0 = None;
         let outcomes =
             answer.map_err(|_| Status::internal("a sandbox worker dropped the request"))?;
         // The engine cuts work at the deadline, so outcomes can arrive just after it: the
@@ -182,6 +186,18 @@ impl Service {
             )));
         }
         Ok(Response::new(v1::BatchResponse { outcomes }))
+    }
+}
+
+/// Records a request whose handler was dropped before it answered (the client reset the
+/// stream: it gave up or its deadline passed first).
+struct Unanswered<'a>(Option<&'a Stats>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(stats) = self.0 {
+            stats.answered(Answer::Cancelled);
+        }
     }
 }
 

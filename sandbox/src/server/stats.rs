@@ -40,11 +40,12 @@ pub enum Answer {
     Busy,
     DeadlineExceeded,
     Denied,
+    Cancelled,
 }
 
 pub struct Stats {
     started: Instant,
-    answers: [AtomicU64; 5],
+    answers: [AtomicU64; 6],
     tasks: AtomicU64,
     in_flight_tasks: AtomicU64,
     verdicts: [AtomicU64; Verdict::ALL.len()],
@@ -106,6 +107,7 @@ impl Stats {
             requests_rejected_busy: get(&self.answers[Answer::Busy as usize]),
             requests_deadline_exceeded: get(&self.answers[Answer::DeadlineExceeded as usize]),
             requests_denied: get(&self.answers[Answer::Denied as usize]),
+            requests_cancelled: get(&self.answers[Answer::Cancelled as usize]),
             tasks: get(&self.tasks),
             verdicts: Verdict::ALL
                 .iter()
