@@ -45,8 +45,10 @@ fi
 "$root/scripts/apt-deps.sh" guest
 bash "$root/scripts/build-guest.sh" >/dev/null
 
-# Seed corpus: every seed program (python_source) or every seed line (eval_line), one file
-# each, named by content hash like libFuzzer's own; new finds accumulate beside them.
+# Seed corpus: every seed program (python_source), every seed line (eval_line), or every
+# seed program as an encoded RunRequest and ValidateRequest (grpc_request: a selector byte,
+# then the protobuf body), one file each, named by content hash like libFuzzer's own; new
+# finds accumulate beside them.
 seeds="$root/../shared/data/azr-seeds"
 corpus="$fuzz/corpus/$target"
 mkdir -p "$corpus"
@@ -54,19 +56,38 @@ if [[ -d "$seeds" ]]; then
   python3 - "$target" "$corpus" "$seeds"/*.jsonl <<'EOF'
 import hashlib, json, pathlib, sys
 target, corpus, files = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3:]
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    out, n = bytearray([number << 3 | 2]), len(payload)
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + payload
+
+def requests(record):
+    program = field(1, field(1, record["snippet"].encode()))  # task.program.source
+    task = program + field(2, record.get("input", "").encode())
+    yield b"\x00" + field(1, task)  # RunRequest
+    yield b"\x01" + field(1, task)  # ValidateRequest
+
 n = 0
 for name in files:
     for line in pathlib.Path(name).read_text(encoding="utf-8").splitlines():
         if target == "python_source":
-            data = json.loads(line)["snippet"].encode()
+            inputs = [json.loads(line)["snippet"].encode()]
         elif target == "eval_line":
-            data = line.encode()
+            inputs = [line.encode()]
+        elif target == "grpc_request":
+            inputs = list(requests(json.loads(line)))
         else:
             continue
-        path = corpus / hashlib.sha1(data).hexdigest()
-        if not path.exists():
-            path.write_bytes(data)
-            n += 1
+        for data in inputs:
+            path = corpus / hashlib.sha1(data).hexdigest()
+            if not path.exists():
+                path.write_bytes(data)
+                n += 1
 print(f"seeded {n} new inputs into {corpus}", file=sys.stderr)
 EOF
 else
