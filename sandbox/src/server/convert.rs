@@ -170,6 +170,15 @@ pub fn check_item(
     }
 }
 
+/// Converts the task of a single-task request.
+pub fn single<T>(
+    task: Option<&T>,
+    convert: impl Fn(&T, Option<&v1::Program>, &str) -> Result<Item, Status>,
+) -> Result<Item, Status> {
+    let task = task.ok_or_else(|| Status::invalid_argument("task is unset"))?;
+    convert(task, None, "task")
+}
+
 /// Converts every task of a batch, checking the batch-wide bounds.
 pub fn batch<T>(
     tasks: &[T],

@@ -201,19 +201,11 @@ impl Drop for Unanswered<'_> {
     }
 }
 
-fn missing(field: &str) -> Status {
-    Status::invalid_argument(format!("{field} is unset"))
-}
-
 #[tonic::async_trait]
 impl sandbox_server::Sandbox for Service {
     async fn run(&self, request: Request<v1::RunRequest>) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = body
-            .task
-            .as_ref()
-            .ok_or_else(|| missing("task"))
-            .and_then(|t| convert::run_item(t, None, "task"));
+        let item = convert::single(body.task.as_ref(), convert::run_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -222,11 +214,7 @@ impl sandbox_server::Sandbox for Service {
         request: Request<v1::ValidateRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = body
-            .task
-            .as_ref()
-            .ok_or_else(|| missing("task"))
-            .and_then(|t| convert::validate_item(t, None, "task"));
+        let item = convert::single(body.task.as_ref(), convert::validate_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -235,11 +223,7 @@ impl sandbox_server::Sandbox for Service {
         request: Request<v1::CheckRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = body
-            .task
-            .as_ref()
-            .ok_or_else(|| missing("task"))
-            .and_then(|t| convert::check_item(t, None, "task"));
+        let item = convert::single(body.task.as_ref(), convert::check_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
