@@ -29,15 +29,21 @@
 //! - `bench`: the throughput measurements behind `azr-trainer bench`.
 //! - `azr`: the pure logic of the AZR self-play loop (prompts, parsing, buffers, rewards,
 //!   TRR++ advantages), testable without a model or the sandbox.
+//! - `selfplay`: the loop itself (model + sandbox daemon + `azr`), checkpoints, metrics.
+//! - `eval`: deduction/abduction accuracy on a fixed program set, through the sandbox.
+//! - `adamw`: the optimiser, with state that checkpoints can save.
 
+pub mod adamw;
 pub mod azr;
 pub mod bench;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod loading;
 pub mod model;
 pub mod rng;
+pub mod selfplay;
 pub mod tokenizer;
 pub mod train;
 

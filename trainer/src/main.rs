@@ -2,11 +2,17 @@
 //! context chain; progress and timings go to stderr, results to stdout.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use azr_trainer::azr::config::AzrConfig;
+use azr_trainer::azr::task::TaskType;
 use azr_trainer::device::{Placement, set_threads};
 use azr_trainer::generate::{SamplingParams, generate_text};
+use azr_trainer::selfplay::sandbox::{Sandbox, SandboxSpec};
+use azr_trainer::selfplay::{RunOptions, SelfPlay};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -53,6 +59,24 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Run Absolute Zero self-play: propose, validate, solve, reward, TRR++ update.
+    Train(TrainArgs),
+    /// Score a model's deduction and abduction accuracy on a set of programs, checked in the
+    /// sandbox.
+    Eval(EvalArgs),
+    /// Write a tiny random-weight model (Hugging Face layout, word-level tokenizer) for tests
+    /// and smoke runs of the loop; it produces noise, quickly.
+    InitModel {
+        #[arg(long, default_value = "qwen2")]
+        arch: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Positions the model accepts (prompts are long).
+        #[arg(long, default_value_t = 8192)]
+        max_positions: i64,
+    },
     /// Measure prefill and decode throughput and a training step; with --compare, take the same
     /// measurements with transformers (reference venv) and print the ratios.
     Bench {
@@ -73,6 +97,255 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// A running daemon (`unix:/run/azr-sandbox/sandbox.sock`); without it the trainer starts
+    /// its own on a private socket and stops it on exit.
+    #[arg(long)]
+    sandbox: Option<String>,
+    /// The azr-sandbox binary for the embedded daemon (default: next to this binary, then
+    /// $AZR_SANDBOX_BIN, then PATH).
+    #[arg(long)]
+    sandbox_bin: Option<PathBuf>,
+    /// Worker threads of the embedded daemon (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    sandbox_workers: usize,
+}
+
+impl SandboxArgs {
+    fn spec(&self) -> Result<SandboxSpec> {
+        Ok(match &self.sandbox {
+            Some(s) => SandboxSpec::parse_socket(s)?,
+            None => SandboxSpec::Embedded {
+                binary: SandboxSpec::find_binary(self.sandbox_bin.as_deref())?,
+                workers: self.sandbox_workers,
+            },
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// A config file (TOML; see trainer/presets/ for every field and its default).
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// A built-in preset: `tiny` (this CPU, minutes) or `7b` (the reference's settings).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Run directory: checkpoints/, metrics.jsonl, config.toml (default: runs/<preset>).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the run directory (its config.toml is used
+    /// unless --config/--preset is given).
+    #[arg(long)]
+    resume: bool,
+    /// Override the config's model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Override total_steps.
+    #[arg(long)]
+    total_steps: Option<u64>,
+    /// Override any config field: `--set tasks.batch_size=4 --set rollout.temperature=0.8`
+    /// (values are TOML; repeatable).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// libtorch intra-op threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// cpu (f32) or cuda[:N] (bf16).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A .gguf file, a Hugging Face directory, or a checkpoint's `model/` directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Program records in the AZR seed format (default: the 256 AZR seed programs in
+    /// ../shared/data/azr-seeds/7b_seed_io.jsonl beside the checkout).
+    #[arg(long)]
+    programs: Option<PathBuf>,
+    /// Score only the first N programs (0: all).
+    #[arg(long, default_value_t = 32)]
+    limit: usize,
+    /// Task types: code_o (deduction), code_i (abduction).
+    #[arg(long, value_delimiter = ',', default_value = "code_o,code_i")]
+    types: Vec<String>,
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    /// Do not wrap prompts in the model's chat template.
+    #[arg(long)]
+    no_chat_template: bool,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Per-execution limit in the sandbox, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout_s: f64,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// Sets `field` (dotted path) of `config` to `value` (TOML, or a bare string).
+fn set_field(config: AzrConfig, assignment: &str) -> Result<AzrConfig> {
+    let (field, value) = assignment
+        .split_once('=')
+        .with_context(|| format!("--set {assignment}: expected FIELD=VALUE"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut root = toml::Value::try_from(&config).context("config as TOML")?;
+    let mut node = &mut root;
+    let parts: Vec<&str> = field.trim().split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .with_context(|| format!("--set {field}: `{}` is not a table", parts[..i].join(".")))?;
+        if i + 1 == parts.len() {
+            if !table.contains_key(*part) {
+                bail!("--set {field}: no such field");
+            }
+            table.insert((*part).to_owned(), value.clone());
+            break;
+        }
+        node = table
+            .get_mut(*part)
+            .with_context(|| format!("--set {field}: no such field"))?;
+    }
+    let config: AzrConfig = root
+        .try_into()
+        .with_context(|| format!("--set {assignment}"))?;
+    config
+        .validate()
+        .with_context(|| format!("--set {assignment}"))?;
+    Ok(config)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let threads = set_threads(args.threads);
+    let placement = Placement::parse(&args.device)?;
+    let default_name = args.preset.clone().unwrap_or_else(|| {
+        args.config
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .map_or("azr".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&default_name));
+    let saved = output.join("config.toml");
+    let mut config = match (&args.config, &args.preset) {
+        (Some(path), _) => AzrConfig::load(path)
+            .with_context(|| format!("reading the config {}", path.display()))?,
+        (None, Some(name)) => AzrConfig::by_name(name)?,
+        (None, None) if args.resume && saved.exists() => AzrConfig::load(&saved)
+            .with_context(|| format!("reading the run's config {}", saved.display()))?,
+        (None, None) => {
+            bail!("give --config FILE or --preset tiny|7b (or --resume an existing --output)")
+        }
+    };
+    if let Some(m) = &args.model {
+        config.model = m.clone();
+    }
+    if let Some(n) = args.total_steps {
+        config.total_steps = n;
+    }
+    for s in &args.set {
+        config = set_field(config, s)?;
+    }
+    config.validate().context("checking the config")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    eprintln!(
+        "azr-trainer train: {} steps, {} tasks per group, {threads} threads, run directory {}",
+        if config.total_steps == 0 {
+            "unbounded".to_owned()
+        } else {
+            config.total_steps.to_string()
+        },
+        config.tasks.batch_size,
+        output.display()
+    );
+    let opts = RunOptions {
+        config,
+        output,
+        resume: args.resume,
+        sandbox: args.sandbox.spec()?,
+        placement,
+    };
+    let mut run = SelfPlay::start(opts, stop)?;
+    let summary = run.run()?;
+    drop(run);
+    println!("metrics: {}", summary.metrics.display());
+    match &summary.checkpoint {
+        Some(c) => println!("checkpoint: {}", c.display()),
+        None => println!("checkpoint: none yet"),
+    }
+    println!("steps: {}", summary.steps_done);
+    if summary.interrupted {
+        eprintln!("stopped early; continue with --resume");
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let threads = set_threads(args.threads);
+    let placement = Placement::parse(&args.device)?;
+    let programs = args.programs.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/azr-seeds/7b_seed_io.jsonl")
+    });
+    let records = azr_trainer::eval::read_programs(&programs, args.limit)?;
+    let mut types = Vec::new();
+    for t in &args.types {
+        types.push(
+            TaskType::from_code(t.trim())
+                .with_context(|| format!("--types: unknown task type `{t}` (code_o, code_i)"))?,
+        );
+    }
+    let loaded = azr_trainer::load(&args.model, placement).context("loading the model")?;
+    let validation = azr_trainer::azr::config::ValidationConfig {
+        timeout_s: args.timeout_s,
+        ..Default::default()
+    };
+    let mut sandbox =
+        Sandbox::connect(args.sandbox.spec()?, validation).context("connecting to the sandbox")?;
+    eprintln!(
+        "azr-trainer eval: {} programs from {}, {threads} threads, {}",
+        records.len(),
+        programs.display(),
+        sandbox.describe()
+    );
+    let report = azr_trainer::eval::evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &mut sandbox,
+        &records,
+        &azr_trainer::eval::EvalOptions {
+            types,
+            max_new_tokens: args.max_new_tokens,
+            chat_template: !args.no_chat_template,
+            batch: args.batch,
+        },
+    )?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -89,6 +362,35 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) => train(args),
+        Command::InitModel {
+            arch,
+            output,
+            seed,
+            max_positions,
+        } => {
+            let arch = match arch.as_str() {
+                "qwen2" => azr_trainer::Arch::Qwen2,
+                "llama" => azr_trainer::Arch::Llama,
+                other => bail!("--arch {other}: expected qwen2 or llama"),
+            };
+            let mut config = azr_trainer::Config::tiny(arch);
+            config.max_position_embeddings = max_positions;
+            let tokenizer = azr_trainer::TextTokenizer::word_level(config.vocab_size)?;
+            config.eos_token_ids = tokenizer.eos_ids.clone();
+            let weights = azr_trainer::model::llama::random_weights(&config, seed);
+            let model = azr_trainer::Model::from_weights(
+                config,
+                weights,
+                tch::Device::Cpu,
+                tch::Kind::Float,
+            )?;
+            azr_trainer::loading::safetensors::save_hf_dir(&model, &tokenizer, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}", output.display());
+            Ok(())
+        }
+        Command::Eval(args) => eval(args),
         Command::Generate {
             model,
             prompt,

@@ -234,6 +234,34 @@ impl TextTokenizer {
         })
     }
 
+    /// A whitespace word-level tokenizer over `t0` … `t{vocab-1}` (every other word is `t0`)
+    /// with `t{vocab-1}` as EOS: the tokenizer of the tiny random models that tests and smoke
+    /// runs use where a real vocabulary would only cost time.
+    pub fn word_level(vocab: i64) -> Result<Self> {
+        if vocab < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "vocabulary of {vocab} words"
+            )));
+        }
+        let words: serde_json::Map<String, Value> =
+            (0..vocab).map(|i| (format!("t{i}"), i.into())).collect();
+        let json = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": words, "unk_token": "t0"},
+        });
+        Ok(TextTokenizer {
+            inner: json.to_string().parse().map_err(tok_err)?,
+            eos_ids: vec![vocab - 1],
+            bos_id: None,
+            add_bos: false,
+            chat_template: None,
+            bos_token: None,
+            eos_token: Some(format!("t{}", vocab - 1)),
+        })
+    }
+
     /// Writes `tokenizer.json` and `tokenizer_config.json` in the layout transformers reads.
     pub fn save_hf(&self, dir: &Path) -> Result<()> {
         self.inner

@@ -4,8 +4,11 @@
 //! The loss is averaged over all response tokens of the whole step (not per micro-batch), so
 //! accumulating micro-batches gives the same gradient as one big batch.
 
-use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
+use std::path::Path;
 
+use tch::{Kind, Tensor};
+
+use crate::adamw::{AdamW, AdamWConfig};
 use crate::generate::TeacherForced;
 use crate::model::Model;
 use crate::{Error, Result};
@@ -79,25 +82,44 @@ pub struct StepStats {
     /// Mean PPO loss per response token, before the update.
     pub loss: f64,
     pub tokens: usize,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
 }
 
 /// Owns the optimiser state for a model's trainable weights.
 pub struct Trainer {
-    opt: nn::Optimizer,
+    opt: AdamW,
     pub config: TrainConfig,
 }
 
 impl Trainer {
     pub fn new(model: &Model, config: TrainConfig) -> Result<Self> {
-        let opt = nn::AdamW {
-            beta1: config.beta1,
-            beta2: config.beta2,
-            wd: config.weight_decay,
-            eps: config.eps,
-            amsgrad: false,
-        }
-        .build(&model.vs, config.lr)?;
+        let opt = AdamW::new(
+            model.vs.variables(),
+            AdamWConfig {
+                lr: config.lr,
+                beta1: config.beta1,
+                beta2: config.beta2,
+                eps: config.eps,
+                weight_decay: config.weight_decay,
+            },
+        );
         Ok(Trainer { opt, config })
+    }
+
+    /// Optimiser steps taken (restored by [`Trainer::load_state`]).
+    pub fn optimizer_steps(&self) -> u64 {
+        self.opt.steps
+    }
+
+    /// Saves the optimiser state (moment estimates, step count) as safetensors.
+    pub fn save_state(&self, path: &Path) -> Result<()> {
+        self.opt.save(path)
+    }
+
+    /// Restores what [`Trainer::save_state`] wrote, for the same model.
+    pub fn load_state(&mut self, path: &Path) -> Result<()> {
+        self.opt.load(path)
     }
 
     /// Accumulates gradients over micro-batches of `samples`, then clips and applies them.
@@ -155,14 +177,13 @@ impl Trainer {
             };
             loss_total += loss.double_value(&[]);
         }
-        if self.config.max_grad_norm > 0.0 {
-            self.opt.clip_grad_norm(self.config.max_grad_norm);
-        }
+        let grad_norm = self.opt.clip_grad_norm(self.config.max_grad_norm);
         self.opt.step();
         self.opt.zero_grad();
         Ok(StepStats {
             loss: loss_total,
             tokens,
+            grad_norm,
         })
     }
 }

@@ -252,6 +252,17 @@ impl Buffers {
     pub fn from_json(text: &str) -> Result<Self, AzrError> {
         Ok(serde_json::from_str(text)?)
     }
+
+    /// A fingerprint of the whole content (FNV-1a over the JSON form), stable across runs and
+    /// builds: metrics record it so a resumed run can be shown to hold the saved buffers.
+    pub fn digest(&self) -> Result<String, AzrError> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.to_json()?.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(format!("{h:016x}"))
+    }
 }
 
 /// `min(k, len)` distinct indices in `0..len`, uniformly (a partial Fisher–Yates shuffle).

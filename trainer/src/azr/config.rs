@@ -28,6 +28,9 @@ pub struct AzrConfig {
     pub total_steps: u64,
     /// Save a checkpoint (weights, optimiser, buffers) every this many steps (`save_freq`).
     pub checkpoint_interval: u64,
+    /// Checkpoints kept on disk; older ones are deleted once a newer one is complete (a
+    /// checkpoint holds the weights and twice their size of optimiser state).
+    pub checkpoint_keep: usize,
     pub tasks: TasksConfig,
     pub rollout: RolloutConfig,
     pub optim: OptimConfig,
@@ -67,6 +70,10 @@ pub struct TasksConfig {
     pub valid_program_filter: ValidProgramFilter,
     /// Train on the proposer's rollouts too (`train_propose`); off trains the solver only.
     pub train_propose: bool,
+    /// Seeding rounds (one batch of proposals per task type each) before training starts with
+    /// whatever the buffers hold. The reference loops until the target is reached; a model
+    /// that never proposes a valid program would then never start.
+    pub max_seed_rounds: usize,
 }
 
 /// Generation settings for every rollout (proposals, solver answers, learnability samples).
@@ -88,6 +95,8 @@ pub struct RolloutConfig {
     /// models (`pretrained_tokenizer=True` replaces the template with plain concatenation):
     /// the model continues the text `... Assistant: <think>`.
     pub chat_template: bool,
+    /// Sequences generated together in one batch (bounds the KV cache's memory).
+    pub generation_batch: usize,
 }
 
 /// The policy update: PPO-clip on TRR++ advantages, AdamW.
@@ -299,6 +308,7 @@ impl Default for AzrConfig {
             seed: 1,
             total_steps: 0,
             checkpoint_interval: 10,
+            checkpoint_keep: 2,
             tasks: TasksConfig::default(),
             rollout: RolloutConfig::default(),
             optim: OptimConfig::default(),
@@ -323,6 +333,7 @@ impl Default for TasksConfig {
             recent_window: 1,
             valid_program_filter: ValidProgramFilter::All,
             train_propose: true,
+            max_seed_rounds: 64,
         }
     }
 }
@@ -336,6 +347,7 @@ impl Default for RolloutConfig {
             temperature: 1.0,
             top_p: 1.0,
             chat_template: false,
+            generation_batch: 64,
         }
     }
 }
@@ -434,12 +446,14 @@ impl AzrConfig {
             model: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
             total_steps: 20,
             checkpoint_interval: 5,
+            checkpoint_keep: 1,
             tasks: TasksConfig {
                 batch_size: 2,
                 references: 2,
                 induction_inputs: 4,
                 seed_batch_factor: 2,
                 max_programs: 1024,
+                max_seed_rounds: 8,
                 ..d.tasks
             },
             rollout: RolloutConfig {
@@ -447,6 +461,7 @@ impl AzrConfig {
                 max_response_tokens: 256,
                 content_max_length: 1536,
                 chat_template: true,
+                generation_batch: 16,
                 ..d.rollout
             },
             optim: OptimConfig {
@@ -508,6 +523,20 @@ impl AzrConfig {
         }
         if t.induction_inputs < 2 {
             return bad("tasks.induction_inputs must be at least 2 (half are held out)");
+        }
+        if self.checkpoint_keep == 0 {
+            return bad("checkpoint_keep must be at least 1");
+        }
+        if self.rollout.generation_batch == 0 {
+            return bad("rollout.generation_batch must be at least 1");
+        }
+        if self.optim.kl_coef != 0.0 {
+            return bad(
+                "optim.kl_coef: a KL penalty needs a reference model, which is not supported; use 0",
+            );
+        }
+        if !self.validation.check_determinism {
+            return bad("validation.check_determinism: the sandbox always re-runs f(x); use true");
         }
         if t.seed_batch_factor == 0 || t.max_programs == 0 {
             return bad("tasks.seed_batch_factor and tasks.max_programs must be at least 1");

@@ -1,0 +1,310 @@
+//! The self-play loop end to end, across crates: the `azr-trainer` binary trains a tiny
+//! random-weight model while its embedded `azr-sandbox` daemon — the real one, on a real Unix
+//! socket, seccomp and all — validates and checks every task; then a second run resumes from
+//! the checkpoint; then a run is stopped with SIGINT and must leave a checkpoint behind.
+//!
+//! Both binaries are taken from the target directory this test was built into (`cargo test
+//! --workspace` builds them); the test says how to build them when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/self_play-<hash> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target directory");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (cargo build -p azr-sandbox -p azr-trainer), or run \
+         the whole workspace's tests",
+        path.display()
+    );
+    path
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("azr-self-play-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn trainer() -> Command {
+    let mut c = Command::new(bin("azr-trainer"));
+    c.env("AZR_SANDBOX_BIN", bin("azr-sandbox"))
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    let out = c.output().expect("azr-trainer runs");
+    assert!(
+        out.status.success(),
+        "azr-trainer failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A tiny random model and a config that exercises every phase in seconds. Format rewards
+/// are off so that the noise the model writes still reaches the sandbox as solver answers
+/// (with the layout required, every answer would fail before any check).
+fn setup(dir: &Path, total_steps: u64) -> PathBuf {
+    let model = dir.join("model");
+    let mut c = trainer();
+    c.args(["init-model", "--output"]).arg(&model);
+    run(c);
+    let config = dir.join("tiny-random.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"model = "{model}"
+seed = 3
+total_steps = {total_steps}
+checkpoint_interval = 1
+checkpoint_keep = 2
+[tasks]
+batch_size = 2
+references = 1
+induction_inputs = 2
+seed_batch_factor = 1
+max_seed_rounds = 1
+[rollout]
+max_prompt_tokens = 6000
+max_response_tokens = 8
+content_max_length = 6000
+generation_batch = 8
+[optim]
+mini_batch = 6
+micro_batch = 6
+gradient_checkpointing = false
+[reward]
+n_samples = 2
+format_reward = false
+"#,
+            model = model.display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("metrics file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each metrics line is JSON"))
+        .collect()
+}
+
+fn steps(metrics: &[Value]) -> Vec<&Value> {
+    metrics
+        .iter()
+        .filter(|v| v.get("event").is_none())
+        .collect()
+}
+
+/// The digest `azr-trainer` records for buffers: FNV-1a over their JSON, which is exactly
+/// what a checkpoint's `buffers.json` holds.
+fn fnv(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+const GROUPS: [&str; 6] = [
+    "gen_code_i",
+    "pred_code_i",
+    "gen_code_o",
+    "pred_code_o",
+    "gen_code_f",
+    "pred_code_f",
+];
+
+#[test]
+fn two_steps_through_a_real_daemon_then_a_resumed_run_continues_from_the_checkpoint() {
+    let dir = temp_dir("resume");
+    let config = setup(&dir, 2);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir);
+    let out = run(c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("metrics: "), "{stdout}");
+    assert!(stdout.contains("checkpoint: "), "{stdout}");
+
+    let metrics = lines(&out_dir.join("metrics.jsonl"));
+    let first = steps(&metrics);
+    assert_eq!(first.len(), 2, "two step lines: {metrics:?}");
+    let mut sandbox_items = 0;
+    for (i, s) in first.iter().enumerate() {
+        assert_eq!(s["step"], (i + 1) as u64);
+        for g in GROUPS {
+            let group = &s["groups"][g];
+            assert!(group.is_object(), "step {} lacks group {g}: {s}", i + 1);
+            assert_eq!(group["rollouts"], 2, "{g}: {group}");
+            for r in group["rewards"].as_array().expect("rewards") {
+                let r = r.as_f64().expect("reward");
+                assert!(
+                    r == -1.0 || r == -0.5 || (r > 0.0 && r <= 1.0),
+                    "{g}: reward {r} outside {{-1, -0.5}} ∪ (0, 1]"
+                );
+            }
+        }
+        // Solver answers went to the daemon and came back judged (never lost).
+        sandbox_items += s["sandbox"]["items"].as_u64().expect("sandbox items");
+        assert_eq!(s["sandbox"]["failed_items"], 0, "{s}");
+        assert!(s["time"]["total_s"].as_f64().expect("time") > 0.0);
+    }
+    assert!(sandbox_items > 0, "no task reached the sandbox");
+
+    let ckpt = out_dir.join("checkpoints/step-000002");
+    for f in [
+        "model/model.safetensors",
+        "model/config.json",
+        "model/tokenizer.json",
+        "optimizer.safetensors",
+        "buffers.json",
+        "state.json",
+    ] {
+        assert!(ckpt.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 2);
+    let saved_buffers = std::fs::read(ckpt.join("buffers.json")).unwrap();
+
+    // Resume: the run's own config.toml, two more steps.
+    let mut c = trainer();
+    c.args([
+        "train",
+        "--threads",
+        "1",
+        "--resume",
+        "--total-steps",
+        "4",
+        "--output",
+    ])
+    .arg(&out_dir);
+    run(c);
+    let metrics = lines(&out_dir.join("metrics.jsonl"));
+    let resume = metrics
+        .iter()
+        .find(|v| v["event"] == "resume")
+        .expect("a resume event");
+    assert_eq!(resume["step"], 2);
+    assert_eq!(resume["buffers_digest"], fnv(&saved_buffers).as_str());
+    assert_eq!(resume["optimizer_steps"], state["optimizer_steps"]);
+    let numbers: Vec<u64> = steps(&metrics)
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    let state4: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("checkpoints/step-000004/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state4["step"], 4);
+    assert!(state4["optimizer_steps"].as_u64() > state["optimizer_steps"].as_u64());
+    // Only `checkpoint_keep` = 2 checkpoints stay on disk.
+    assert!(!out_dir.join("checkpoints/step-000002").exists());
+    assert!(out_dir.join("checkpoints/step-000003").exists());
+
+    // A fresh run into a directory that holds checkpoints is refused, not overwritten.
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir);
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--resume"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigint_stops_at_a_phase_boundary_and_leaves_a_checkpoint_to_resume_from() {
+    let dir = temp_dir("sigint");
+    // Unbounded, with checkpoints far apart: only the stop itself writes one.
+    let config = setup(&dir, 0);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args([
+        "train",
+        "--threads",
+        "1",
+        "--set",
+        "checkpoint_interval=1000",
+        "--config",
+    ])
+    .arg(&config)
+    .arg("--output")
+    .arg(&out_dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("azr-trainer starts");
+    let metrics = out_dir.join("metrics.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|t| t.lines().filter(|l| l.starts_with("{\"step\"")).count() < 2)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no two steps in 300 s"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("azr-trainer exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our child's pid.
+    let rc = unsafe { libc_kill(child.id() as i32, 2) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().expect("azr-trainer exits");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = steps(&lines(&metrics))
+        .last()
+        .and_then(|s| s["step"].as_u64())
+        .expect("a step line");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            out_dir
+                .join("checkpoints")
+                .join(format!("step-{done:06}"))
+                .join("state.json"),
+        )
+        .expect("a checkpoint of the last completed step"),
+    )
+    .unwrap();
+    assert_eq!(state["step"], done);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

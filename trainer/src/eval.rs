@@ -1,0 +1,165 @@
+//! `azr-trainer eval`: deduction and abduction accuracy of a model on a fixed set of programs,
+//! checked in the sandbox, so a run can be compared before and after training.
+//!
+//! Each program `{snippet, input, output, imports}` (the AZR seed format) becomes a deduction
+//! task (predict `output`) and an abduction task (find an input giving `output`); the model
+//! answers once, greedily, with the solver prompt the loop trains on. The answer is read
+//! without requiring the `<think>`/`<answer>` layout (the loop's estimate rule), so the score
+//! measures reasoning rather than formatting; the layout rate is reported beside it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::azr::check::{Checker, TaskCheck, answer_accuracy};
+use crate::azr::config::InductionReward;
+use crate::azr::parse::{format_ok, generation_text, read_estimate_answer};
+use crate::azr::prompts::solve_prompt;
+use crate::azr::task::{SolveTask, TaskType, Triplet};
+use crate::generate::{SamplingParams, generate};
+use crate::model::Model;
+use crate::selfplay::sandbox::Sandbox;
+use crate::tokenizer::TextTokenizer;
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub types: Vec<TaskType>,
+    pub max_new_tokens: usize,
+    pub chat_template: bool,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeScore {
+    pub tasks: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Answers in the `<think>…</think><answer>…</answer>` layout.
+    pub format_rate: f64,
+    /// Tasks whose prompt did not fit the model and were counted wrong.
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub programs: usize,
+    pub scores: BTreeMap<String, TypeScore>,
+    pub seconds: f64,
+}
+
+/// Reads AZR seed records (`snippet`/`program`, `input`, `output`, `imports`).
+pub fn read_programs(path: &Path, limit: usize) -> Result<Vec<Triplet>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let t: Triplet = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a program record", path.display(), i + 1))?;
+        out.push(t);
+        if limit > 0 && out.len() >= limit {
+            break;
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no programs", path.display());
+    }
+    Ok(out)
+}
+
+pub fn evaluate(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    sandbox: &mut Sandbox,
+    programs: &[Triplet],
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
+    let started = std::time::Instant::now();
+    let mut scores = BTreeMap::new();
+    for &ty in &opts.types {
+        if ty == TaskType::Induction {
+            bail!("eval scores deduction (code_o) and abduction (code_i) only");
+        }
+        let tasks: Vec<SolveTask> = programs
+            .iter()
+            .map(|t| match ty {
+                TaskType::Abduction => SolveTask::Abduction(t.clone()),
+                _ => SolveTask::Deduction(t.clone()),
+            })
+            .collect();
+        let mut score = TypeScore {
+            tasks: tasks.len(),
+            ..Default::default()
+        };
+        let positions = model.config.max_position_embeddings as usize;
+        let mut formatted = 0usize;
+        for (n, chunk) in tasks.chunks(opts.batch.max(1)).enumerate() {
+            let mut prompts = Vec::new();
+            let mut kept = Vec::new();
+            for task in chunk {
+                let p = solve_prompt(task);
+                let text = if opts.chat_template && tokenizer.chat_template.is_some() {
+                    tokenizer.apply_chat_template(&p.pairs())?
+                } else {
+                    p.plain_text()
+                };
+                let ids = tokenizer.encode(&text)?;
+                if ids.len() + 1 >= positions {
+                    score.skipped += 1;
+                    continue;
+                }
+                prompts.push(ids);
+                kept.push(task);
+            }
+            if prompts.is_empty() {
+                continue;
+            }
+            let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+            let params = SamplingParams {
+                max_new_tokens: opts.max_new_tokens.min(positions - longest),
+                stop_strings: vec!["</answer>".into()],
+                ..SamplingParams::greedy(opts.max_new_tokens)
+            };
+            let completions = generate(model, tokenizer, &prompts, &params)?;
+            let mut checks = Vec::new();
+            let mut ranges = Vec::new();
+            for (task, c) in kept.iter().zip(&completions) {
+                let text = tokenizer.decode(&c.tokens, true)?;
+                if format_ok(&generation_text(&text)) {
+                    formatted += 1;
+                }
+                let start = checks.len();
+                if let Some(answer) = read_estimate_answer(&text, ty) {
+                    checks.extend(TaskCheck::for_answer(task, &answer));
+                }
+                ranges.push(start..checks.len());
+            }
+            let Ok(results) = sandbox.check(&checks);
+            for r in ranges {
+                let verdicts: Vec<Option<bool>> =
+                    results[r].iter().map(|x| Some(x.passed)).collect();
+                if answer_accuracy(ty, &verdicts, InductionReward::Binary) > 0.0 {
+                    score.correct += 1;
+                }
+            }
+            eprintln!(
+                "eval {ty}: {}/{} tasks, {} correct",
+                ((n + 1) * opts.batch.max(1)).min(tasks.len()),
+                tasks.len(),
+                score.correct
+            );
+        }
+        score.accuracy = score.correct as f64 / score.tasks.max(1) as f64;
+        score.format_rate = formatted as f64 / score.tasks.max(1) as f64;
+        scores.insert(ty.code().to_owned(), score);
+    }
+    Ok(EvalReport {
+        programs: programs.len(),
+        scores,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,948 @@
+//! The Absolute Zero self-play loop: propose, validate, solve, reward, TRR++ update.
+//!
+//! One training step, for every task type played (reference `azr_ray_trainer.py`, `fit`):
+//!
+//! 1. **Propose** `batch_size` tasks per type: deduction/abduction prompts show K reference
+//!    programs from the type's buffer, induction prompts one buffered program to write inputs
+//!    and a message for.
+//! 2. **Validate** the parsed proposals in the sandbox (one `ValidateBatch` for programs with
+//!    the banned-import rules, one without for induction inputs run on buffered programs).
+//! 3. **Estimate** each valid proposal's solve rate `s` from `n_samples` solver answers
+//!    (`CheckBatch`), which gives the proposer its learnability reward; valid proposals join
+//!    their buffer.
+//! 4. **Solve** `batch_size` tasks per type drawn from the buffers (newest first), checked in
+//!    the sandbox, rewarded for accuracy.
+//! 5. **Update**: TRR++ advantages per (type × role) group on the propose and solve rollouts,
+//!    old log-probs recomputed with the current policy, PPO-clip with AdamW.
+//!
+//! Before the first step the buffers are seeded by proposing with the base model (no update).
+//! Every random choice is drawn from `step_rng(seed, step, purpose)`, so a run resumed from a
+//! checkpoint draws what an uninterrupted run would have.
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+use crate::azr::buffer::step_rng;
+use crate::azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
+use crate::azr::config::AzrConfig;
+use crate::azr::parse::{
+    read_estimate_answer, read_induction_proposal, read_solver_answer, read_triplet_proposal,
+};
+use crate::azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt};
+use crate::azr::rewards::{
+    intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
+};
+use crate::azr::task::{Group, InductionTask, Role, SolveTask, TaskType, Triplet};
+use crate::azr::trrpp;
+use crate::azr::{Buffers, buffer::Pushed};
+use crate::device::Placement;
+use crate::generate::{SamplingParams, generate, response_logprobs};
+use crate::model::Model;
+use crate::tokenizer::TextTokenizer;
+use crate::train::{Sample, TrainConfig, Trainer};
+use metrics::{GroupTally, MetricsLog, Progress, StepRecord, Times};
+use sandbox::{Sandbox, SandboxSpec};
+
+/// How a run is started.
+pub struct RunOptions {
+    pub config: AzrConfig,
+    /// Where checkpoints, metrics and the effective config go.
+    pub output: PathBuf,
+    /// Continue from the newest checkpoint under `output`.
+    pub resume: bool,
+    pub sandbox: SandboxSpec,
+    pub placement: Placement,
+}
+
+/// Set by SIGINT/SIGTERM; the loop stops at the next phase boundary and checkpoints.
+pub type StopFlag = Arc<AtomicBool>;
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub steps_done: u64,
+    pub metrics: PathBuf,
+    pub checkpoint: Option<PathBuf>,
+    pub interrupted: bool,
+}
+
+/// A step abandoned at a phase boundary because a stop was requested.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
+
+/// One generated response and what it is for.
+struct Rollout {
+    group: Group,
+    prompt: Vec<i64>,
+    response: Vec<i64>,
+    reward: f64,
+}
+
+/// A prompt ready for generation.
+struct Encoded {
+    ids: Vec<i64>,
+}
+
+/// The running loop: the policy, its optimiser, the sandbox, the buffers.
+pub struct SelfPlay {
+    config: AzrConfig,
+    model: Model,
+    tokenizer: TextTokenizer,
+    trainer: Trainer,
+    sandbox: Sandbox,
+    buffers: Buffers,
+    /// Training steps completed.
+    step: u64,
+    output: PathBuf,
+    log: MetricsLog,
+    stop: StopFlag,
+    elapsed_before: f64,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl SelfPlay {
+    /// Loads the model (or the checkpoint to resume), connects the sandbox, opens the metrics.
+    pub fn start(opts: RunOptions, stop: StopFlag) -> Result<Self> {
+        let RunOptions {
+            config,
+            output,
+            resume,
+            sandbox,
+            placement,
+        } = opts;
+        config.validate().context("checking the config")?;
+        std::fs::create_dir_all(&output)
+            .with_context(|| format!("creating {}", output.display()))?;
+        let restored = if resume {
+            let r = checkpoint::latest(&output)?;
+            if r.is_none() {
+                tracing::warn!(
+                    "--resume: no checkpoint under {}; starting from the beginning",
+                    output.display()
+                );
+            }
+            r
+        } else {
+            if !checkpoint::list(&output)?.is_empty() {
+                bail!(
+                    "{} already holds checkpoints of a run: pass --resume to continue it, or \
+                     choose another --output",
+                    output.display()
+                );
+            }
+            None
+        };
+        std::fs::write(
+            output.join("config.toml"),
+            toml::to_string_pretty(&config).context("writing the config as TOML")?,
+        )
+        .context("saving the effective config")?;
+
+        let model_path = match &restored {
+            Some(r) => r.path.join("model"),
+            None => resolve_model(&config.model)?,
+        };
+        let t0 = Instant::now();
+        let loaded = crate::load(&model_path, placement)
+            .with_context(|| format!("loading the model {}", model_path.display()))?;
+        tracing::info!(
+            model = %model_path.display(),
+            arch = ?loaded.model.config.arch,
+            layers = loaded.model.config.num_layers,
+            secs = format!("{:.1}", t0.elapsed().as_secs_f64()),
+            "policy loaded"
+        );
+        let o = &config.optim;
+        let mut trainer = Trainer::new(
+            &loaded.model,
+            TrainConfig {
+                lr: o.lr,
+                weight_decay: o.weight_decay,
+                clip: o.ppo_clip,
+                max_grad_norm: o.grad_clip,
+                micro_batch: o.micro_batch,
+                temperature: config.rollout.temperature,
+                gradient_checkpointing: o.gradient_checkpointing,
+                ..TrainConfig::default()
+            },
+        )?;
+        let metrics_path = output.join("metrics.jsonl");
+        let (buffers, step, elapsed_before) = match &restored {
+            Some(r) => {
+                trainer
+                    .load_state(&r.path.join("optimizer.safetensors"))
+                    .context("restoring the optimiser state")?;
+                (r.buffers.clone(), r.state.step, r.state.elapsed_s)
+            }
+            None => (Buffers::new(), 0, 0.0),
+        };
+        let mut log = MetricsLog::open(&metrics_path, step, restored.is_some())?;
+        if let Some(r) = &restored {
+            if r.state.seed != config.seed {
+                tracing::warn!(
+                    saved = r.state.seed,
+                    now = config.seed,
+                    "the seed differs from the checkpoint's; draws will differ from an uninterrupted run"
+                );
+            }
+            log.event(&serde_json::json!({
+                "event": "resume",
+                "step": step,
+                "checkpoint": r.path.display().to_string(),
+                "buffers": buffer_sizes(&buffers),
+                "buffers_digest": buffers.digest()?,
+                "optimizer_steps": trainer.optimizer_steps(),
+            }))?;
+            tracing::info!(step, checkpoint = %r.path.display(), "resumed");
+        }
+        let sandbox = Sandbox::connect(sandbox, config.validation.clone())
+            .context("connecting to the sandbox")?;
+        tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
+        Ok(SelfPlay {
+            config,
+            model: loaded.model,
+            tokenizer: loaded.tokenizer,
+            trainer,
+            sandbox,
+            buffers,
+            step,
+            output,
+            log,
+            stop,
+            elapsed_before,
+            last_checkpoint: restored.map(|r| r.path),
+        })
+    }
+
+    /// Runs until `total_steps` (0: until stopped), checkpointing on the way and on a stop.
+    pub fn run(&mut self) -> Result<RunSummary> {
+        let started = Instant::now();
+        if self.buffers.seeding() {
+            match self.seed_buffers() {
+                Ok(()) => {}
+                Err(e) if e.is::<Interrupted>() => return Ok(self.summary(true)),
+                Err(e) => return Err(e),
+            }
+        }
+        let total = self.config.total_steps;
+        let mut progress = Progress::new(self.step, total);
+        let mut interrupted = false;
+        while total == 0 || self.step < total {
+            if self.stopped() {
+                interrupted = true;
+                break;
+            }
+            let step = self.step + 1;
+            match self.train_step(step) {
+                Ok(mut record) => {
+                    self.step = step;
+                    let due = step.is_multiple_of(self.config.checkpoint_interval.max(1))
+                        || (total > 0 && step == total);
+                    let t = Instant::now();
+                    if due {
+                        self.checkpoint(started)?;
+                    }
+                    record.time.checkpoint_s = t.elapsed().as_secs_f64();
+                    self.log.step(&record)?;
+                    progress.step_done(&record);
+                }
+                Err(e) if e.is::<Interrupted>() => {
+                    interrupted = true;
+                    break;
+                }
+                Err(e) => return Err(e.context(format!("step {step}"))),
+            }
+        }
+        if interrupted {
+            eprintln!(
+                "stopping: saving a checkpoint at step {} (the unfinished step is redone on --resume)",
+                self.step
+            );
+            if self.step > 0 {
+                self.checkpoint(started)?;
+            }
+        }
+        Ok(self.summary(interrupted))
+    }
+
+    fn summary(&self, interrupted: bool) -> RunSummary {
+        RunSummary {
+            steps_done: self.step,
+            metrics: self.log.path().to_owned(),
+            checkpoint: self.last_checkpoint.clone(),
+            interrupted,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        if self.stopped() {
+            Err(Interrupted.into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn checkpoint(&mut self, started: Instant) -> Result<()> {
+        let t = Instant::now();
+        let state = checkpoint::State {
+            step: self.step,
+            seed: self.config.seed,
+            optimizer_steps: self.trainer.optimizer_steps(),
+            elapsed_s: self.elapsed_before + started.elapsed().as_secs_f64(),
+        };
+        let path = checkpoint::save(
+            &self.output,
+            &state,
+            &self.model,
+            &self.tokenizer,
+            &self.trainer,
+            &self.buffers,
+            self.config.checkpoint_keep,
+        )
+        .with_context(|| format!("checkpointing step {}", self.step))?;
+        tracing::info!(
+            step = self.step,
+            path = %path.display(),
+            secs = format!("{:.1}", t.elapsed().as_secs_f64()),
+            "checkpoint saved"
+        );
+        self.last_checkpoint = Some(path);
+        Ok(())
+    }
+
+    // ----- prompts and generation -------------------------------------------------------
+
+    /// The prompt's token ids, or `None` when it is longer than `max_prompt_tokens` or leaves
+    /// the model no room to answer.
+    fn encode(&self, prompt: &Prompt) -> Result<Option<Encoded>> {
+        let text = if self.config.rollout.chat_template && self.tokenizer.chat_template.is_some() {
+            self.tokenizer.apply_chat_template(&prompt.pairs())?
+        } else {
+            prompt.plain_text()
+        };
+        let ids = self.tokenizer.encode(&text)?;
+        let room = (self.model.config.max_position_embeddings as usize).saturating_sub(ids.len());
+        if ids.len() > self.config.rollout.max_prompt_tokens || room == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Encoded { ids }))
+    }
+
+    /// Generates one response per prompt, `generation_batch` at a time. Returns the response
+    /// tokens and text (the decoded tokens, special tokens skipped) per prompt.
+    fn generate(
+        &self,
+        prompts: &[Vec<i64>],
+        seed: u64,
+        times: &mut Times,
+    ) -> Result<Vec<(Vec<i64>, String)>> {
+        let t = Instant::now();
+        let r = &self.config.rollout;
+        let positions = self.model.config.max_position_embeddings as usize;
+        let mut out = Vec::with_capacity(prompts.len());
+        for (i, chunk) in prompts.chunks(r.generation_batch.max(1)).enumerate() {
+            let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
+            let params = SamplingParams {
+                max_new_tokens: r.max_response_tokens.min(positions.saturating_sub(longest)),
+                temperature: r.temperature,
+                top_p: r.top_p,
+                // Nothing after the answer is ever read; stopping there saves the tokens an
+                // instruct model spends on closing remarks.
+                stop_strings: vec!["</answer>".into()],
+                seed: Some(seed.wrapping_add(i as u64)),
+            };
+            for c in generate(&self.model, &self.tokenizer, chunk, &params)? {
+                times.generated_tokens += c.tokens.len();
+                let text = self.tokenizer.decode(&c.tokens, true)?;
+                out.push((c.tokens, text));
+            }
+            self.check_stop()?;
+        }
+        times.generate_s += t.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn validate(
+        &mut self,
+        items: &[ValidateTask],
+        times: &mut Times,
+    ) -> Vec<crate::azr::Validation> {
+        let t = Instant::now();
+        let Ok(v) = self.sandbox.validate(items);
+        times.sandbox_s += t.elapsed().as_secs_f64();
+        v
+    }
+
+    fn check(&mut self, items: &[TaskCheck], times: &mut Times) -> Vec<crate::azr::CheckResult> {
+        let t = Instant::now();
+        let Ok(v) = self.sandbox.check(items);
+        times.sandbox_s += t.elapsed().as_secs_f64();
+        v
+    }
+
+    // ----- proposing --------------------------------------------------------------------
+
+    /// Builds the propose prompts of one task type: `(prompt ids, references, induction
+    /// program)` per proposal. Prompts over `content_max_length` are redrawn with other
+    /// references (up to 8 times), then with fewer.
+    fn propose_prompts(
+        &self,
+        buffers: &Buffers,
+        task: TaskType,
+        n: usize,
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<Vec<(Encoded, Vec<Triplet>)>> {
+        let c = &self.config;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut k = c.tasks.references;
+            let mut chosen = None;
+            for attempt in 0..16 {
+                if attempt >= 8 && k > 1 {
+                    k -= 1;
+                }
+                let refs = buffers.references(task, k, rng);
+                let prompt = match task {
+                    TaskType::Induction => match refs.first() {
+                        Some(r) => propose_induction_prompt(&r.program, c.tasks.induction_inputs),
+                        None => break,
+                    },
+                    _ => propose_triplet_prompt(
+                        task,
+                        &refs,
+                        &c.validation.banned_words,
+                        c.parse.reject_multiple_functions,
+                    ),
+                };
+                if let Some(enc) = self.encode(&prompt)?
+                    && enc.ids.len() <= c.rollout.content_max_length
+                {
+                    chosen = Some((enc, refs));
+                    break;
+                }
+            }
+            match chosen {
+                Some(x) => out.push(x),
+                None => tracing::warn!(%task, "no propose prompt fits content_max_length; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Proposes `n` tasks of each type in `types`, validates them and returns, per proposal,
+    /// what the rest of the step needs. `seeding` skips nothing but is logged differently.
+    fn propose(
+        &mut self,
+        buffers: &Buffers,
+        types: &[TaskType],
+        n: usize,
+        step: u64,
+        stream: u64,
+        times: &mut Times,
+    ) -> Result<Vec<Proposal>> {
+        let mut rng = step_rng(self.config.seed, step, stream);
+        let mut prompts = Vec::new();
+        for &task in types {
+            for (enc, refs) in self.propose_prompts(buffers, task, n, &mut rng)? {
+                prompts.push((task, enc, refs));
+            }
+        }
+        let ids: Vec<Vec<i64>> = prompts.iter().map(|(_, e, _)| e.ids.clone()).collect();
+        let seed = rng.random::<u64>();
+        let responses = self.generate(&ids, seed, times)?;
+        let c = &self.config;
+        let mut proposals = Vec::with_capacity(prompts.len());
+        let mut items = Vec::new();
+        for ((task, enc, refs), (response, text)) in prompts.into_iter().zip(responses) {
+            let mut p = Proposal {
+                task,
+                prompt: enc.ids,
+                response,
+                references: refs,
+                format_ok: false,
+                checks: 0..0,
+                solve: None,
+            };
+            match task {
+                TaskType::Induction => {
+                    let read = read_induction_proposal(
+                        &text,
+                        c.tasks.induction_inputs,
+                        c.reward.format_reward,
+                    );
+                    p.format_ok = read.format_ok;
+                    if let (Ok(parsed), Some(r)) = (read.parsed, p.references.first()) {
+                        let start = items.len();
+                        for input in &parsed.inputs {
+                            items.push(ValidateTask {
+                                program: r.program.clone(),
+                                imports: r.imports.clone(),
+                                input: input.clone(),
+                                check_banned: false,
+                            });
+                        }
+                        p.checks = start..items.len();
+                        p.solve = Some(SolveTask::Induction(InductionTask {
+                            program: r.program.clone(),
+                            inputs: parsed.inputs,
+                            outputs: vec![],
+                            message: parsed.message,
+                            imports: r.imports.clone(),
+                        }));
+                    }
+                }
+                _ => {
+                    let read = read_triplet_proposal(&text, &c.parse, c.reward.format_reward);
+                    p.format_ok = read.format_ok;
+                    if let Ok(parsed) = read.parsed {
+                        items.push(ValidateTask {
+                            program: parsed.program.clone(),
+                            imports: parsed.imports.clone(),
+                            input: parsed.input.clone(),
+                            check_banned: true,
+                        });
+                        p.checks = items.len() - 1..items.len();
+                        let t = Triplet {
+                            program: parsed.program,
+                            input: parsed.input,
+                            output: String::new(),
+                            imports: parsed.imports,
+                        };
+                        p.solve = Some(match task {
+                            TaskType::Abduction => SolveTask::Abduction(t),
+                            _ => SolveTask::Deduction(t),
+                        });
+                    }
+                }
+            }
+            proposals.push(p);
+        }
+        self.check_stop()?;
+        let results = self.validate(&items, times);
+        for p in &mut proposals {
+            let Some(task) = p.solve.as_mut() else {
+                continue;
+            };
+            let r = &results[p.checks.clone()];
+            // Valid only if every execution succeeded (for induction: every input ran).
+            if r.is_empty() || !r.iter().all(|v| v.ok) {
+                p.solve = None;
+                continue;
+            }
+            let outputs: Vec<String> = r.iter().filter_map(|v| v.output.clone()).collect();
+            match task {
+                SolveTask::Induction(t) => t.outputs = outputs,
+                SolveTask::Deduction(t) | SolveTask::Abduction(t) => {
+                    t.output = outputs.into_iter().next().unwrap_or_default()
+                }
+            }
+        }
+        Ok(proposals)
+    }
+
+    /// Seeding: propose with the base model until the deduction/abduction seed pool and the
+    /// induction buffer hold `batch_size × seed_batch_factor` programs (or `max_seed_rounds`
+    /// pass), then start the buffers from them.
+    fn seed_buffers(&mut self) -> Result<()> {
+        let target = self.config.seed_buffer_size();
+        let types = self.config.tasks.types.clone();
+        let triplet_types: Vec<TaskType> = types
+            .iter()
+            .copied()
+            .filter(|t| *t != TaskType::Induction)
+            .collect();
+        let induction = types.contains(&TaskType::Induction);
+        let mut buffers = self.buffers.clone();
+        let started = Instant::now();
+        eprintln!(
+            "seeding the buffers to {target} programs per type (at most {} rounds)",
+            self.config.tasks.max_seed_rounds
+        );
+        for round in 0..self.config.tasks.max_seed_rounds {
+            let mut want: Vec<TaskType> = Vec::new();
+            if buffers.seed.len() < target {
+                want.extend(&triplet_types);
+            }
+            if induction && buffers.induction.len() < target {
+                want.push(TaskType::Induction);
+            }
+            if want.is_empty() || (triplet_types.is_empty() && !induction) {
+                break;
+            }
+            let mut times = Times::default();
+            let proposals = self.propose(
+                &buffers,
+                &want,
+                self.config.tasks.batch_size,
+                0,
+                1000 + round as u64,
+                &mut times,
+            )?;
+            let mut valid = 0;
+            for p in proposals {
+                match p.solve {
+                    Some(SolveTask::Induction(t)) => {
+                        valid += 1;
+                        buffers.push_induction(t, 0, self.config.tasks.dedup, usize::MAX);
+                    }
+                    Some(SolveTask::Deduction(t) | SolveTask::Abduction(t)) => {
+                        valid += 1;
+                        buffers.add_seed(t);
+                    }
+                    None => {}
+                }
+            }
+            let record = serde_json::json!({
+                "event": "seed",
+                "round": round + 1,
+                "valid": valid,
+                "seed_programs": buffers.seed.len(),
+                "induction_tasks": buffers.induction.len(),
+                "generate_s": times.generate_s,
+                "sandbox_s": times.sandbox_s,
+                "tokens": times.generated_tokens,
+            });
+            self.log.event(&record)?;
+            eprintln!(
+                "seed round {}: {valid} valid proposals; seed pool {}/{target}, induction {}/{target} ({:.0} s)",
+                round + 1,
+                buffers.seed.len(),
+                buffers.induction.len(),
+                started.elapsed().as_secs_f64()
+            );
+            self.check_stop()?;
+        }
+        if buffers.seed.len() < target {
+            tracing::warn!(
+                have = buffers.seed.len(),
+                target,
+                "seeding ended before the target; training starts with what the buffers hold"
+            );
+        }
+        buffers.finish_seeding(target);
+        self.buffers = buffers;
+        Ok(())
+    }
+
+    // ----- one training step ------------------------------------------------------------
+
+    fn train_step(&mut self, step: u64) -> Result<StepRecord> {
+        let step_started = Instant::now();
+        let sandbox_before = self.sandbox.stats.clone();
+        let mut times = Times::default();
+        let c = self.config.clone();
+        let types = c.tasks.types.clone();
+        // The step works on a copy: an interrupted step leaves the buffers as they were.
+        let mut buffers = self.buffers.clone();
+        let mut tallies: BTreeMap<Group, GroupTally> = BTreeMap::new();
+        let mut rollouts: Vec<Rollout> = Vec::new();
+
+        // 1–2. Propose and validate.
+        let proposals = self.propose(&buffers, &types, c.tasks.batch_size, step, 0, &mut times)?;
+
+        // 3. Estimate the solve rate of every valid proposal with n_samples answers.
+        let mut est_prompts = Vec::new();
+        let mut est_owner = Vec::new();
+        for (i, p) in proposals.iter().enumerate() {
+            if let Some(task) = &p.solve
+                && let Some(enc) = self.encode(&solve_prompt(task))?
+            {
+                for _ in 0..c.reward.n_samples {
+                    est_prompts.push(enc.ids.clone());
+                    est_owner.push(i);
+                }
+            }
+        }
+        let mut rng = step_rng(c.seed, step, 1);
+        let est_responses = self.generate(&est_prompts, rng.random::<u64>(), &mut times)?;
+        let mut checks = Vec::new();
+        let mut ranges = Vec::new();
+        for (&i, (_, text)) in est_owner.iter().zip(&est_responses) {
+            let (Some(task), start) = (&proposals[i].solve, checks.len()) else {
+                continue;
+            };
+            if let Some(answer) = read_estimate_answer(text, task.task_type()) {
+                checks.extend(TaskCheck::for_answer(task, &answer));
+            }
+            ranges.push((i, start..checks.len()));
+        }
+        self.check_stop()?;
+        let results = self.check(&checks, &mut times);
+        let mut accuracies: BTreeMap<usize, Vec<Option<f64>>> = BTreeMap::new();
+        for (i, range) in ranges {
+            let task = proposals[i].task;
+            let verdicts: Vec<Option<bool>> =
+                results[range].iter().map(|r| Some(r.passed)).collect();
+            let acc = answer_accuracy(task, &verdicts, c.reward.induction);
+            accuracies.entry(i).or_default().push(Some(acc));
+        }
+
+        // Proposer rewards; valid proposals join their buffers.
+        for (i, p) in proposals.iter().enumerate() {
+            let group = Group::new(p.task, Role::Propose);
+            let tally = tallies.entry(group).or_default();
+            let valid = p.solve.is_some();
+            let s = accuracies.get(&i).map(|a| solve_rate(a));
+            let base = s.map_or(0.0, |s| learnability(s, c.reward.learnability));
+            let intrinsic = match &p.solve {
+                Some(SolveTask::Deduction(t) | SolveTask::Abduction(t)) => {
+                    let refs: Vec<&str> = p.references.iter().map(|r| r.program.as_str()).collect();
+                    let (answer, counter) = if p.task == TaskType::Abduction {
+                        (&t.input, &buffers.input_types)
+                    } else {
+                        (&t.output, &buffers.output_types)
+                    };
+                    intrinsic_rewards(&c.reward, p.task, &t.program, &refs, answer, counter)
+                }
+                _ => vec![],
+            };
+            let reward = propose_reward(
+                p.format_ok,
+                valid,
+                base,
+                &intrinsic,
+                c.reward.intrinsic_combine,
+            );
+            tally.add(reward, !p.format_ok, Some(valid), s, p.response.len());
+            if let (Some(task), Some(s)) = (&p.solve, s)
+                && joins_buffer(c.tasks.valid_program_filter, s)
+            {
+                let pushed = match task.clone() {
+                    SolveTask::Induction(t) => {
+                        buffers.push_induction(t, step, c.tasks.dedup, c.tasks.max_programs)
+                    }
+                    SolveTask::Deduction(t) | SolveTask::Abduction(t) => {
+                        buffers.push_triplet(p.task, t, step, c.tasks.dedup, c.tasks.max_programs)
+                    }
+                };
+                if pushed == Pushed::Added {
+                    tally.joined += 1;
+                }
+            }
+            if c.tasks.train_propose {
+                rollouts.push(Rollout {
+                    group,
+                    prompt: p.prompt.clone(),
+                    response: p.response.clone(),
+                    reward,
+                });
+            }
+        }
+
+        // 4. Solve tasks drawn from the buffers.
+        let mut rng = step_rng(c.seed, step, 2);
+        let mut solve_tasks = Vec::new();
+        for &task in &types {
+            if buffers.is_empty(task) {
+                continue;
+            }
+            for t in buffers.solver_tasks(
+                task,
+                c.tasks.batch_size,
+                step,
+                c.tasks.recent_window,
+                c.tasks.solver_mix,
+                &mut rng,
+            )? {
+                match self.encode(&solve_prompt(&t))? {
+                    Some(enc) => solve_tasks.push((t, enc.ids)),
+                    None => tracing::warn!(%task, "a solver prompt is too long; skipped"),
+                }
+            }
+        }
+        let ids: Vec<Vec<i64>> = solve_tasks.iter().map(|(_, ids)| ids.clone()).collect();
+        let responses = self.generate(&ids, rng.random::<u64>(), &mut times)?;
+        let mut checks = Vec::new();
+        let mut read = Vec::new();
+        for ((task, _), (_, text)) in solve_tasks.iter().zip(&responses) {
+            let answer = read_solver_answer(text, task.task_type(), c.reward.format_reward);
+            let start = checks.len();
+            if let Some(a) = &answer.answer {
+                checks.extend(TaskCheck::for_answer(task, a));
+            }
+            read.push((answer.format_ok, start..checks.len()));
+        }
+        self.check_stop()?;
+        let results = self.check(&checks, &mut times);
+        for (((task, prompt), (response, _)), (format_ok, range)) in
+            solve_tasks.into_iter().zip(responses).zip(read)
+        {
+            let verdicts: Vec<Option<bool>> =
+                results[range].iter().map(|r| Some(r.passed)).collect();
+            let acc = if format_ok {
+                answer_accuracy(task.task_type(), &verdicts, c.reward.induction)
+            } else {
+                0.0
+            };
+            let reward = solve_reward(format_ok, acc);
+            let group = Group::new(task.task_type(), Role::Solve);
+            tallies.entry(group).or_default().add(
+                reward,
+                !format_ok,
+                None,
+                Some(acc),
+                response.len(),
+            );
+            rollouts.push(Rollout {
+                group,
+                prompt,
+                response,
+                reward,
+            });
+        }
+        self.check_stop()?;
+
+        // 5. TRR++ and the policy update.
+        let t = Instant::now();
+        let update = self.update(step, &rollouts)?;
+        times.update_s = t.elapsed().as_secs_f64();
+
+        self.buffers = buffers;
+        times.total_s = step_started.elapsed().as_secs_f64();
+        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
+        Ok(StepRecord::new(
+            step,
+            &tallies,
+            &update.groups,
+            buffer_sizes(&self.buffers),
+            times,
+            sandbox,
+            update.stats,
+        ))
+    }
+
+    /// TRR++ advantages, old log-probs from the current policy, then PPO-clip mini-batches.
+    fn update(&mut self, step: u64, rollouts: &[Rollout]) -> Result<Update> {
+        let trainable: Vec<&Rollout> = rollouts.iter().filter(|r| !r.response.is_empty()).collect();
+        let adv = trrpp::advantages(
+            &trainable
+                .iter()
+                .map(|r| trrpp::Rollout {
+                    group: r.group,
+                    reward: r.reward,
+                    response_len: r.response.len(),
+                })
+                .collect::<Vec<_>>(),
+            self.config.optim.gamma,
+        );
+        let mut samples: Vec<Sample> = Vec::with_capacity(trainable.len());
+        let temperature = self.config.rollout.temperature;
+        for (chunk, advs) in trainable
+            .chunks(self.config.optim.micro_batch.max(1))
+            .zip(adv.per_rollout.chunks(self.config.optim.micro_batch.max(1)))
+        {
+            let prompts: Vec<Vec<i64>> = chunk.iter().map(|r| r.prompt.clone()).collect();
+            let responses: Vec<Vec<i64>> = chunk.iter().map(|r| r.response.clone()).collect();
+            let (lp, _) =
+                tch::no_grad(|| response_logprobs(&self.model, &prompts, &responses, temperature))?;
+            let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+            for (row, (r, a)) in chunk.iter().zip(advs).enumerate() {
+                let all = Vec::<f32>::try_from(lp.get(row as i64))?;
+                samples.push(Sample {
+                    prompt: r.prompt.clone(),
+                    response: r.response.clone(),
+                    old_logprobs: all[..r.response.len()].to_vec(),
+                    advantages: a.clone(),
+                });
+            }
+        }
+        let mut stats = metrics::UpdateStats {
+            samples: samples.len(),
+            ..Default::default()
+        };
+        if samples.is_empty() {
+            return Ok(Update {
+                groups: adv.groups,
+                stats,
+            });
+        }
+        let mut rng = step_rng(self.config.seed, step, 3);
+        let mut loss_tokens = 0.0;
+        for _ in 0..self.config.optim.ppo_epochs {
+            samples.shuffle(&mut rng);
+            for batch in samples.chunks(self.config.optim.mini_batch.max(1)) {
+                if batch.iter().all(|s| s.response.is_empty()) {
+                    continue;
+                }
+                let s = self.trainer.step(&self.model, batch)?;
+                stats.optimizer_steps += 1;
+                stats.tokens += s.tokens;
+                loss_tokens += s.loss * s.tokens as f64;
+                stats.grad_norm = stats.grad_norm.max(s.grad_norm);
+            }
+        }
+        stats.loss = if stats.tokens > 0 {
+            loss_tokens / stats.tokens as f64
+        } else {
+            0.0
+        };
+        Ok(Update {
+            groups: adv.groups,
+            stats,
+        })
+    }
+}
+
+/// One proposer rollout as the step carries it.
+struct Proposal {
+    task: TaskType,
+    prompt: Vec<i64>,
+    response: Vec<i64>,
+    references: Vec<Triplet>,
+    format_ok: bool,
+    /// Its validation items.
+    checks: std::ops::Range<usize>,
+    /// The task it proposed, when valid (outputs filled in from the sandbox).
+    solve: Option<SolveTask>,
+}
+
+struct Update {
+    groups: BTreeMap<Group, trrpp::GroupStats>,
+    stats: metrics::UpdateStats,
+}
+
+fn buffer_sizes(b: &Buffers) -> BTreeMap<String, usize> {
+    TaskType::ALL
+        .iter()
+        .map(|t| (t.code().to_owned(), b.len(*t)))
+        .collect()
+}
+
+/// The model a config names: a path, or a bare file name among the models
+/// `scripts/models.sh` fetched into `$AZR_CACHE_DIR/models` (default `~/.cache/azr-rs`).
+pub fn resolve_model(name: &str) -> Result<PathBuf> {
+    let direct = Path::new(name);
+    if direct.exists() {
+        return Ok(direct.to_owned());
+    }
+    let cache = std::env::var_os("AZR_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/azr-rs")
+        });
+    let cached = cache.join("models").join(name);
+    if cached.exists() {
+        return Ok(cached);
+    }
+    bail!(
+        "model `{name}` not found (neither a path nor {}): run scripts/models.sh, or pass \
+         --model with a .gguf file or a Hugging Face directory",
+        cached.display()
+    )
+}
