@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs and builds everything azr-rs needs on a fresh Debian bookworm machine, then runs
-# the main job on the embedded default: `azr-sandbox eval` over the AZR seed programs.
+# the main job on the embedded defaults: `azr-sandbox eval` over the AZR seed programs (a
+# quick check of the guest), then a short self-play run of the `tiny` preset on the default
+# model (Qwen2.5-Coder-0.5B-Instruct) through an embedded sandbox daemon.
 #
 # Everything slow is cached under $HOME/.cache/azr-rs (the wasm guest, the pre-initialised
 # snapshot, the cargo target directory), so a second run takes seconds.
@@ -25,3 +27,11 @@ seeds="${AZR_SEEDS:-$root/../shared/data/azr-seeds/7b_seed_io.jsonl}"
 out="$cache/eval-7b_seed_io.jsonl"
 "$bin" eval --jsonl "$seeds" --output "$out"
 echo "answers: $out" >&2
+
+# Self-play: two seeding rounds and one training step (about ten minutes on 2 cores; the
+# full preset runs 20 steps). Each set-up run starts over in its own directory.
+run="${AZR_SETUP_RUN:-$cache/runs/setup-tiny}"
+rm -rf "$run"
+"$CARGO_TARGET_DIR/release/azr-trainer" train --preset tiny --output "$run" \
+  --total-steps "${AZR_SETUP_STEPS:-1}" --set tasks.max_seed_rounds=2
+echo "self-play run: $run (metrics.jsonl, rollouts.jsonl, checkpoints/)" >&2

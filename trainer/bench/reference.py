@@ -1,8 +1,8 @@
 """The measurements of `azr-trainer bench` (src/bench.rs), taken with transformers in eager
-PyTorch mode on the same model, dtype (fp32) and thread count, for comparison. Prints one JSON
+PyTorch mode on the same model, device, dtype (fp32 on CPU) and thread count, for comparison. Prints one JSON
 object with the same keys. Run with the reference venv (scripts/reference-venv.sh):
 
-    python bench/reference.py --model PATH --threads N [--no-train]
+    python bench/reference.py --model PATH --threads N [--no-train] [--device cuda --dtype bf16]
 """
 
 import argparse
@@ -20,19 +20,29 @@ def ids(n, offset, vocab):
     return [min(100 + ((i * 7919 + offset * 104729) % rng), vocab - 1) for i in range(n)]
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def left_pad(seqs):
     width = max(len(s) for s in seqs)
-    input_ids = torch.tensor([[0] * (width - len(s)) + s for s in seqs])
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    input_ids = torch.tensor([[0] * (width - len(s)) + s for s in seqs], device=DEVICE)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=DEVICE)
     return input_ids, mask
 
 
 def timed(repeats, f):
     f()
+    sync()
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
         f()
+        sync()
         out.append(time.perf_counter() - t)
     return out
 
@@ -64,20 +74,26 @@ def main():
     ap.add_argument("--train-response-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     if os.path.isdir(a.model):
-        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(os.path.abspath(a.model)),
             gguf_file=os.path.basename(a.model),
-            dtype=torch.float32,
+            dtype=dtype,
         )
+    model.to(DEVICE)
     model.eval()
     vocab = model.config.vocab_size
 
-    prompt = torch.tensor([ids(a.prefill_tokens, 0, vocab)])
+    prompt = torch.tensor([ids(a.prefill_tokens, 0, vocab)], device=DEVICE)
 
     def prefill():
         with torch.no_grad():
@@ -98,9 +114,9 @@ def main():
         prompts = [ids(p_len, 10 + i, vocab) for i in range(n)]
         responses = [ids(r_len, 20 + i, vocab) for i in range(n)]
         full, mask = left_pad([p + r for p, r in zip(prompts, responses)])
-        resp = torch.tensor(responses)
-        adv = torch.tensor([[1.0 if i % 2 == 0 else -1.0] * r_len for i in range(n)])
-        old = torch.full((n, r_len), -1.0)
+        resp = torch.tensor(responses, device=DEVICE)
+        adv = torch.tensor([[1.0 if i % 2 == 0 else -1.0] * r_len for i in range(n)], device=DEVICE)
+        old = torch.full((n, r_len), -1.0, device=DEVICE)
 
         def step():
             opt.zero_grad()

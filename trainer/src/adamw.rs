@@ -5,6 +5,11 @@
 //! Per parameter `p` with gradient `g`, at step `t` (1-based):
 //! `p ← p·(1 − lr·wd)`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `p ← p − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
+//!
+//! Mixed precision: the arithmetic is always f32. A parameter held in a half-precision kind
+//! (bf16 on a GPU) gets an f32 master copy that the updates accumulate in, copied back to the
+//! parameter after each step. Without it, updates of lr 1e-6 on weights of ~1e-2 are below
+//! bf16's resolution (8 significant bits) and vanish: the model would never change.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,8 +32,10 @@ pub struct AdamW {
     pub config: AdamWConfig,
     /// Parameters by name, in a stable order (sorted), so saved state maps back by name.
     params: Vec<(String, Tensor)>,
-    /// First and second moment estimates, created on the first step.
+    /// First and second moment estimates (f32), created on the first step.
     moments: Vec<Option<(Tensor, Tensor)>>,
+    /// f32 master weights for the parameters not held in f32 (see the module docs).
+    masters: Vec<Option<Tensor>>,
     /// Steps taken so far (the bias corrections' `t`).
     pub steps: u64,
 }
@@ -42,10 +49,17 @@ impl AdamW {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let moments = params.iter().map(|_| None).collect();
+        let masters = tch::no_grad(|| {
+            params
+                .iter()
+                .map(|(_, p)| (p.kind() != Kind::Float).then(|| p.detach().to_kind(Kind::Float)))
+                .collect()
+        });
         AdamW {
             config,
             params,
             moments,
+            masters,
             steps: 0,
         }
     }
@@ -98,14 +112,24 @@ impl AdamW {
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
         tch::no_grad(|| {
-            for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
+            for (((_, p), moments), master) in self
+                .params
+                .iter_mut()
+                .zip(&mut self.moments)
+                .zip(&mut self.masters)
+            {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let (m, v) = moments.get_or_insert_with(|| (p.zeros_like(), p.zeros_like()));
+                let g = g.to_kind(Kind::Float);
+                let w: &mut Tensor = match master {
+                    Some(m) => m,
+                    None => &mut *p,
+                };
+                let (m, v) = moments.get_or_insert_with(|| (w.zeros_like(), w.zeros_like()));
                 if c.weight_decay != 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
+                    let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
                 }
                 let _ = m.g_mul_scalar_(c.beta1);
                 let _ = m.g_add_(&(&g * (1.0 - c.beta1)));
@@ -113,19 +137,28 @@ impl AdamW {
                 let _ = v.g_add_(&(g.square() * (1.0 - c.beta2)));
                 let denom = (&*v / bias2).sqrt() + c.eps;
                 let update = (&*m / bias1) / denom * c.lr;
-                let _ = p.g_sub_(&update);
+                let _ = w.g_sub_(&update);
+                if let Some(m) = master {
+                    p.copy_(m);
+                }
             }
         });
     }
 
-    /// Writes the moment estimates and the step count (safetensors, f32, on the CPU).
+    /// Writes the moment estimates, the f32 master weights and the step count (safetensors,
+    /// f32, on the CPU).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut named: Vec<(String, Tensor)> =
             vec![("__steps__".into(), Tensor::from_slice(&[self.steps as i64]))];
-        for ((name, _), moments) in self.params.iter().zip(&self.moments) {
+        for (((name, _), moments), master) in
+            self.params.iter().zip(&self.moments).zip(&self.masters)
+        {
             if let Some((m, v)) = moments {
                 named.push((format!("{name}.exp_avg"), m.to_device(tch::Device::Cpu)));
                 named.push((format!("{name}.exp_avg_sq"), v.to_device(tch::Device::Cpu)));
+            }
+            if let Some(w) = master {
+                named.push((format!("{name}.master"), w.to_device(tch::Device::Cpu)));
             }
         }
         Tensor::write_safetensors(&named, path)?;
@@ -139,13 +172,32 @@ impl AdamW {
             .get("__steps__")
             .ok_or_else(|| Error::Config(format!("{}: no step count", path.display())))?;
         self.steps = steps.int64_value(&[0]).max(0) as u64;
-        for ((name, p), moments) in self.params.iter().zip(&mut self.moments) {
+        for (((name, p), moments), master) in self
+            .params
+            .iter()
+            .zip(&mut self.moments)
+            .zip(&mut self.masters)
+        {
+            // A master saved by a half-precision run restores the f32 weights the bf16
+            // parameters were rounded from; a run in f32 (or a state without masters) keeps
+            // the parameter's own values.
+            if let Some(current) = master {
+                if let Some(w) = saved.get(&format!("{name}.master")) {
+                    if w.size() != p.size() {
+                        return Err(Error::Config(format!(
+                            "{}: master weights for `{name}` have the wrong shape",
+                            path.display()
+                        )));
+                    }
+                    *current = w.to_device(p.device()).to_kind(Kind::Float);
+                }
+            }
             let m = saved.get(&format!("{name}.exp_avg"));
             let v = saved.get(&format!("{name}.exp_avg_sq"));
             *moments = match (m, v) {
                 (Some(m), Some(v)) if m.size() == p.size() && v.size() == p.size() => Some((
-                    m.to_device(p.device()).to_kind(p.kind()),
-                    v.to_device(p.device()).to_kind(p.kind()),
+                    m.to_device(p.device()).to_kind(Kind::Float),
+                    v.to_device(p.device()).to_kind(Kind::Float),
                 )),
                 (None, None) => None,
                 _ => {
@@ -157,5 +209,148 @@ impl AdamW {
             };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, nn};
+
+    const CONFIG: AdamWConfig = AdamWConfig {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+
+    /// A one-tensor model whose loss `Σ w·g` has gradient `g`.
+    fn setup() -> (nn::VarStore, Tensor) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs
+            .root()
+            .var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0]));
+        (vs, w)
+    }
+
+    fn backward(w: &Tensor, g: &[f32]) {
+        (w * Tensor::from_slice(g)).sum(Kind::Float).backward();
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        Vec::<f32>::try_from(t)
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+
+    #[test]
+    fn two_steps_match_hand_computed_adamw() {
+        let (vs, w) = setup();
+        let mut opt = AdamW::new(vs.variables(), CONFIG);
+        let g1 = [0.5f32, 0.1];
+        backward(&w, &g1);
+        opt.step();
+        // Step 1: decay, then m̂ = g and v̂ = g², so the update is lr·g/(|g| + ε).
+        let mut want = [1.0f64, -2.0];
+        let mut m = [0.0f64; 2];
+        let mut v = [0.0f64; 2];
+        let mut step = |want: &mut [f64; 2], g: [f32; 2], t: i32| {
+            for i in 0..2 {
+                let g = f64::from(g[i]);
+                want[i] *= 1.0 - 0.1 * 0.01;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                let mh = m[i] / (1.0 - 0.9f64.powi(t));
+                let vh = v[i] / (1.0 - 0.999f64.powi(t));
+                want[i] -= 0.1 * mh / (vh.sqrt() + 1e-8);
+            }
+        };
+        step(&mut want, g1, 1);
+        let got = values(&w);
+        assert!(
+            (got[0] - 0.899).abs() < 1e-5 && (got[1] + 2.098).abs() < 1e-5,
+            "{got:?}"
+        );
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        opt.zero_grad();
+        let g2 = [-0.3f32, 0.2];
+        backward(&w, &g2);
+        opt.step();
+        step(&mut want, g2, 2);
+        for (a, b) in values(&w).iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{:?} vs {want:?}", values(&w));
+        }
+    }
+
+    #[test]
+    fn saved_state_resumes_exactly_where_it_stopped() {
+        let dir = std::env::temp_dir().join(format!("azr-adamw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("opt.safetensors");
+        let (vs_a, w_a) = setup();
+        let (vs_b, mut w_b) = setup();
+        let mut a = AdamW::new(vs_a.variables(), CONFIG);
+        backward(&w_a, &[0.5, 0.1]);
+        a.step();
+        a.zero_grad();
+        a.save(&path).unwrap();
+        // b: the same weights, a fresh optimiser restored from a's state.
+        tch::no_grad(|| w_b.copy_(&w_a));
+        let mut b = AdamW::new(vs_b.variables(), CONFIG);
+        b.load(&path).unwrap();
+        assert_eq!(b.steps, 1);
+        for (w, opt) in [(&w_a, &mut a), (&w_b, &mut b)] {
+            backward(w, &[-0.3, 0.2]);
+            opt.step();
+        }
+        assert_eq!(values(&w_a), values(&w_b));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn half_precision_parameters_accumulate_updates_too_small_for_bf16() {
+        // lr 1e-4 on a weight of 1.0: each update is below bf16's resolution there (2^-7),
+        // so only an f32 master copy adds them up.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy(
+            "w",
+            &Tensor::from_slice(&[1.0f32, 1.0]).to_kind(Kind::BFloat16),
+        );
+        let config = AdamWConfig {
+            lr: 1e-4,
+            weight_decay: 0.0,
+            ..CONFIG
+        };
+        let mut opt = AdamW::new(vs.variables(), config);
+        for _ in 0..100 {
+            opt.zero_grad();
+            (&w * Tensor::from_slice(&[1.0f32, -1.0]).to_kind(Kind::BFloat16))
+                .sum(Kind::Float)
+                .backward();
+            opt.step();
+        }
+        // 100 steps of lr·m̂/√v̂ = 1e-4 each: 1.0 → 0.99 and 1.01, visible in bf16.
+        let got = values(&w.to_kind(Kind::Float));
+        assert!((got[0] - 0.99).abs() < 0.004, "{got:?}");
+        assert!((got[1] - 1.01).abs() < 0.004, "{got:?}");
+    }
+
+    #[test]
+    fn clipping_scales_the_global_norm_down_to_the_bound() {
+        let (vs, w) = setup();
+        let mut opt = AdamW::new(vs.variables(), CONFIG);
+        backward(&w, &[3.0, 4.0]);
+        let norm = opt.clip_grad_norm(1.0);
+        assert!((norm - 5.0).abs() < 1e-5);
+        let g = values(&w.grad());
+        assert!(
+            (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,
+            "{g:?}"
+        );
     }
 }

@@ -6,8 +6,9 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
+use crate::device::synchronize;
 use crate::model::{KvCache, Model, left_pad, positions_and_bias};
 use crate::train::{Sample, TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -57,12 +58,16 @@ fn ids(n: usize, offset: usize, vocab: i64) -> Vec<i64> {
         .collect()
 }
 
-fn timed<F: FnMut() -> Result<()>>(repeats: usize, mut f: F) -> Result<Vec<f64>> {
-    f()?; // warm-up: first-call allocations, lazy initialisation
+/// Times `repeats` calls of `f` after a warm-up call, each one waited for on the device
+/// (CUDA work is asynchronous).
+fn timed<F: FnMut() -> Result<()>>(device: Device, repeats: usize, mut f: F) -> Result<Vec<f64>> {
+    f()?; // warm-up: first-call allocations, lazy initialisation, CUDA kernel selection
+    synchronize(device);
     let mut out = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
         f()?;
+        synchronize(device);
         out.push(t.elapsed().as_secs_f64());
     }
     Ok(out)
@@ -100,7 +105,7 @@ pub fn run(model: &Model, spec: &BenchSpec, train: bool) -> Result<BenchResult> 
         ));
     }
     let prompt = ids(spec.prefill_tokens, 0, vocab);
-    let prefill = timed(spec.repeats, || {
+    let prefill = timed(model.device(), spec.repeats, || {
         tch::no_grad(|| {
             let (ids, mask) = left_pad(std::slice::from_ref(&prompt), 0, model.device())?;
             let (pos, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
@@ -112,11 +117,11 @@ pub fn run(model: &Model, spec: &BenchSpec, train: bool) -> Result<BenchResult> 
     let short: Vec<Vec<i64>> = (0..8).map(|i| ids(16, i + 1, vocab)).collect();
     let mut b1 = Vec::new();
     let mut b8 = Vec::new();
-    timed(spec.repeats, || {
+    timed(model.device(), spec.repeats, || {
         b1.push(decode(model, &short[..1], spec.decode_tokens)?);
         Ok(())
     })?;
-    timed(spec.repeats, || {
+    timed(model.device(), spec.repeats, || {
         b8.push(decode(model, &short, spec.decode_tokens)?);
         Ok(())
     })?;
@@ -138,7 +143,7 @@ pub fn run(model: &Model, spec: &BenchSpec, train: bool) -> Result<BenchResult> 
             ..Default::default()
         };
         let mut trainer = Trainer::new(model, config)?;
-        Some(median(timed(spec.repeats, || {
+        Some(median(timed(model.device(), spec.repeats, || {
             trainer.step(model, &samples).map(|_| ())
         })?))
     } else {

@@ -55,9 +55,15 @@ enum Command {
         /// libtorch intra-op threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
-        /// cpu (f32) or cuda[:N] (bf16).
+        /// cpu or cuda[:N].
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+        #[arg(long, default_value = "auto")]
+        dtype: String,
+        /// Print one JSON object (ids, text, per-token log-probs, finish) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run Absolute Zero self-play: propose, validate, solve, reward, TRR++ update.
     Train(TrainArgs),
@@ -76,6 +82,11 @@ enum Command {
         /// Positions the model accepts (prompts are long).
         #[arg(long, default_value_t = 8192)]
         max_positions: i64,
+        /// The model's shape: `tiny` (a few thousand weights), or the shape of a real model
+        /// with random weights, for speed and memory measurements: `smollm2-135m`
+        /// (llama) or `qwen2.5-0.5b` (qwen2). A named shape sets the architecture.
+        #[arg(long, default_value = "tiny")]
+        shape: String,
     },
     /// Measure prefill and decode throughput and a training step; with --compare, take the same
     /// measurements with transformers (reference venv) and print the ratios.
@@ -92,8 +103,15 @@ enum Command {
         /// Also run bench/reference.py with this python (the reference venv's).
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// The transformers side of --compare (default: trainer/bench/reference.py in the
+        /// checkout this binary was built from).
+        #[arg(long)]
+        reference_script: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16; transformers runs the same.
+        #[arg(long, default_value = "auto")]
+        dtype: String,
     },
 }
 
@@ -154,9 +172,12 @@ struct TrainArgs {
     /// libtorch intra-op threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// cpu (f32) or cuda[:N] (bf16).
+    /// cpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    dtype: String,
 }
 
 #[derive(clap::Args)]
@@ -189,8 +210,12 @@ struct EvalArgs {
     sandbox: SandboxArgs,
     #[arg(long)]
     threads: Option<usize>,
+    /// cpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    dtype: String,
 }
 
 /// Sets `field` (dotted path) of `config` to `value` (TOML, or a bare string).
@@ -231,7 +256,7 @@ fn set_field(config: AzrConfig, assignment: &str) -> Result<AzrConfig> {
 
 fn train(args: TrainArgs) -> Result<()> {
     let threads = set_threads(args.threads);
-    let placement = Placement::parse(&args.device)?;
+    let placement = Placement::parse_with_dtype(&args.device, &args.dtype)?;
     let default_name = args.preset.clone().unwrap_or_else(|| {
         args.config
             .as_ref()
@@ -304,7 +329,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let threads = set_threads(args.threads);
-    let placement = Placement::parse(&args.device)?;
+    let placement = Placement::parse_with_dtype(&args.device, &args.dtype)?;
     let programs = args.programs.clone().unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/data/azr-seeds/7b_seed_io.jsonl")
@@ -368,17 +393,25 @@ fn run(cli: Cli) -> Result<()> {
             output,
             seed,
             max_positions,
+            shape,
         } => {
             let arch = match arch.as_str() {
                 "qwen2" => azr_trainer::Arch::Qwen2,
                 "llama" => azr_trainer::Arch::Llama,
                 other => bail!("--arch {other}: expected qwen2 or llama"),
             };
-            let mut config = azr_trainer::Config::tiny(arch);
+            let mut config = match shape.as_str() {
+                "tiny" => azr_trainer::Config::tiny(arch),
+                named => azr_trainer::Config::named_shape(named).with_context(|| {
+                    format!("--shape {named}: expected tiny, smollm2-135m or qwen2.5-0.5b")
+                })?,
+            };
             config.max_position_embeddings = max_positions;
             let tokenizer = azr_trainer::TextTokenizer::word_level(config.vocab_size)?;
             config.eos_token_ids = tokenizer.eos_ids.clone();
-            let weights = azr_trainer::model::llama::random_weights(&config, seed);
+            // A real width needs transformers-sized weights (0.02) to keep activations sane.
+            let scale = if shape == "tiny" { 1.0 } else { 0.1 };
+            let weights = azr_trainer::model::llama::random_weights_scaled(&config, seed, scale);
             let model = azr_trainer::Model::from_weights(
                 config,
                 weights,
@@ -403,9 +436,11 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             threads,
             device,
+            dtype,
+            json,
         } => {
             let threads = set_threads(threads);
-            let placement = Placement::parse(&device)?;
+            let placement = Placement::parse_with_dtype(&device, &dtype)?;
             let t0 = Instant::now();
             let loaded = azr_trainer::load(&model, placement).context("loading the model")?;
             eprintln!(
@@ -425,7 +460,19 @@ fn run(cli: Cli) -> Result<()> {
             let out = generate_text(&loaded.model, &loaded.tokenizer, &prompt, chat, &params)
                 .context("generating")?;
             let secs = t1.elapsed().as_secs_f64();
-            println!("{}", out.text);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ids": out.tokens,
+                        "text": out.text,
+                        "logprobs": out.logprobs,
+                        "finish": format!("{:?}", out.finish),
+                    })
+                );
+            } else {
+                println!("{}", out.text);
+            }
             eprintln!(
                 "{} tokens in {secs:.2} s ({:.1} tokens/s), finished by {:?}",
                 out.tokens.len(),
@@ -440,10 +487,12 @@ fn run(cli: Cli) -> Result<()> {
             repeats,
             no_train,
             compare,
+            reference_script,
             device,
+            dtype,
         } => {
             let threads = set_threads(threads);
-            let placement = Placement::parse(&device)?;
+            let placement = Placement::parse_with_dtype(&device, &dtype)?;
             let loaded = azr_trainer::load(&model, placement).context("loading the model")?;
             let spec = azr_trainer::bench::BenchSpec {
                 repeats,
@@ -456,14 +505,27 @@ fn run(cli: Cli) -> Result<()> {
             let ours = serde_json::to_value(&ours)?;
             println!("azr-trainer:  {ours}");
             if let Some(python) = compare {
-                let script =
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py");
+                let script = reference_script.unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py")
+                });
+                if !script.is_file() {
+                    bail!("{} not found (give --reference-script)", script.display());
+                }
                 let mut cmd = std::process::Command::new(&python);
+                let kind = if placement.kind == tch::Kind::BFloat16 {
+                    "bf16"
+                } else {
+                    "f32"
+                };
                 cmd.arg(&script).arg("--model").arg(&model).args([
                     "--threads",
                     &threads.to_string(),
                     "--repeats",
                     &repeats.to_string(),
+                    "--device",
+                    &device,
+                    "--dtype",
+                    kind,
                 ]);
                 if no_train {
                     cmd.arg("--no-train");

@@ -234,6 +234,64 @@ fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
     );
 }
 
+/// `--device cuda` runs bf16; CI has no GPU, so the same code runs here in bf16 on the CPU:
+/// batched sampling, teacher-forced log-probs and a PPO step must all work in that dtype and
+/// the step must move the model (f32 master weights, see `adamw`).
+#[test]
+fn generation_logprobs_and_a_training_step_run_in_bf16() {
+    tch::set_num_threads(1);
+    let config = azr_trainer::Config::tiny(Arch::Qwen2);
+    let weights = azr_trainer::model::llama::random_weights(&config, 7);
+    let model = azr_trainer::Model::from_weights(config, weights, tch::Device::Cpu, Kind::BFloat16)
+        .unwrap();
+    assert_eq!(model.kind(), Kind::BFloat16);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let params = SamplingParams {
+        seed: Some(5),
+        ..SamplingParams::greedy(6)
+    };
+    let params = SamplingParams {
+        temperature: 1.0,
+        ..params
+    };
+    let gens = generate(&model, &tok, &prompts(), &params).unwrap();
+    assert!(
+        gens.iter()
+            .all(|g| !g.tokens.is_empty() && g.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0))
+    );
+    let responses: Vec<Vec<i64>> = gens.iter().map(|g| g.tokens.clone()).collect();
+    let (old, _) = tch::no_grad(|| response_logprobs(&model, &prompts(), &responses, 1.0)).unwrap();
+    assert_eq!(old.kind(), Kind::Float);
+    let samples: Vec<Sample> = responses
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Sample {
+            prompt: prompts()[i].clone(),
+            response: r.clone(),
+            old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, r.len() as i64))
+                .unwrap(),
+            advantages: vec![if i == 0 { 1.0 } else { -1.0 }; r.len()],
+        })
+        .collect();
+    let before = model.named_weights()[0].1.to_kind(Kind::Float);
+    let mut trainer = Trainer::new(
+        &model,
+        TrainConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stats = trainer.step(&model, &samples).unwrap();
+    assert!(stats.loss.is_finite(), "{stats:?}");
+    let after = model.named_weights()[0].1.to_kind(Kind::Float);
+    let moved = (after - before).abs().max().double_value(&[]);
+    assert!(
+        moved > 0.0,
+        "a bf16 training step left the weights unchanged"
+    );
+}
+
 #[test]
 fn saved_hf_directory_loads_back_to_the_same_model() {
     let model = tiny_model(Arch::Qwen2);

@@ -161,16 +161,24 @@ pub fn weight_shapes(c: &Config) -> Vec<(String, Vec<i64>)> {
 /// projections normal with std 0.2. Drawn from our own generator, so the same seed gives the
 /// same model whatever else runs in the process.
 pub fn random_weights(c: &Config, seed: u64) -> HashMap<String, Tensor> {
+    random_weights_scaled(c, seed, 1.0)
+}
+
+/// [`random_weights`] with every standard deviation multiplied by `scale`: a model of a real
+/// width needs smaller weights (transformers initialises with 0.02) for its activations to
+/// stay in a realistic range.
+pub fn random_weights_scaled(c: &Config, seed: u64, scale: f64) -> HashMap<String, Tensor> {
     let mut rng = crate::rng::SplitMix64::new(seed);
     weight_shapes(c)
         .into_iter()
         .map(|(name, shape)| {
             let n: i64 = shape.iter().product();
-            let std = if name.contains("embed_tokens") || name.starts_with("lm_head") {
-                1.0
-            } else {
-                0.2
-            };
+            let std = scale
+                * if name.contains("embed_tokens") || name.starts_with("lm_head") {
+                    1.0
+                } else {
+                    0.2
+                };
             let values: Vec<f32> = (0..n)
                 .map(|_| {
                     if name.ends_with("norm.weight") {

@@ -145,6 +145,50 @@ impl Config {
         v
     }
 
+    /// The shape of a real model, for random-weight models that measure speed and memory
+    /// where the real weights cannot be had (e.g. a GPU machine with no network). `None` for
+    /// an unknown name.
+    pub fn named_shape(name: &str) -> Option<Self> {
+        let c = match name {
+            "qwen2.5-0.5b" => Config {
+                arch: Arch::Qwen2,
+                vocab_size: 151_936,
+                hidden_size: 896,
+                intermediate_size: 4864,
+                num_layers: 24,
+                num_heads: 14,
+                num_kv_heads: 2,
+                head_dim: 64,
+                rms_norm_eps: 1e-6,
+                rope_theta: 1_000_000.0,
+                max_position_embeddings: 32_768,
+                tie_word_embeddings: true,
+                qkv_bias: true,
+                bos_token_id: None,
+                eos_token_ids: vec![],
+            },
+            "smollm2-135m" => Config {
+                arch: Arch::Llama,
+                vocab_size: 49_152,
+                hidden_size: 576,
+                intermediate_size: 1536,
+                num_layers: 30,
+                num_heads: 9,
+                num_kv_heads: 3,
+                head_dim: 64,
+                rms_norm_eps: 1e-5,
+                rope_theta: 100_000.0,
+                max_position_embeddings: 8192,
+                tie_word_embeddings: true,
+                qkv_bias: false,
+                bos_token_id: None,
+                eos_token_ids: vec![],
+            },
+            _ => return None,
+        };
+        Some(c)
+    }
+
     /// A small config for unit tests.
     pub fn tiny(arch: Arch) -> Self {
         Config {
@@ -257,15 +301,22 @@ pub fn positions_and_bias(mask: &Tensor, t: i64, kind: Kind) -> (Tensor, Tensor)
     let queries = (Tensor::arange(t, (Kind::Int64, device)) + (s - t)).view([t, 1]);
     let causal = keys.le_tensor(&queries).view([1, 1, t, s]);
     let allowed = causal.logical_and(&mask.gt(0).view([b, 1, 1, s]));
-    let lowest = match kind {
-        Kind::BFloat16 => -3.389_531_4e38,
-        Kind::Half => -65504.0,
-        Kind::Double => f64::MIN,
-        _ => f32::MIN as f64,
-    };
+    let lowest = lowest_finite(kind);
     let bias =
         Tensor::zeros([b, 1, t, s], (kind, device)).masked_fill(&allowed.logical_not(), lowest);
     (positions, bias)
+}
+
+/// The most negative finite value of a floating-point kind (`torch.finfo(kind).min`), as the
+/// f64 that converts to it exactly: libtorch refuses a scalar that would round to -inf.
+pub fn lowest_finite(kind: Kind) -> f64 {
+    match kind {
+        // (2 − 2⁻⁷) · 2¹²⁷: bf16 keeps f32's exponent range with 8 significant bits.
+        Kind::BFloat16 => -(2.0 - 2f64.powi(-7)) * 2f64.powi(127),
+        Kind::Half => -65504.0,
+        Kind::Double => f64::MIN,
+        _ => f64::from(f32::MIN),
+    }
 }
 
 /// Builds a left-padded `[B, L]` id tensor and its mask from sequences of different lengths.
@@ -293,4 +344,31 @@ pub fn left_pad(seqs: &[Vec<i64>], pad_id: i64, device: Device) -> Result<(Tenso
         Tensor::from_slice(&ids).view(shape).to_device(device),
         Tensor::from_slice(&mask).view(shape).to_device(device),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// bf16 is what `--device cuda` runs; libtorch refuses a fill value that overflows it, so
+    /// the bias must be built with bf16's own lowest value (checked here on the CPU).
+    #[test]
+    fn attention_bias_builds_in_every_model_dtype_with_its_lowest_finite_value() {
+        let mask = Tensor::from_slice(&[0i64, 1, 1, 1, 1, 1]).view([2, 3]);
+        for kind in [Kind::Float, Kind::BFloat16, Kind::Half, Kind::Double] {
+            let (pos, bias) = positions_and_bias(&mask, 3, kind);
+            assert_eq!(
+                Vec::<i64>::try_from(pos.flatten(0, -1)).unwrap(),
+                [0, 0, 1, 0, 1, 2]
+            );
+            assert_eq!(bias.kind(), kind);
+            let b = Vec::<f64>::try_from(bias.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            let low = lowest_finite(kind);
+            assert!(b.iter().all(|v| v.is_finite()), "{kind:?}: {b:?}");
+            // Row 0 (left-padded): its first key is padding for every query.
+            assert_eq!(b[0], low, "{kind:?}");
+            // Causal: the first query of row 1 sees only the first key.
+            assert_eq!(&b[9..12], &[0.0, low, low], "{kind:?}");
+        }
+    }
 }

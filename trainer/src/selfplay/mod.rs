@@ -107,6 +107,9 @@ pub struct SelfPlay {
     step: u64,
     output: PathBuf,
     log: MetricsLog,
+    /// `rollouts.jsonl`: every response with its group and reward (what the model wrote is
+    /// the first thing to look at when rates look wrong).
+    rollout_log: MetricsLog,
     stop: StopFlag,
     elapsed_before: f64,
     last_checkpoint: Option<PathBuf>,
@@ -189,6 +192,8 @@ impl SelfPlay {
             None => (Buffers::new(), 0, 0.0),
         };
         let mut log = MetricsLog::open(&metrics_path, step, restored.is_some())?;
+        let rollout_log =
+            MetricsLog::open(&output.join("rollouts.jsonl"), step, restored.is_some())?;
         if let Some(r) = &restored {
             if r.state.seed != config.seed {
                 tracing::warn!(
@@ -220,6 +225,7 @@ impl SelfPlay {
             step,
             output,
             log,
+            rollout_log,
             stop,
             elapsed_before,
             last_checkpoint: restored.map(|r| r.path),
@@ -475,6 +481,7 @@ impl SelfPlay {
                 prompt: enc.ids,
                 response,
                 references: refs,
+                text: text.clone(),
                 format_ok: false,
                 checks: 0..0,
                 solve: None,
@@ -595,6 +602,15 @@ impl SelfPlay {
                 &mut times,
             )?;
             let mut valid = 0;
+            for p in &proposals {
+                self.rollout_log.event(&serde_json::json!({
+                    "seed_round": round + 1,
+                    "group": Group::new(p.task, Role::Propose).name(),
+                    "valid": p.solve.is_some(),
+                    "format_ok": p.format_ok,
+                    "response": p.text,
+                }))?;
+            }
             for p in proposals {
                 match p.solve {
                     Some(SolveTask::Induction(t)) => {
@@ -780,7 +796,7 @@ impl SelfPlay {
         }
         self.check_stop()?;
         let results = self.check(&checks, &mut times);
-        for (((task, prompt), (response, _)), (format_ok, range)) in
+        for (((task, prompt), (response, text)), (format_ok, range)) in
             solve_tasks.into_iter().zip(responses).zip(read)
         {
             let verdicts: Vec<Option<bool>> =
@@ -792,6 +808,14 @@ impl SelfPlay {
             };
             let reward = solve_reward(format_ok, acc);
             let group = Group::new(task.task_type(), Role::Solve);
+            self.rollout_log.event(&serde_json::json!({
+                "step": step,
+                "group": group.name(),
+                "reward": reward,
+                "accuracy": acc,
+                "format_ok": format_ok,
+                "response": text,
+            }))?;
             tallies.entry(group).or_default().add(
                 reward,
                 !format_ok,
@@ -905,6 +929,8 @@ struct Proposal {
     prompt: Vec<i64>,
     response: Vec<i64>,
     references: Vec<Triplet>,
+    /// The decoded response, for `rollouts.jsonl`.
+    text: String,
     format_ok: bool,
     /// Its validation items.
     checks: std::ops::Range<usize>,

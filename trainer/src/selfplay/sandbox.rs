@@ -122,6 +122,10 @@ impl EmbeddedDaemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            // Libraries preloaded into the trainer (e.g. libtorch_cuda on a GPU machine) have
+            // no business in the sandbox process: it must run only its own code.
+            .env_remove("LD_PRELOAD")
+            .env_remove("LD_LIBRARY_PATH")
             // Its own process group: a Ctrl-C meant for the trainer must not stop the daemon
             // in the middle of the step the trainer is about to checkpoint.
             .process_group(0);
@@ -248,6 +252,11 @@ impl Sandbox {
         };
         sandbox.start_daemon()?;
         Ok(sandbox)
+    }
+
+    /// The embedded daemon's process id (`None` for an external daemon).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|d| d.child.id())
     }
 
     /// Human-readable description for logs.
