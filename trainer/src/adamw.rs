@@ -128,16 +128,18 @@ impl AdamW {
                     None => &mut *p,
                 };
                 let (m, v) = moments.get_or_insert_with(|| (w.zeros_like(), w.zeros_like()));
+                // torch's single-tensor AdamW, op for op: 8 kernels per tensor instead of 14,
+                // which is what a GPU step of many small tensors pays for.
                 if c.weight_decay != 0.0 {
                     let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
                 }
-                let _ = m.g_mul_scalar_(c.beta1);
-                let _ = m.g_add_(&(&g * (1.0 - c.beta1)));
+                let _ = m.lerp_(&g, 1.0 - c.beta1);
                 let _ = v.g_mul_scalar_(c.beta2);
-                let _ = v.g_add_(&(g.square() * (1.0 - c.beta2)));
-                let denom = (&*v / bias2).sqrt() + c.eps;
-                let update = (&*m / bias1) / denom * c.lr;
-                let _ = w.g_sub_(&update);
+                let _ = v.addcmul_(&g, &(&g * (1.0 - c.beta2)));
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bias2.sqrt());
+                let _ = denom.g_add_scalar_(c.eps);
+                let _ = w.addcdiv_(&(&*m * (-c.lr / bias1)), &denom);
                 if let Some(m) = master {
                     p.copy_(m);
                 }
@@ -181,16 +183,14 @@ impl AdamW {
             // A master saved by a half-precision run restores the f32 weights the bf16
             // parameters were rounded from; a run in f32 (or a state without masters) keeps
             // the parameter's own values.
-            if let Some(current) = master {
-                if let Some(w) = saved.get(&format!("{name}.master")) {
-                    if w.size() != p.size() {
-                        return Err(Error::Config(format!(
-                            "{}: master weights for `{name}` have the wrong shape",
-                            path.display()
-                        )));
-                    }
-                    *current = w.to_device(p.device()).to_kind(Kind::Float);
+            if let (Some(current), Some(w)) = (master, saved.get(&format!("{name}.master"))) {
+                if w.size() != p.size() {
+                    return Err(Error::Config(format!(
+                        "{}: master weights for `{name}` have the wrong shape",
+                        path.display()
+                    )));
                 }
+                *current = w.to_device(p.device()).to_kind(Kind::Float);
             }
             let m = saved.get(&format!("{name}.exp_avg"));
             let v = saved.get(&format!("{name}.exp_avg_sq"));
