@@ -304,6 +304,53 @@ fn sigint_stops_at_a_phase_boundary_and_leaves_a_checkpoint_to_resume_from() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn eval_scores_deduction_and_abduction_through_a_real_daemon() {
+    let dir = temp_dir("eval");
+    let model = dir.join("model");
+    let mut c = trainer();
+    c.args(["init-model", "--output"]).arg(&model);
+    run(c);
+    let programs = dir.join("programs.jsonl");
+    let records = [
+        r#"{"snippet": "def f(a):\n    return a * 2", "input": "21", "output": "42", "imports": []}"#,
+        r#"{"snippet": "def f(s):\n    return s[::-1]", "input": "'abc'", "output": "'cba'", "imports": []}"#,
+        r#"{"snippet": "import math\ndef f(n):\n    return math.factorial(n)", "input": "5", "output": "120", "imports": ["import math"]}"#,
+    ];
+    std::fs::write(&programs, records.join("\n") + "\n").expect("programs file");
+    let mut c = trainer();
+    c.args([
+        "eval",
+        "--threads",
+        "1",
+        "--sandbox-workers",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--batch",
+        "2",
+        "--limit",
+        "0",
+        "--model",
+    ])
+    .arg(&model)
+    .arg("--programs")
+    .arg(&programs);
+    let out = run(c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().expect("a report line"))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(report["programs"], 3, "{report}");
+    let scores = report["scores"].as_object().expect("scores by task type");
+    assert_eq!(scores.len(), 2, "{report}");
+    for (name, score) in scores {
+        assert_eq!(score["tasks"], 3, "{name}: {report}");
+        let acc = score["accuracy"].as_f64().expect("accuracy");
+        assert!((0.0..=1.0).contains(&acc), "{name}: {report}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;

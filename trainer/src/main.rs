@@ -52,15 +52,8 @@ enum Command {
         stop: Vec<String>,
         #[arg(long)]
         seed: Option<u64>,
-        /// libtorch intra-op threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// cpu or cuda[:N].
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
-        #[arg(long, default_value = "auto")]
-        dtype: String,
+        #[command(flatten)]
+        placement: PlacementArgs,
         /// Print one JSON object (ids, text, per-token log-probs, finish) instead of the text.
         #[arg(long)]
         json: bool,
@@ -93,8 +86,6 @@ enum Command {
     Bench {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long)]
-        threads: Option<usize>,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
         /// Skip the training step (it needs about four times the model's memory).
@@ -107,11 +98,9 @@ enum Command {
         /// checkout this binary was built from).
         #[arg(long)]
         reference_script: Option<PathBuf>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16; transformers runs the same.
-        #[arg(long, default_value = "auto")]
-        dtype: String,
+        /// Device, dtype and threads; transformers runs with the same.
+        #[command(flatten)]
+        placement: PlacementArgs,
     },
 }
 
@@ -169,15 +158,8 @@ struct TrainArgs {
     set: Vec<String>,
     #[command(flatten)]
     sandbox: SandboxArgs,
-    /// libtorch intra-op threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// cpu or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
-    #[arg(long, default_value = "auto")]
-    dtype: String,
+    #[command(flatten)]
+    placement: PlacementArgs,
 }
 
 #[derive(clap::Args)]
@@ -208,6 +190,14 @@ struct EvalArgs {
     timeout_s: f64,
     #[command(flatten)]
     sandbox: SandboxArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
+}
+
+/// Where the model runs: shared by every command that loads one.
+#[derive(clap::Args)]
+struct PlacementArgs {
+    /// libtorch intra-op threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// cpu or cuda[:N].
@@ -216,6 +206,17 @@ struct EvalArgs {
     /// auto (f32 on CPU, bf16 on CUDA), f32 or bf16.
     #[arg(long, default_value = "auto")]
     dtype: String,
+}
+
+impl PlacementArgs {
+    /// Sets libtorch's thread count and parses the device and dtype; returns the threads.
+    fn apply(&self) -> Result<(usize, Placement)> {
+        let threads = set_threads(self.threads);
+        Ok((
+            threads,
+            Placement::parse_with_dtype(&self.device, &self.dtype)?,
+        ))
+    }
 }
 
 /// Sets `field` (dotted path) of `config` to `value` (TOML, or a bare string).
@@ -255,8 +256,7 @@ fn set_field(config: AzrConfig, assignment: &str) -> Result<AzrConfig> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let threads = set_threads(args.threads);
-    let placement = Placement::parse_with_dtype(&args.device, &args.dtype)?;
+    let (threads, placement) = args.placement.apply()?;
     let default_name = args.preset.clone().unwrap_or_else(|| {
         args.config
             .as_ref()
@@ -328,8 +328,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let threads = set_threads(args.threads);
-    let placement = Placement::parse_with_dtype(&args.device, &args.dtype)?;
+    let (threads, placement) = args.placement.apply()?;
     let programs = args.programs.clone().unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/data/azr-seeds/7b_seed_io.jsonl")
@@ -434,13 +433,11 @@ fn run(cli: Cli) -> Result<()> {
             chat,
             stop,
             seed,
-            threads,
-            device,
-            dtype,
+            placement,
             json,
         } => {
-            let threads = set_threads(threads);
-            let placement = Placement::parse_with_dtype(&device, &dtype)?;
+            let device = placement.device.clone();
+            let (threads, placement) = placement.apply()?;
             let t0 = Instant::now();
             let loaded = azr_trainer::load(&model, placement).context("loading the model")?;
             eprintln!(
@@ -483,16 +480,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             model,
-            threads,
             repeats,
             no_train,
             compare,
             reference_script,
-            device,
-            dtype,
+            placement,
         } => {
-            let threads = set_threads(threads);
-            let placement = Placement::parse_with_dtype(&device, &dtype)?;
+            let device = placement.device.clone();
+            let (threads, placement) = placement.apply()?;
             let loaded = azr_trainer::load(&model, placement).context("loading the model")?;
             let spec = azr_trainer::bench::BenchSpec {
                 repeats,

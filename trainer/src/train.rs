@@ -140,10 +140,15 @@ impl Trainer {
         let device = model.device();
         self.opt.zero_grad();
         let mut loss_total = 0.0;
-        for chunk in samples.chunks(self.config.micro_batch.max(1)) {
-            if chunk.iter().all(|s| s.response.is_empty()) {
-                continue; // nothing to learn from, and nothing to pad to
-            }
+        // A sample whose advantages are all zero adds exactly zero to the loss and to every
+        // gradient (its tokens still count in the mean's denominator, `tokens`), so its
+        // forward and backward passes are skipped: in self-play most rollouts of a group
+        // that got one reward for all have zero advantage.
+        let learning: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.advantages.iter().any(|&a| a != 0.0))
+            .collect();
+        for chunk in learning.chunks(self.config.micro_batch.max(1)) {
             let prompts: Vec<_> = chunk.iter().map(|s| s.prompt.clone()).collect();
             let responses: Vec<_> = chunk.iter().map(|s| s.response.clone()).collect();
             let tf = TeacherForced::new(model, &prompts, &responses)?;

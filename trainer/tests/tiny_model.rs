@@ -234,6 +234,42 @@ fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
     );
 }
 
+#[test]
+fn zero_advantage_samples_count_in_the_token_mean_but_add_no_gradient() {
+    let model = tiny_model(Arch::Llama);
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8]];
+    let (old, _) =
+        tch::no_grad(|| response_logprobs(&model, &prompts[..2], &responses, 1.0)).unwrap();
+    let sample = |i: usize, a: f32| {
+        let n = responses[i].len();
+        Sample {
+            prompt: prompts[i].clone(),
+            response: responses[i].clone(),
+            old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n as i64)).unwrap(),
+            advantages: vec![a; n],
+        }
+    };
+    let config = TrainConfig {
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&model, config.clone()).unwrap();
+    let before = model.named_weights()[0].1.copy();
+    let idle = trainer
+        .step(&model, &[sample(0, 0.0), sample(1, 0.0)])
+        .unwrap();
+    assert_eq!((idle.loss, idle.grad_norm, idle.tokens), (0.0, 0.0, 5));
+    let after = &model.named_weights()[0].1;
+    assert_eq!(f64::try_from((after - &before).abs().max()).unwrap(), 0.0);
+    // Ratio 1 before the update: loss = -Σ A / all tokens = -3 / 5.
+    let mixed = trainer
+        .step(&model, &[sample(0, 1.0), sample(1, 0.0)])
+        .unwrap();
+    assert_eq!(mixed.tokens, 5);
+    assert!((mixed.loss + 0.6).abs() < 1e-5, "{mixed:?}");
+}
+
 /// `--device cuda` runs bf16; CI has no GPU, so the same code runs here in bf16 on the CPU:
 /// batched sampling, teacher-forced log-probs and a PPO step must all work in that dtype and
 /// the step must move the model (f32 master weights, see `adamw`).

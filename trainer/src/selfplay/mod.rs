@@ -865,27 +865,42 @@ impl SelfPlay {
                 .collect::<Vec<_>>(),
             self.config.optim.gamma,
         );
-        let mut samples: Vec<Sample> = Vec::with_capacity(trainable.len());
         let temperature = self.config.rollout.temperature;
-        for (chunk, advs) in trainable
-            .chunks(self.config.optim.micro_batch.max(1))
-            .zip(adv.per_rollout.chunks(self.config.optim.micro_batch.max(1)))
-        {
-            let prompts: Vec<Vec<i64>> = chunk.iter().map(|r| r.prompt.clone()).collect();
-            let responses: Vec<Vec<i64>> = chunk.iter().map(|r| r.response.clone()).collect();
+        // Old log-probs matter only where an advantage is non-zero: elsewhere the PPO term is
+        // zero whatever they are, and the trainer skips those samples (see `Trainer::step`).
+        let mut old: Vec<Vec<f32>> = trainable
+            .iter()
+            .map(|r| vec![0.0; r.response.len()])
+            .collect();
+        let learning: Vec<usize> = (0..trainable.len())
+            .filter(|&i| adv.per_rollout[i].iter().any(|&a| a != 0.0))
+            .collect();
+        for chunk in learning.chunks(self.config.optim.micro_batch.max(1)) {
+            let prompts: Vec<Vec<i64>> =
+                chunk.iter().map(|&i| trainable[i].prompt.clone()).collect();
+            let responses: Vec<Vec<i64>> = chunk
+                .iter()
+                .map(|&i| trainable[i].response.clone())
+                .collect();
             let (lp, _) =
                 tch::no_grad(|| response_logprobs(&self.model, &prompts, &responses, temperature))?;
             let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-            for (row, (r, a)) in chunk.iter().zip(advs).enumerate() {
+            for (row, &i) in chunk.iter().enumerate() {
                 let all = Vec::<f32>::try_from(lp.get(row as i64))?;
-                samples.push(Sample {
-                    prompt: r.prompt.clone(),
-                    response: r.response.clone(),
-                    old_logprobs: all[..r.response.len()].to_vec(),
-                    advantages: a.clone(),
-                });
+                old[i] = all[..trainable[i].response.len()].to_vec();
             }
         }
+        let mut samples: Vec<Sample> = trainable
+            .iter()
+            .zip(&adv.per_rollout)
+            .zip(old)
+            .map(|((r, a), old_logprobs)| Sample {
+                prompt: r.prompt.clone(),
+                response: r.response.clone(),
+                old_logprobs,
+                advantages: a.clone(),
+            })
+            .collect();
         let mut stats = metrics::UpdateStats {
             samples: samples.len(),
             ..Default::default()
