@@ -28,7 +28,7 @@ out="$cache/eval-7b_seed_io.jsonl"
 "$bin" eval --jsonl "$seeds" --output "$out"
 echo "answers: $out" >&2
 
-# Self-play: two seeding rounds and one training step (about ten minutes on 2 cores; the
+# Self-play: two seeding rounds and one training step (about five minutes on 2 cores; the
 # full preset runs 20 steps). Each set-up run starts over in its own directory.
 run="${AZR_SETUP_RUN:-$cache/runs/setup-tiny}"
 rm -rf "$run"
