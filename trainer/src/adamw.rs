@@ -124,7 +124,7 @@ impl AdamW {
                 }
                 let g = g.to_kind(Kind::Float);
                 let w: &mut Tensor = match master {
-                    Some(m) => m,
+                    Some(w32) => w32,
                     None => &mut *p,
                 };
                 let (m, v) = moments.get_or_insert_with(|| (w.zeros_like(), w.zeros_like()));
@@ -140,8 +140,8 @@ impl AdamW {
                 let _ = denom.g_div_scalar_(bias2.sqrt());
                 let _ = denom.g_add_scalar_(c.eps);
                 let _ = w.addcdiv_(&(&*m * (-c.lr / bias1)), &denom);
-                if let Some(m) = master {
-                    p.copy_(m);
+                if let Some(w32) = master {
+                    p.copy_(w32);
                 }
             }
         });

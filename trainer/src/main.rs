@@ -399,17 +399,19 @@ fn run(cli: Cli) -> Result<()> {
                 "llama" => azr_trainer::Arch::Llama,
                 other => bail!("--arch {other}: expected qwen2 or llama"),
             };
-            let mut config = match shape.as_str() {
-                "tiny" => azr_trainer::Config::tiny(arch),
-                named => azr_trainer::Config::named_shape(named).with_context(|| {
-                    format!("--shape {named}: expected tiny, smollm2-135m or qwen2.5-0.5b")
-                })?,
+            // A real width needs transformers-sized weights (0.02) to keep activations sane.
+            let (mut config, scale) = match shape.as_str() {
+                "tiny" => (azr_trainer::Config::tiny(arch), 1.0),
+                named => (
+                    azr_trainer::Config::named_shape(named).with_context(|| {
+                        format!("--shape {named}: expected tiny, smollm2-135m or qwen2.5-0.5b")
+                    })?,
+                    0.1,
+                ),
             };
             config.max_position_embeddings = max_positions;
             let tokenizer = azr_trainer::TextTokenizer::word_level(config.vocab_size)?;
             config.eos_token_ids = tokenizer.eos_ids.clone();
-            // A real width needs transformers-sized weights (0.02) to keep activations sane.
-            let scale = if shape == "tiny" { 1.0 } else { 0.1 };
             let weights = azr_trainer::model::llama::random_weights_scaled(&config, seed, scale);
             let model = azr_trainer::Model::from_weights(
                 config,

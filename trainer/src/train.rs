@@ -146,7 +146,7 @@ impl Trainer {
         // that got one reward for all have zero advantage.
         let learning: Vec<&Sample> = samples
             .iter()
-            .filter(|s| s.advantages.iter().any(|&a| a != 0.0))
+            .filter(|s| has_gradient(&s.advantages))
             .collect();
         for chunk in learning.chunks(self.config.micro_batch.max(1)) {
             let prompts: Vec<_> = chunk.iter().map(|s| s.prompt.clone()).collect();
@@ -191,6 +191,12 @@ impl Trainer {
             grad_norm,
         })
     }
+}
+
+/// Whether a response with these token advantages adds anything to the PPO-clip gradient:
+/// with every advantage zero, both terms of the clipped objective are zero.
+pub fn has_gradient(advantages: &[f32]) -> bool {
+    advantages.iter().any(|&a| a != 0.0)
 }
 
 /// Forward and backward through the decoder one layer at a time, keeping only layer inputs.

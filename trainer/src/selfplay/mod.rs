@@ -50,7 +50,7 @@ use crate::device::Placement;
 use crate::generate::{SamplingParams, generate, response_logprobs};
 use crate::model::Model;
 use crate::tokenizer::TextTokenizer;
-use crate::train::{Sample, TrainConfig, Trainer};
+use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
 use metrics::{GroupTally, MetricsLog, Progress, StepRecord, Times};
 use sandbox::{Sandbox, SandboxSpec};
 
@@ -873,7 +873,7 @@ impl SelfPlay {
             .map(|r| vec![0.0; r.response.len()])
             .collect();
         let learning: Vec<usize> = (0..trainable.len())
-            .filter(|&i| adv.per_rollout[i].iter().any(|&a| a != 0.0))
+            .filter(|&i| has_gradient(&adv.per_rollout[i]))
             .collect();
         for chunk in learning.chunks(self.config.optim.micro_batch.max(1)) {
             let prompts: Vec<Vec<i64>> =
