@@ -221,7 +221,11 @@ impl Sandbox {
                     .map(PathBuf::from)
                     .filter(|p| p.is_dir())
                     .unwrap_or_else(std::env::temp_dir);
-                let dir = base.join(format!("azr-trainer-{}", std::process::id()));
+                // One directory per connection, not per process: two sandboxes in one
+                // process (tests, an eval beside a run) must not share, or replace, a socket.
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = base.join(format!("azr-trainer-{}-{n}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| SandboxError::Start(format!("{}: {e}", dir.display())))?;
