@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    engine::{EngineConfig, default_cache_dir},
+    engine::{EngineConfig, InstanceReset, default_cache_dir},
     error::SandboxError,
     limits::{Limits, Rules},
     pool::PoolConfig,
@@ -22,6 +22,8 @@ pub struct SandboxConfig {
     /// Where the pre-initialised guest is cached; empty means `$AZR_CACHE_DIR`,
     /// `$XDG_CACHE_HOME/azr-rs` or `$HOME/.cache/azr-rs`.
     pub cache_dir: PathBuf,
+    /// How an instance is made ready for the next program.
+    pub instance_reset: InstanceReset,
     /// Default limits of a request, and the most a request may ask for.
     pub limits: Limits,
     /// Validation rules.
@@ -107,6 +109,7 @@ impl Default for SandboxConfig {
             workers: 0,
             queue: 0,
             cache_dir: PathBuf::new(),
+            instance_reset: InstanceReset::default(),
             limits: Limits::default(),
             rules: Rules::default(),
             server: ServerConfig::default(),
@@ -143,6 +146,7 @@ impl SandboxConfig {
                 },
                 max_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
                 cap: self.limits.clone(),
+                reset: self.instance_reset,
             },
             workers,
             queue: if self.queue > 0 {

@@ -1,11 +1,20 @@
 //! Running items in fresh instances of the pre-initialised guest.
 //!
-//! One wasmtime [`Engine`] with the pooling allocator and copy-on-write memory images: an
-//! instance starts from the snapshot in microseconds and its memory is reset when it is
-//! dropped, so nothing crosses from one request to the next. Within a request the items run
-//! in order in one instance (that is what makes 8 checks of one program cheap); each item gets
-//! its own fuel and wall-clock budget through the guest's `item_start` hook, and an item that
-//! traps ends the instance: the items after it continue in a fresh one.
+//! One wasmtime [`Engine`] with the pooling allocator and copy-on-write memory images. Every
+//! program starts from the snapshot's exact state, so nothing crosses from one program to the
+//! next, in one of two ways ([`InstanceReset`]):
+//! - `in_place` (the default where the kernel allows it): each worker keeps one instance and,
+//!   after a program, copies back from the snapshot exactly the pages the program wrote (the
+//!   kernel reports them, see [`crate::dirty`]). Linear memory is then byte for byte the
+//!   snapshot's; the only other mutable wasm state, the stack-pointer global, is back at its
+//!   start because the call returned normally; and the guest's code never writes its table.
+//!   Anything else (a trap, a deadline, memory growth) discards the instance instead.
+//! - `fresh`: a new instance per program, whose memory wasmtime resets when it is dropped.
+//!
+//! Within a request the items of one program run in order in one instance (that is what
+//! makes 8 checks of one program cheap), each in a fresh namespace; each item gets its own
+//! fuel and wall-clock budget through the guest's `item_start` hook, and an item that traps
+//! ends the instance: the items after it continue in a fresh one.
 
 use std::{
     path::Path,
@@ -20,12 +29,13 @@ use std::{
 use serde::Serialize;
 use wasmtime::{
     AsContextMut, Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::{
     determinism,
+    dirty::{DirtyTracker, Tracked},
     error::SandboxError,
     item::{GuestResult, Item, Outcome, Verdict},
     limits::{Limits, Rules},
@@ -58,6 +68,22 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// The most any request may ask for; also sizes the memory slots.
     pub cap: Limits,
+    /// How an instance is made ready for the next program.
+    pub reset: InstanceReset,
+}
+
+/// How an instance is made ready for the next program; both give every program the
+/// snapshot's exact state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceReset {
+    /// Keep one instance per worker and copy back the pages the last program wrote (Linux
+    /// 6.7 or later: asynchronous userfaultfd write-protection and `PAGEMAP_SCAN`). Falls
+    /// back to `fresh`, with a warning, where the kernel refuses.
+    #[default]
+    InPlace,
+    /// A new instance from the snapshot for every program.
+    Fresh,
 }
 
 /// Compiled guest plus everything needed to instantiate it; cheap to share across threads.
@@ -66,6 +92,15 @@ pub struct Executor {
     pre: InstancePre<HostState>,
     cap: Limits,
     ticker_stop: Arc<AtomicBool>,
+    /// Present when instances are reset in place.
+    in_place: Option<InPlace>,
+}
+
+/// What resetting instances in place needs: the kernel's dirty-page tracking and the
+/// snapshot's linear memory as a fresh instance sees it.
+struct InPlace {
+    tracker: Arc<DirtyTracker>,
+    pristine: Box<[u8]>,
 }
 
 impl Drop for Executor {
@@ -89,6 +124,74 @@ struct HostState {
     max_result_bytes: usize,
     /// End the guest call after the first failed item.
     stop_on_failure: bool,
+}
+
+impl HostState {
+    /// The state of a store before its first program.
+    fn new() -> Self {
+        HostState {
+            wasi: determinism::wasi_ctx(),
+            limiter: MemoryLimiter {
+                max_bytes: 0,
+                denied: false,
+            },
+            fuel: 0,
+            deadline_ticks: 0,
+            outcomes: Vec::new(),
+            current: None,
+            item_started: Instant::now(),
+            max_result_bytes: 0,
+            stop_on_failure: false,
+        }
+    }
+
+    /// Everything the host keeps for the guest, back to a new program's: a new WASI context
+    /// (its clocks and random streams start over) and the limits of this run.
+    fn prepare(&mut self, limits: &Limits, control: RunControl, items: usize) {
+        self.wasi = determinism::wasi_ctx();
+        self.limiter = MemoryLimiter {
+            max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            denied: false,
+        };
+        self.fuel = limits.fuel;
+        self.deadline_ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        self.outcomes = Vec::with_capacity(items);
+        self.current = None;
+        self.item_started = Instant::now();
+        self.max_result_bytes = (limits.stdout_chars as usize * 4)
+            .saturating_add(limits.value_chars as usize * 4)
+            .saturating_add(1 << 16);
+        self.stop_on_failure = control.stop_on_failure;
+    }
+}
+
+/// One instance with its store and the guest's entry points.
+struct GuestInstance {
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    call: TypedFunc<(u32, u32), i32>,
+    /// Linear memory's size when the instance was made; the range under tracking.
+    size: usize,
+    /// Set while the kernel tracks the pages this instance writes (in-place reset).
+    tracked: Option<(Arc<DirtyTracker>, Tracked)>,
+}
+
+impl Drop for GuestInstance {
+    fn drop(&mut self) {
+        // Before the store (and with it the memory slot) goes back to the pool.
+        if let Some((tracker, tracked)) = self.tracked.take() {
+            tracker.untrack(tracked);
+        }
+    }
+}
+
+/// A worker's handle on the engine: runs batches, keeping its instance between programs when
+/// instances are reset in place. Not shared between threads; one per worker thread.
+pub struct Worker {
+    executor: Arc<Executor>,
+    warm: Option<GuestInstance>,
+    dirty: Vec<(usize, usize)>,
 }
 
 /// Caps linear memory and remembers whether it had to say no, so that the trap that follows
@@ -205,39 +308,105 @@ impl Executor {
             })
             .map_err(|e| SandboxError::Engine(format!("starting the epoch thread: {e}")))?;
 
+        let in_place = match config.reset {
+            InstanceReset::Fresh => None,
+            InstanceReset::InPlace => match DirtyTracker::new() {
+                Ok(tracker) => {
+                    let tracker = Arc::new(tracker);
+                    let pristine = pristine_memory(&engine, &pre)?;
+                    tracing::debug!(bytes = pristine.len(), "instances are reset in place");
+                    Some(InPlace { tracker, pristine })
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "the kernel cannot track dirty pages; every program gets a fresh instance"
+                    );
+                    None
+                }
+            },
+        };
+
         Ok(Executor {
             engine,
             pre,
             cap: config.cap.clone(),
             ticker_stop,
+            in_place,
         })
+    }
+
+    /// Whether instances are reset in place (see [`InstanceReset`]).
+    pub fn resets_in_place(&self) -> bool {
+        self.in_place.is_some()
     }
 
     pub fn cap(&self) -> &Limits {
         &self.cap
     }
 
+    /// A new instance of the snapshot (its memory is the snapshot's, copy-on-write).
+    fn instantiate(&self) -> wasmtime::Result<GuestInstance> {
+        let mut store = Store::new(&self.engine, HostState::new());
+        store.limiter(|s| &mut s.limiter);
+        // Instantiation runs no guest code, but the limiter must let the memory exist.
+        store.data_mut().limiter.max_bytes = usize::MAX;
+        let instance = self.pre.instantiate(&mut store)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
+        let alloc = instance.get_typed_func::<u32, u32>(&mut store, "azr_alloc")?;
+        let call = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_call")?;
+        let size = memory.data_size(&store);
+        Ok(GuestInstance {
+            store,
+            memory,
+            alloc,
+            call,
+            size,
+            tracked: None,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Worker {
+    pub fn new(executor: Arc<Executor>) -> Self {
+        Worker {
+            executor,
+            warm: None,
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
     /// Runs `items` in order and returns one outcome per item.
     ///
     /// Consecutive items of the same program share one instance (and so one interpreter:
-    /// each item still gets a fresh namespace); a different program always starts in a fresh
-    /// instance, so no state crosses programs.
+    /// each item still gets a fresh namespace); a different program always starts from the
+    /// snapshot's exact state, so no state crosses programs.
     ///
     /// Must be called on a thread whose stack is larger than `cap.wasm_stack_bytes` (the
     /// worker pool's threads are).
-    pub fn run_items(&self, items: &[Item], limits: &Limits, rules: &Rules) -> Vec<Outcome> {
+    pub fn run_items(&mut self, items: &[Item], limits: &Limits, rules: &Rules) -> Vec<Outcome> {
         self.run_items_with(items, limits, rules, RunControl::default())
     }
 
-    /// [`Executor::run_items`] with a stop-on-failure switch and a deadline.
+    /// [`Worker::run_items`] with a stop-on-failure switch and a deadline.
     pub fn run_items_with(
-        &self,
+        &mut self,
         items: &[Item],
         limits: &Limits,
         rules: &Rules,
         control: RunControl,
     ) -> Vec<Outcome> {
-        let capped = limits.capped_by(&self.cap);
+        let capped = limits.capped_by(&self.executor.cap);
         let mut outcomes = Vec::with_capacity(items.len());
         while outcomes.len() < items.len() {
             let mut limits = capped.clone();
@@ -254,7 +423,7 @@ impl Executor {
             let same = rest.iter().take_while(|i| i.program() == program).count();
             let rest = &rest[..same];
             let before = outcomes.len();
-            self.run_in_fresh_instance(rest, &limits, rules, control, &mut outcomes);
+            self.run_program(rest, &limits, rules, control, &mut outcomes);
             if outcomes.len() == before {
                 // Never loop without progress: the first remaining item gets the blame.
                 outcomes.push(Outcome::host(
@@ -271,8 +440,10 @@ impl Executor {
         outcomes
     }
 
-    fn run_in_fresh_instance(
-        &self,
+    /// Runs the items of one program in an instance in the snapshot's state, then makes the
+    /// instance ready for the next program (or discards it).
+    fn run_program(
+        &mut self,
         items: &[Item],
         limits: &Limits,
         rules: &Rules,
@@ -297,30 +468,37 @@ impl Executor {
                 return;
             }
         };
-        let deadline_ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
-        let memory_bytes = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
-        let state = HostState {
-            wasi: determinism::wasi_ctx(),
-            limiter: MemoryLimiter {
-                max_bytes: memory_bytes,
-                denied: false,
-            },
-            fuel: limits.fuel,
-            deadline_ticks,
-            outcomes: Vec::with_capacity(items.len()),
-            current: None,
-            item_started: Instant::now(),
-            max_result_bytes: (limits.stdout_chars as usize * 4)
-                .saturating_add(limits.value_chars as usize * 4)
-                .saturating_add(1 << 16),
-            stop_on_failure: control.stop_on_failure,
+        let mut instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(e) => {
+                outcomes.push(Outcome::host(
+                    Verdict::Fault,
+                    "SandboxFault",
+                    format!("starting an instance: {e:#}"),
+                ));
+                return;
+            }
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        if instance.size as u64 > limits.memory_bytes {
+            outcomes.push(Outcome::host(
+                Verdict::OutOfMemory,
+                "MemoryError",
+                format!(
+                    "memory limit of {} bytes is below the interpreter's own {} bytes",
+                    limits.memory_bytes, instance.size
+                ),
+            ));
+            self.warm = Some(instance);
+            return;
+        }
+        let store = &mut instance.store;
+        store.data_mut().prepare(limits, control, items.len());
         let _ = store.set_fuel(limits.fuel);
+        let deadline_ticks = store.data().deadline_ticks;
         store.set_epoch_deadline(deadline_ticks);
 
-        let result = self.call_guest(&mut store, &bytes);
+        let result = call_guest(&mut instance, &bytes);
+        let store = &mut instance.store;
         let state = store.data_mut();
         let answered = std::mem::take(&mut state.outcomes);
         let denied = state.limiter.denied;
@@ -331,6 +509,7 @@ impl Executor {
         outcomes.extend(answered);
         let stopped =
             control.stop_on_failure && answered_failed(&outcomes[outcomes.len() - done..]);
+        let returned = result.is_ok();
         if let Err(error) = result
             && !stopped
         {
@@ -344,25 +523,96 @@ impl Executor {
                 outcomes.push(outcome);
             }
         }
+        // Only a call that returned normally leaves the stack pointer where it started; an
+        // instance not kept is dropped here, and wasmtime resets its memory slot.
+        if returned {
+            self.keep(instance);
+        }
     }
 
-    fn call_guest(&self, store: &mut Store<HostState>, request: &[u8]) -> wasmtime::Result<i32> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        let memory = instance
-            .get_memory(&mut *store, "memory")
-            .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
-        let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "azr_alloc")?;
-        let call = instance.get_typed_func::<(u32, u32), i32>(&mut *store, "azr_call")?;
-        let len = u32::try_from(request.len())
-            .map_err(|_| wasmtime::format_err!("request larger than 4 GiB"))?;
-        let ptr = alloc.call(&mut *store, len)?;
-        memory.write(&mut *store, ptr as usize, request)?;
-        call.call(&mut *store, (ptr, len))
+    /// The warm instance if there is one, else a new one (tracked when resetting in place).
+    fn take_instance(&mut self) -> wasmtime::Result<GuestInstance> {
+        if let Some(instance) = self.warm.take() {
+            return Ok(instance);
+        }
+        let mut instance = self.executor.instantiate()?;
+        if let Some(in_place) = &self.executor.in_place {
+            let base = instance.memory.data_ptr(&instance.store);
+            // SAFETY: linear memory is mapped (page-aligned, by the pooling allocator) for
+            // as long as the store lives, and `GuestInstance::drop` untracks it first.
+            match unsafe { in_place.tracker.track(base, instance.size) } {
+                Ok(tracked) => instance.tracked = Some((in_place.tracker.clone(), tracked)),
+                Err(e) => tracing::warn!(error = %e, "tracking an instance's memory failed"),
+            }
+        }
+        Ok(instance)
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// Puts the instance back to the snapshot's state and keeps it for the next program; an
+    /// instance that cannot be (untracked, grown, or the kernel failed) is dropped.
+    fn keep(&mut self, mut instance: GuestInstance) {
+        let (Some(in_place), Some((_, tracked))) = (&self.executor.in_place, &instance.tracked)
+        else {
+            return;
+        };
+        let tracked = *tracked;
+        if instance.memory.data_size(&instance.store) != instance.size {
+            return;
+        }
+        if let Err(e) = in_place.tracker.written(tracked, &mut self.dirty) {
+            tracing::warn!(error = %e, "finding an instance's dirty pages failed");
+            return;
+        }
+        let memory = instance.memory.data_mut(&mut instance.store);
+        for &(start, end) in &self.dirty {
+            match (
+                memory.get_mut(start..end),
+                in_place.pristine.get(start..end),
+            ) {
+                (Some(page), Some(snapshot)) => page.copy_from_slice(snapshot),
+                _ => return,
+            }
+        }
+        if let Err(e) = in_place.tracker.protect(tracked) {
+            tracing::warn!(error = %e, "write-protecting an instance's memory failed");
+            return;
+        }
+        self.warm = Some(instance);
     }
+
+    /// Whether the kept instance's linear memory equals the snapshot's, byte for byte (`None`
+    /// when no instance is kept). For tests of the in-place reset; reads all of memory.
+    #[doc(hidden)]
+    pub fn kept_instance_is_pristine(&self) -> Option<bool> {
+        let instance = self.warm.as_ref()?;
+        let in_place = self.executor.in_place.as_ref()?;
+        Some(instance.memory.data(&instance.store) == &in_place.pristine[..])
+    }
+}
+
+/// Hands the request to the guest and runs it.
+fn call_guest(instance: &mut GuestInstance, request: &[u8]) -> wasmtime::Result<i32> {
+    let store = &mut instance.store;
+    let len = u32::try_from(request.len())
+        .map_err(|_| wasmtime::format_err!("request larger than 4 GiB"))?;
+    let ptr = instance.alloc.call(&mut *store, len)?;
+    instance.memory.write(&mut *store, ptr as usize, request)?;
+    instance.call.call(&mut *store, (ptr, len))
+}
+
+/// The linear memory of a new instance, before it has run anything.
+fn pristine_memory(
+    engine: &Engine,
+    pre: &InstancePre<HostState>,
+) -> Result<Box<[u8]>, SandboxError> {
+    let mut store = Store::new(engine, HostState::new());
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| SandboxError::Engine(format!("instantiating the guest: {e:#}")))?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .ok_or_else(|| SandboxError::Engine("the guest exports no memory".into()))?;
+    Ok(memory.data(&store).into())
 }
 
 fn answered_failed(outcomes: &[Outcome]) -> bool {

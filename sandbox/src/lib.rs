@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod determinism;
+pub mod dirty;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -31,10 +32,11 @@ pub mod hardening;
 pub mod item;
 pub mod limits;
 pub mod pool;
+pub mod queue;
 pub mod server;
 pub mod snapshot;
 
-pub use engine::{EngineConfig, Executor, RunControl, default_cache_dir};
+pub use engine::{EngineConfig, Executor, InstanceReset, RunControl, Worker, default_cache_dir};
 pub use error::SandboxError;
 pub use item::{Item, Outcome, Verdict};
 pub use limits::{Limits, Rules};
@@ -47,6 +49,7 @@ impl Default for EngineConfig {
             cache_dir: default_cache_dir(),
             max_instances: (workers as u32).saturating_mul(2).saturating_add(2),
             cap: Limits::default(),
+            reset: InstanceReset::default(),
         }
     }
 }

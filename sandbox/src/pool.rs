@@ -2,21 +2,21 @@
 //!
 //! Wasm runs on the calling thread's native stack, so it must run on threads created with a
 //! stack larger than the wasm stack limit; and a service needs back-pressure rather than an
-//! unbounded backlog. Both are this module's job: `workers` threads with big stacks, and a
-//! queue of at most `queue` waiting batches (`try_submit` refuses beyond it).
+//! unbounded backlog. Both are this module's job: `workers` threads with big stacks, each
+//! with its own [`Worker`] (and so its own warm instance), and a queue of at most `queue`
+//! waiting batches (`try_submit` refuses beyond it; see [`crate::queue`]).
 
 use std::{
     sync::{Arc, mpsc},
     thread,
 };
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-
 use crate::{
-    engine::{EngineConfig, Executor, RunControl},
+    engine::{EngineConfig, Executor, RunControl, Worker},
     error::SandboxError,
     item::{Item, Outcome},
     limits::{Limits, Rules},
+    queue::{JobQueue, PushError},
 };
 
 /// Items to run in order in one worker, with what governs them.
@@ -69,7 +69,7 @@ pub struct Sandbox {
 
 struct Inner {
     executor: Arc<Executor>,
-    sender: Option<Sender<Job>>,
+    queue: Arc<JobQueue<Job>>,
     workers: Vec<thread::JoinHandle<()>>,
     /// Start-up reports of the workers, until [`Sandbox::wait_ready`] has read them.
     ready: std::sync::Mutex<Option<mpsc::Receiver<Result<(), String>>>>,
@@ -77,8 +77,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets every worker finish its job and exit.
-        self.sender.take();
+        // Closing the queue lets every worker finish the queued jobs and exit.
+        self.queue.close();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
@@ -111,15 +111,16 @@ impl Sandbox {
         executor: Arc<Executor>,
         config: &PoolConfig,
     ) -> Result<Self, SandboxError> {
-        let (sender, receiver) = crossbeam_channel::bounded::<Job>(config.queue.max(1));
+        let workers_n = config.workers.max(1);
+        let queue = Arc::new(JobQueue::<Job>::new(workers_n, config.queue.max(1)));
         // The wasm stack plus room for the host's own frames.
         let stack = usize::try_from(config.engine.cap.wasm_stack_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(16 << 20);
         let mut workers = Vec::with_capacity(config.workers.max(1));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        for index in 0..config.workers.max(1) {
-            let receiver: Receiver<Job> = receiver.clone();
+        for index in 0..workers_n {
+            let queue = queue.clone();
             let executor = executor.clone();
             let init = config.worker_init.clone();
             let ready = ready_tx.clone();
@@ -133,14 +134,15 @@ impl Sandbox {
                     if failed {
                         return;
                     }
-                    for job in receiver.iter() {
+                    let mut worker = Worker::new(executor);
+                    while let Some(job) = queue.pop(index) {
                         let batch = &job.batch;
                         let n = batch.items.len();
                         // A bug on the host side must cost one batch, not a worker: the batch
                         // is answered with faults and the worker takes the next one.
                         let outcomes =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                executor.run_items_with(
+                                worker.run_items_with(
                                     &batch.items,
                                     &batch.limits,
                                     &batch.rules,
@@ -151,6 +153,7 @@ impl Sandbox {
                                 tracing::error!("a worker panicked while running a batch");
                                 faults(n, "the sandbox failed while running this batch")
                             });
+                        queue.finishing(index);
                         (job.reply)(outcomes);
                     }
                 })
@@ -161,7 +164,7 @@ impl Sandbox {
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 executor,
-                sender: Some(sender),
+                queue,
                 workers,
                 ready: std::sync::Mutex::new(Some(ready_rx)),
             }),
@@ -202,14 +205,13 @@ impl Sandbox {
         batch: Batch,
         reply: impl FnOnce(Vec<Outcome>) + Send + 'static,
     ) -> Result<(), SubmitError> {
-        let sender = self.inner.sender.as_ref().ok_or(SubmitError::Closed)?;
         let job = Job {
             batch,
             reply: Box::new(reply),
         };
-        sender.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::QueueFull(sender.len()),
-            TrySendError::Disconnected(_) => SubmitError::Closed,
+        self.inner.queue.try_push(job).map_err(|e| match e {
+            PushError::Full(_) => SubmitError::QueueFull(self.inner.queue.len()),
+            PushError::Closed(_) => SubmitError::Closed,
         })
     }
 
@@ -228,12 +230,7 @@ impl Sandbox {
                 let _ = tx.send(outcomes);
             }),
         };
-        let sent = self
-            .inner
-            .sender
-            .as_ref()
-            .map(|s| s.send(job).is_ok())
-            .unwrap_or(false);
+        let sent = self.inner.queue.push_wait(job).is_ok();
         if sent && let Ok(outcomes) = rx.recv() {
             return outcomes;
         }
@@ -242,7 +239,7 @@ impl Sandbox {
 
     /// Batches waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.inner.sender.as_ref().map_or(0, Sender::len)
+        self.inner.queue.len()
     }
 
     /// Worker threads.
