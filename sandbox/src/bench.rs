@@ -138,11 +138,16 @@ fn baseline(
     workload: &str,
     workers: usize,
 ) -> Result<f64> {
+    // The seed programs run unsandboxed here, and some write files: they do so in the
+    // baseline's scratch directory, not wherever the bench was started.
+    let seeds = std::path::absolute(&args.seeds)
+        .with_context(|| format!("resolving {}", args.seeds.display()))?;
     let output = Command::new(&args.python)
         .arg(script)
         .args([mode, workload])
-        .arg(&args.seeds)
+        .arg(&seeds)
         .args([workers.to_string(), args.rounds.to_string()])
+        .current_dir(script.parent().unwrap_or(std::path::Path::new(".")))
         .output()
         .with_context(|| format!("running {}", args.python))?;
     if !output.status.success() {
