@@ -341,8 +341,9 @@ fn daemon_figures(
         .stderr(log)
         .spawn()
         .context("starting the daemon")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One client thread: a call's reply then wakes the thread that waits for it, with no
+    // hand-off between runtime threads (the daemon's side is what is measured).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {

@@ -48,6 +48,15 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Dirty linear memory per slot that is reset in place rather than returned to the kernel.
 const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 
+/// Host page size assumed by the in-place reset's bookkeeping (only sizes its heuristics).
+const PAGE: usize = 4096;
+/// Most pages an instance reset in place leaves writable between programs (see
+/// [`Worker::keep`]): copying one back costs less than the fault it saves only while the
+/// set is mostly pages that programs write again.
+const HOT_PAGES: usize = 512;
+/// Programs after which the writable set is write-protected and starts over.
+const HOT_RUNS: u32 = 64;
+
 /// How a batch runs beyond its limits and rules.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunControl {
@@ -175,6 +184,8 @@ struct GuestInstance {
     size: usize,
     /// Set while the kernel tracks the pages this instance writes (in-place reset).
     tracked: Option<(Arc<DirtyTracker>, Tracked)>,
+    /// Programs since its memory was last write-protected as a whole.
+    warm_runs: u32,
 }
 
 impl Drop for GuestInstance {
@@ -365,6 +376,7 @@ impl Executor {
             call,
             size,
             tracked: None,
+            warm_runs: 0,
         })
     }
 
@@ -573,9 +585,20 @@ impl Worker {
                 _ => return,
             }
         }
-        if let Err(e) = in_place.tracker.protect(tracked) {
-            tracing::warn!(error = %e, "write-protecting an instance's memory failed");
-            return;
+        // Pages written stay writable (no fault when the next program writes them again, no
+        // TLB flush for protecting them), and since every writable page is reported as
+        // written, they are copied back after every program. That pays while the set is
+        // small and current: past `HOT_PAGES`, or every `HOT_RUNS` programs, all of it is
+        // write-protected again and the set starts over.
+        let written: usize = self.dirty.iter().map(|(s, e)| e - s).sum::<usize>() / PAGE;
+        if written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
+            instance.warm_runs += 1;
+        } else {
+            if let Err(e) = in_place.tracker.protect(tracked) {
+                tracing::warn!(error = %e, "write-protecting an instance's memory failed");
+                return;
+            }
+            instance.warm_runs = 0;
         }
         self.warm = Some(instance);
     }
