@@ -2,7 +2,8 @@
 # Runs the whole test suite, installing what the tests need first (idempotent and cached):
 # Debian packages for the guest and the daemon's tests, the wasm guest, libtorch 2.11, the two GGUF models and the
 # transformers reference venv (for the trainer's parity tests), then `cargo test` on the
-# workspace: real guest, real wasmtime, real libtorch, CPython and transformers as baselines.
+# workspace: real guest, real wasmtime, real libtorch, CPython and transformers as baselines;
+# then a short fuzz run of every cargo-fuzz target (see below).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
@@ -18,3 +19,22 @@ bash "$root/scripts/models.sh" >/dev/null
 bash "$root/scripts/reference-venv.sh" >/dev/null
 
 cargo test --workspace --locked --no-fail-fast "$@"
+
+# Fuzz smoke run: every cargo-fuzz target of fuzz/ replays its committed regression inputs,
+# then fuzzes for AZR_FUZZ_SMOKE_SECONDS (default 30; 0 skips this). The first, cold build
+# of the instrumented targets takes about 20 minutes on 2 cores; it is cached in
+# $cache/fuzz-target.
+smoke="${AZR_FUZZ_SMOKE_SECONDS:-30}"
+if [[ "$smoke" != 0 ]]; then
+  for target in eval_line python_source grpc_request; do
+    log="$CARGO_TARGET_DIR/fuzz-smoke-$target.log"
+    echo "fuzz smoke: $target for ${smoke}s (log: $log)" >&2
+    if ! bash "$root/scripts/fuzz.sh" "$target" "$smoke" >"$log" 2>&1; then
+      tail -n 60 "$log" >&2
+      echo "fuzz smoke: $target FAILED" >&2
+      exit 1
+    fi
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" \
+      | tr '\n' ' ' | sed "s/^/fuzz smoke: $target: /;s/ $/\n/" >&2
+  done
+fi

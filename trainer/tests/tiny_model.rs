@@ -379,13 +379,13 @@ fn gradient_checkpointing_gives_the_same_gradients_as_plain_backprop() {
     let head = |hidden: &Tensor| (tf.logprobs(&model, hidden, 1.0) * &weights).sum(Kind::Float);
     let grads = |model: &azr_trainer::Model| -> Vec<(String, Tensor)> {
         model
-            .named_weights()
+            .parameters()
             .into_iter()
             .map(|(n, t)| (n, t.grad().copy()))
             .collect()
     };
     let zero = |model: &azr_trainer::Model| {
-        for (_, mut t) in model.named_weights() {
+        for (_, mut t) in model.parameters() {
             t.zero_grad();
         }
     };
