@@ -8,7 +8,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::model::{KvCache, Model, left_pad, positions_and_bias};
+use crate::model::{AttnMask, KvCache, Model, left_pad, positions_and_bias};
 use crate::rng::SplitMix64;
 use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
@@ -245,7 +245,7 @@ pub fn generate(
 pub struct TeacherForced {
     pub ids: Tensor,
     pub positions: Tensor,
-    pub bias: Tensor,
+    pub bias: AttnMask,
     /// Response ids `[B, R]` (padding = 0) and mask (1 = real token), f32.
     pub responses: Tensor,
     pub response_mask: Tensor,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
-use super::{Arch, Config, hf_base_config};
+use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
 /// Reads a Llama `config.json`.
@@ -327,13 +327,13 @@ impl Model {
 
     /// Runs the decoder over `ids` `[B, T]` and returns the final hidden states `[B, T, H]`.
     ///
-    /// `positions` `[B, T]` and `bias` `[B, 1, T, S]` come from `super::positions_and_bias`; with
+    /// `positions` `[B, T]` and the attention mask come from `super::positions_and_bias`; with
     /// a cache, the new keys/values are appended to it and `S` = cached + `T`.
     pub fn forward_hidden(
         &self,
         ids: &Tensor,
         positions: &Tensor,
-        bias: &Tensor,
+        bias: &AttnMask,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor {
         let rope = self.rope(positions);
@@ -382,7 +382,7 @@ impl Model {
         l: usize,
         x: &Tensor,
         rope: &Rope,
-        bias: &Tensor,
+        bias: &AttnMask,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Tensor {
         let c = &self.config;
@@ -427,8 +427,21 @@ impl Model {
                 .reshape([b, c.num_heads, s, c.head_dim])
         };
         let (k, v) = (expand(&k), expand(&v));
-        let attn =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, false);
+        let attn = match bias {
+            AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
+                &q, &k, &v, None, 0.0, true, None, false,
+            ),
+            AttnMask::Bias(bias) => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(bias),
+                0.0,
+                false,
+                None,
+                false,
+            ),
+        };
         let attn = attn
             .transpose(1, 2)
             .reshape([b, t, c.num_heads * c.head_dim]);

@@ -282,21 +282,35 @@ pub(crate) fn hf_eos(v: &Value) -> Vec<i64> {
     }
 }
 
-/// Positions and attention bias for a batch whose sequences are left-padded.
+/// Which keys each query may attend to.
+pub enum AttnMask {
+    /// Plain causal attention: no padding, and every key is one of the new tokens (no cache,
+    /// or an empty one). SDPA's own causal path, with no bias tensor made or read.
+    Causal,
+    /// An additive bias `[B, 1, t, S]`: 0 where a query may attend, the dtype's lowest finite
+    /// value elsewhere.
+    Bias(Tensor),
+}
+
+/// Positions and attention mask for a batch whose sequences are left-padded.
 ///
 /// `mask` is `[B, S]` (1 = real token, 0 = padding) over everything the model has seen
 /// including the `t` new tokens at the end. Positions count real tokens only, so a left-padded
-/// sequence gets the same positions (hence the same rotary phases) as it would alone. The bias
-/// is `[B, 1, t, S]`: 0 where a query may attend (causal and not padding), the dtype's lowest
-/// finite value elsewhere — finite, so a padding query that can attend nothing gets a uniform
-/// distribution instead of NaNs.
-pub fn positions_and_bias(mask: &Tensor, t: i64, kind: Kind) -> (Tensor, Tensor) {
+/// sequence gets the same positions (hence the same rotary phases) as it would alone. Without
+/// padding and cached keys the mask is [`AttnMask::Causal`]; otherwise a bias `[B, 1, t, S]`:
+/// 0 where a query may attend (causal and not padding), the dtype's lowest finite value
+/// elsewhere — finite, so a padding query that can attend nothing gets a uniform distribution
+/// instead of NaNs.
+pub fn positions_and_bias(mask: &Tensor, t: i64, kind: Kind) -> (Tensor, AttnMask) {
     let size = mask.size();
     let (b, s) = (size[0], size[size.len() - 1]);
     let device = mask.device();
     let positions = (mask.cumsum(1, Kind::Int64) - 1)
         .clamp_min(0)
         .narrow(1, s - t, t);
+    if t == s && i64::try_from(mask.min()).is_ok_and(|min| min > 0) {
+        return (positions, AttnMask::Causal);
+    }
     let keys = Tensor::arange(s, (Kind::Int64, device)).view([1, s]);
     let queries = (Tensor::arange(t, (Kind::Int64, device)) + (s - t)).view([t, 1]);
     let causal = keys.le_tensor(&queries).view([1, 1, t, s]);
@@ -304,7 +318,7 @@ pub fn positions_and_bias(mask: &Tensor, t: i64, kind: Kind) -> (Tensor, Tensor)
     let lowest = lowest_finite(kind);
     let bias =
         Tensor::zeros([b, 1, t, s], (kind, device)).masked_fill(&allowed.logical_not(), lowest);
-    (positions, bias)
+    (positions, AttnMask::Bias(bias))
 }
 
 /// The most negative finite value of a floating-point kind (`torch.finfo(kind).min`), as the
@@ -356,7 +370,9 @@ mod tests {
     fn attention_bias_builds_in_every_model_dtype_with_its_lowest_finite_value() {
         let mask = Tensor::from_slice(&[0i64, 1, 1, 1, 1, 1]).view([2, 3]);
         for kind in [Kind::Float, Kind::BFloat16, Kind::Half, Kind::Double] {
-            let (pos, bias) = positions_and_bias(&mask, 3, kind);
+            let (pos, AttnMask::Bias(bias)) = positions_and_bias(&mask, 3, kind) else {
+                panic!("a padded batch needs a bias");
+            };
             assert_eq!(
                 Vec::<i64>::try_from(pos.flatten(0, -1)).unwrap(),
                 [0, 0, 1, 0, 1, 2]
@@ -370,5 +386,24 @@ mod tests {
             // Causal: the first query of row 1 sees only the first key.
             assert_eq!(&b[9..12], &[0.0, low, low], "{kind:?}");
         }
+    }
+
+    #[test]
+    fn only_an_unpadded_batch_without_cached_keys_is_plain_causal() {
+        let full = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1]).view([2, 3]);
+        assert!(matches!(
+            positions_and_bias(&full, 3, Kind::Float).1,
+            AttnMask::Causal
+        ));
+        // One new token after two cached ones.
+        assert!(matches!(
+            positions_and_bias(&full, 1, Kind::Float).1,
+            AttnMask::Bias(_)
+        ));
+        let padded = Tensor::from_slice(&[0i64, 1, 1, 1, 1, 1]).view([2, 3]);
+        assert!(matches!(
+            positions_and_bias(&padded, 3, Kind::Float).1,
+            AttnMask::Bias(_)
+        ));
     }
 }
