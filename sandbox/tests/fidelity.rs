@@ -102,14 +102,7 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
             };
             Item::Run {
                 program: rec["snippet"].as_str().unwrap_or_default().to_owned(),
-                imports: rec["imports"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                imports: common::record_imports(rec),
                 input: Some(input),
             }
         })

@@ -37,14 +37,7 @@ fn seed_validations(n: usize) -> Vec<Item> {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             Item::Validate {
                 program: v["snippet"].as_str().unwrap_or_default().to_owned(),
-                imports: v["imports"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                imports: common::record_imports(&v),
                 input: v["input"].as_str().unwrap_or_default().to_owned(),
             }
         })

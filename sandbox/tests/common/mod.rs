@@ -51,3 +51,15 @@ pub fn items(items: Vec<Item>) -> Vec<Outcome> {
 pub fn seeds_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/azr-seeds")
 }
+
+/// The `imports` list of a seed record (missing or malformed: none).
+pub fn record_imports(record: &serde_json::Value) -> Vec<String> {
+    record["imports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
