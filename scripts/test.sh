@@ -34,7 +34,8 @@ if [[ "$smoke" != 0 ]]; then
       echo "fuzz smoke: $target FAILED" >&2
       exit 1
     fi
+    # The last three: the fuzzing run's (the replay of the regression inputs prints its own).
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" \
-      | tr '\n' ' ' | sed "s/^/fuzz smoke: $target: /;s/ $/\n/" >&2
+      | tail -n 3 | tr '\n' ' ' | sed "s/^/fuzz smoke: $target: /;s/ $/\n/" >&2
   done
 fi
