@@ -141,7 +141,8 @@ impl HostState {
         HostState {
             wasi: determinism::wasi_ctx(),
             limiter: MemoryLimiter {
-                max_bytes: 0,
+                // Until a program sets its own: instantiation must be able to make the memory.
+                max_bytes: usize::MAX,
                 denied: false,
             },
             fuel: 0,
@@ -154,10 +155,9 @@ impl HostState {
         }
     }
 
-    /// Everything the host keeps for the guest, back to a new program's: a new WASI context
-    /// (its clocks and random streams start over) and the limits of this run.
+    /// The limits and bookkeeping of the next program's run. (Its WASI context is new: made
+    /// with the store, or replaced when the instance is kept, see [`Worker::keep`].)
     fn prepare(&mut self, limits: &Limits, control: RunControl, items: usize) {
-        self.wasi = determinism::wasi_ctx();
         self.limiter = MemoryLimiter {
             max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             denied: false,
@@ -356,30 +356,6 @@ impl Executor {
         &self.cap
     }
 
-    /// A new instance of the snapshot (its memory is the snapshot's, copy-on-write).
-    fn instantiate(&self) -> wasmtime::Result<GuestInstance> {
-        let mut store = Store::new(&self.engine, HostState::new());
-        store.limiter(|s| &mut s.limiter);
-        // Instantiation runs no guest code, but the limiter must let the memory exist.
-        store.data_mut().limiter.max_bytes = usize::MAX;
-        let instance = self.pre.instantiate(&mut store)?;
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
-        let alloc = instance.get_typed_func::<u32, u32>(&mut store, "azr_alloc")?;
-        let call = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_call")?;
-        let size = memory.data_size(&store);
-        Ok(GuestInstance {
-            store,
-            memory,
-            alloc,
-            call,
-            size,
-            tracked: None,
-            warm_runs: 0,
-        })
-    }
-
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -547,7 +523,7 @@ impl Worker {
         if let Some(instance) = self.warm.take() {
             return Ok(instance);
         }
-        let mut instance = self.executor.instantiate()?;
+        let mut instance = new_instance(&self.executor.engine, &self.executor.pre)?;
         if let Some(in_place) = &self.executor.in_place {
             let base = instance.memory.data_ptr(&instance.store);
             // SAFETY: linear memory is mapped (page-aligned, by the pooling allocator) for
@@ -600,6 +576,8 @@ impl Worker {
             }
             instance.warm_runs = 0;
         }
+        // The host side of a fresh instance: clocks and random streams start over.
+        instance.store.data_mut().wasi = determinism::wasi_ctx();
         self.warm = Some(instance);
     }
 
@@ -623,19 +601,36 @@ fn call_guest(instance: &mut GuestInstance, request: &[u8]) -> wasmtime::Result<
     instance.call.call(&mut *store, (ptr, len))
 }
 
+/// A new instance of the snapshot (its memory is the snapshot's, copy-on-write).
+fn new_instance(engine: &Engine, pre: &InstancePre<HostState>) -> wasmtime::Result<GuestInstance> {
+    let mut store = Store::new(engine, HostState::new());
+    store.limiter(|s| &mut s.limiter);
+    let instance = pre.instantiate(&mut store)?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
+    let alloc = instance.get_typed_func::<u32, u32>(&mut store, "azr_alloc")?;
+    let call = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_call")?;
+    let size = memory.data_size(&store);
+    Ok(GuestInstance {
+        store,
+        memory,
+        alloc,
+        call,
+        size,
+        tracked: None,
+        warm_runs: 0,
+    })
+}
+
 /// The linear memory of a new instance, before it has run anything.
 fn pristine_memory(
     engine: &Engine,
     pre: &InstancePre<HostState>,
 ) -> Result<Box<[u8]>, SandboxError> {
-    let mut store = Store::new(engine, HostState::new());
-    let instance = pre
-        .instantiate(&mut store)
+    let instance = new_instance(engine, pre)
         .map_err(|e| SandboxError::Engine(format!("instantiating the guest: {e:#}")))?;
-    let memory = instance
-        .get_memory(&mut store, "memory")
-        .ok_or_else(|| SandboxError::Engine("the guest exports no memory".into()))?;
-    Ok(memory.data(&store).into())
+    Ok(instance.memory.data(&instance.store).into())
 }
 
 fn answered_failed(outcomes: &[Outcome]) -> bool {
