@@ -35,6 +35,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The transformers side of `bench --compare` failed (its stderr's last line).
+    #[error("bench reference: {0}")]
+    Reference(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }

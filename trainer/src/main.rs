@@ -496,53 +496,50 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             eprintln!("azr-trainer bench: {threads} threads, {spec:?}");
-            let ours = azr_trainer::bench::run(&loaded.model, &spec, !no_train)
-                .context("running the benchmark")?;
-            drop(loaded);
-            let ours = serde_json::to_value(&ours)?;
+            let mut reference = match compare {
+                Some(python) => {
+                    let script = reference_script.unwrap_or_else(|| {
+                        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py")
+                    });
+                    if !script.is_file() {
+                        bail!("{} not found (give --reference-script)", script.display());
+                    }
+                    let kind = if placement.kind == tch::Kind::BFloat16 {
+                        "bf16"
+                    } else {
+                        "f32"
+                    };
+                    let mut cmd = std::process::Command::new(&python);
+                    cmd.arg(&script).arg("--model").arg(&model).args([
+                        "--threads",
+                        &threads.to_string(),
+                        "--device",
+                        &device,
+                        "--dtype",
+                        kind,
+                        "--serve",
+                    ]);
+                    eprintln!("starting the transformers side ({})", python.display());
+                    Some(
+                        azr_trainer::bench::Reference::spawn(cmd)
+                            .context("starting bench/reference.py")?,
+                    )
+                }
+                None => None,
+            };
+            let (ours, theirs) = azr_trainer::bench::run(
+                &loaded.model,
+                &spec,
+                !no_train,
+                reference.as_mut(),
+                |line| eprintln!("{line}"),
+            )
+            .context("running the benchmark")?;
+            drop(reference);
+            let ours = serde_json::to_value(ours.result(&spec))?;
             println!("azr-trainer:  {ours}");
-            if let Some(python) = compare {
-                let script = reference_script.unwrap_or_else(|| {
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py")
-                });
-                if !script.is_file() {
-                    bail!("{} not found (give --reference-script)", script.display());
-                }
-                let mut cmd = std::process::Command::new(&python);
-                let kind = if placement.kind == tch::Kind::BFloat16 {
-                    "bf16"
-                } else {
-                    "f32"
-                };
-                cmd.arg(&script).arg("--model").arg(&model).args([
-                    "--threads",
-                    &threads.to_string(),
-                    "--repeats",
-                    &repeats.to_string(),
-                    "--device",
-                    &device,
-                    "--dtype",
-                    kind,
-                ]);
-                if no_train {
-                    cmd.arg("--no-train");
-                }
-                let out = cmd
-                    .output()
-                    .with_context(|| format!("running {}", python.display()))?;
-                if !out.status.success() {
-                    anyhow::bail!(
-                        "bench/reference.py failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                    );
-                }
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let theirs: serde_json::Value =
-                    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-                        .context("parsing bench/reference.py output")?;
+            if let Some(theirs) = theirs {
+                let theirs = serde_json::to_value(theirs.result(&spec))?;
                 println!("transformers: {theirs}");
                 for key in [
                     "prefill_tokens_per_s",

@@ -1,0 +1,288 @@
+//! Throughput measurements, the same ones `bench/reference.py` takes with transformers so that
+//! the two can be compared on one machine in one run: prefill tokens/s, decode tokens/s at
+//! batch 1 and 8, and the time of one PPO training step. Medians over `repeats` runs after a
+//! warm-up run.
+//!
+//! With a reference the two sides take turns, measurement by measurement (ours then theirs,
+//! then theirs then ours, …): the shared CPUs this runs on drift in speed by tens of percent
+//! over minutes, and timing one side after the other would measure that drift as much as the
+//! code.
+
+pub mod reference;
+
+pub use reference::Reference;
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::Tensor;
+
+use crate::device::synchronize;
+use crate::model::{KvCache, Model, left_pad, positions_and_bias};
+use crate::train::{Sample, TrainConfig, Trainer};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSpec {
+    pub prefill_tokens: usize,
+    pub decode_tokens: usize,
+    pub train_samples: usize,
+    pub train_prompt_tokens: usize,
+    pub train_response_tokens: usize,
+    pub repeats: usize,
+}
+
+impl Default for BenchSpec {
+    fn default() -> Self {
+        BenchSpec {
+            prefill_tokens: 128,
+            decode_tokens: 32,
+            train_samples: 4,
+            train_prompt_tokens: 64,
+            train_response_tokens: 64,
+            repeats: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub prefill_tokens_per_s: f64,
+    pub decode_b1_tokens_per_s: f64,
+    pub decode_b8_tokens_per_s: f64,
+    pub train_step_s: Option<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Deterministic token ids that avoid the special tokens at the top of real vocabularies.
+fn ids(n: usize, offset: usize, vocab: i64) -> Vec<i64> {
+    let range = (vocab / 2).max(1);
+    (0..n)
+        .map(|i| 100 + ((i * 7919 + offset * 104_729) as i64 % range))
+        .map(|t| t.min(vocab - 1))
+        .collect()
+}
+
+/// One of the four measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    Prefill,
+    DecodeB1,
+    DecodeB8,
+    Train,
+}
+
+impl Measure {
+    pub const ALL: [Measure; 4] = [
+        Measure::Prefill,
+        Measure::DecodeB1,
+        Measure::DecodeB8,
+        Measure::Train,
+    ];
+
+    /// The name `reference.py --serve` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Prefill => "prefill",
+            Measure::DecodeB1 => "decode_b1",
+            Measure::DecodeB8 => "decode_b8",
+            Measure::Train => "train",
+        }
+    }
+}
+
+/// Prefill of `prompts`, then `steps` single-token decode steps (greedy), under no_grad; the
+/// seconds of the decode steps alone.
+fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize) -> Result<f64> {
+    tch::no_grad(|| {
+        let (ids, mut mask) = left_pad(prompts, 0, model.device())?;
+        let mut cache = KvCache::new(model.config.num_layers);
+        let (pos, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
+        let hidden = model.forward_hidden(&ids, &pos, &bias, Some(&mut cache));
+        let mut next = model.logits(&hidden.select(1, -1)).argmax(-1, true);
+        synchronize(model.device());
+        let t = Instant::now();
+        for _ in 0..steps {
+            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
+            let (pos, bias) = positions_and_bias(&mask, 1, model.kind());
+            let hidden = model.forward_hidden(&next, &pos, &bias, Some(&mut cache));
+            next = model.logits(&hidden.select(1, -1)).argmax(-1, true);
+        }
+        // Reading the last token back forces the work to finish (matters on CUDA).
+        let _ = Vec::<i64>::try_from(next.flatten(0, -1))?;
+        Ok(t.elapsed().as_secs_f64())
+    })
+}
+
+/// Our side: a model and the inputs of every measurement.
+pub struct Ours<'m> {
+    model: &'m Model,
+    spec: BenchSpec,
+    prompt: Vec<i64>,
+    short: Vec<Vec<i64>>,
+    train: Option<(Trainer, Vec<Sample>)>,
+}
+
+impl<'m> Ours<'m> {
+    /// `train` = false leaves out the training step (it needs optimizer state, three times the
+    /// model's memory).
+    pub fn new(model: &'m Model, spec: &BenchSpec, train: bool) -> Result<Self> {
+        let vocab = model.config.vocab_size;
+        if spec.prefill_tokens + spec.decode_tokens + 1
+            > model.config.max_position_embeddings as usize
+        {
+            return Err(Error::InvalidArgument(
+                "bench sequence longer than the model allows".into(),
+            ));
+        }
+        let train = if train {
+            let samples: Vec<Sample> = (0..spec.train_samples)
+                .map(|i| Sample {
+                    prompt: ids(spec.train_prompt_tokens, 10 + i, vocab),
+                    response: ids(spec.train_response_tokens, 20 + i, vocab),
+                    old_logprobs: vec![-1.0; spec.train_response_tokens],
+                    advantages: vec![
+                        if i % 2 == 0 { 1.0 } else { -1.0 };
+                        spec.train_response_tokens
+                    ],
+                })
+                .collect();
+            let config = TrainConfig {
+                micro_batch: spec.train_samples,
+                lr: 1e-7,
+                ..Default::default()
+            };
+            Some((Trainer::new(model, config)?, samples))
+        } else {
+            None
+        };
+        Ok(Ours {
+            model,
+            spec: spec.clone(),
+            prompt: ids(spec.prefill_tokens, 0, vocab),
+            short: (0..8).map(|i| ids(16, i + 1, vocab)).collect(),
+            train,
+        })
+    }
+
+    /// Takes measurement `m` once; its seconds.
+    pub fn once(&mut self, m: Measure) -> Result<f64> {
+        let model = self.model;
+        match m {
+            Measure::Prefill => {
+                let t = Instant::now();
+                tch::no_grad(|| -> Result<()> {
+                    let (ids, mask) =
+                        left_pad(std::slice::from_ref(&self.prompt), 0, model.device())?;
+                    let (pos, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
+                    let hidden = model.forward_hidden(&ids, &pos, &bias, None);
+                    let logits = model.logits(&hidden.select(1, -1));
+                    let _ = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+                    Ok(())
+                })?;
+                Ok(t.elapsed().as_secs_f64())
+            }
+            Measure::DecodeB1 => decode(model, &self.short[..1], self.spec.decode_tokens),
+            Measure::DecodeB8 => decode(model, &self.short, self.spec.decode_tokens),
+            Measure::Train => {
+                let (trainer, samples) = self.train.as_mut().ok_or_else(|| {
+                    Error::InvalidArgument("bench made without the training step".into())
+                })?;
+                let t = Instant::now();
+                trainer.step(model, samples)?;
+                synchronize(model.device());
+                Ok(t.elapsed().as_secs_f64())
+            }
+        }
+    }
+}
+
+/// Every measurement's seconds, per side.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Times {
+    pub prefill: Vec<f64>,
+    pub decode_b1: Vec<f64>,
+    pub decode_b8: Vec<f64>,
+    pub train: Vec<f64>,
+}
+
+impl Times {
+    fn of(&mut self, m: Measure) -> &mut Vec<f64> {
+        match m {
+            Measure::Prefill => &mut self.prefill,
+            Measure::DecodeB1 => &mut self.decode_b1,
+            Measure::DecodeB8 => &mut self.decode_b8,
+            Measure::Train => &mut self.train,
+        }
+    }
+
+    /// Throughputs from the medians.
+    pub fn result(&self, spec: &BenchSpec) -> BenchResult {
+        let d = spec.decode_tokens as f64;
+        BenchResult {
+            prefill_tokens_per_s: spec.prefill_tokens as f64 / median(self.prefill.clone()),
+            decode_b1_tokens_per_s: d / median(self.decode_b1.clone()),
+            decode_b8_tokens_per_s: 8.0 * d / median(self.decode_b8.clone()),
+            train_step_s: (!self.train.is_empty()).then(|| median(self.train.clone())),
+        }
+    }
+}
+
+/// Runs every measurement `spec.repeats` times after a warm-up, ours alone or taking turns with
+/// `reference`; `progress` gets a line after each round. Returns our times and the
+/// reference's.
+pub fn run(
+    model: &Model,
+    spec: &BenchSpec,
+    train: bool,
+    mut reference: Option<&mut Reference>,
+    mut progress: impl FnMut(String),
+) -> Result<(Times, Option<Times>)> {
+    let mut ours = Ours::new(model, spec, train)?;
+    let mut mine = Times::default();
+    let mut theirs = Times::default();
+    let repeats = spec.repeats.max(1);
+    for m in Measure::ALL {
+        if m == Measure::Train && !train {
+            continue;
+        }
+        // Warm-up: first-call allocations, lazy initialisation, CUDA kernel selection.
+        ours.once(m)?;
+        if let Some(r) = reference.as_deref_mut() {
+            r.once(m)?;
+        }
+        for round in 0..repeats {
+            let (a, b) = match reference.as_deref_mut() {
+                None => (ours.once(m)?, None),
+                // Alternate who goes first, so that neither side always runs on caches or
+                // clocks the other just left.
+                Some(r) if round % 2 == 0 => {
+                    let a = ours.once(m)?;
+                    (a, Some(r.once(m)?))
+                }
+                Some(r) => {
+                    let b = r.once(m)?;
+                    (ours.once(m)?, Some(b))
+                }
+            };
+            mine.of(m).push(a);
+            let line = match b {
+                Some(b) => {
+                    theirs.of(m).push(b);
+                    format!(
+                        "{} {}/{repeats}: {a:.3} s, transformers {b:.3} s",
+                        m.name(),
+                        round + 1
+                    )
+                }
+                None => format!("{} {}/{repeats}: {a:.3} s", m.name(), round + 1),
+            };
+            progress(line);
+        }
+    }
+    Ok((mine, reference.map(|_| theirs)))
+}
