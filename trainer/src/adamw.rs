@@ -64,6 +64,11 @@ impl AdamW {
         }
     }
 
+    /// The parameters, in the order [`AdamW::step_with`] takes their gradients.
+    pub fn params(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             let mut g = p.grad();
@@ -73,28 +78,21 @@ impl AdamW {
         }
     }
 
+    /// The gradients accumulated in the parameters (`.grad`), in [`AdamW::params`] order.
+    pub fn accumulated_grads(&self) -> Vec<Option<Tensor>> {
+        self.params
+            .iter()
+            .map(|(_, p)| Some(p.grad()).filter(Tensor::defined))
+            .collect()
+    }
+
     /// Scales all gradients so that their global L2 norm is at most `max`; returns the norm
     /// before clipping.
     pub fn clip_grad_norm(&mut self, max: f64) -> f64 {
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|(_, p)| p.grad())
-            .filter(Tensor::defined)
-            .collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let total = tch::no_grad(|| {
-            let squares: Vec<Tensor> = grads
-                .iter()
-                .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
-                .collect();
-            Tensor::stack(&squares, 0).sum(Kind::Float).sqrt()
-        })
-        .double_value(&[]);
-        if max > 0.0 && total.is_finite() && total > max {
-            let scale = max / (total + 1e-6);
+        let grads: Vec<Tensor> = self.accumulated_grads().into_iter().flatten().collect();
+        let total = grad_norm(&grads);
+        let scale = clip_scale(total, max);
+        if scale != 1.0 {
             tch::no_grad(|| {
                 for mut g in grads {
                     let _ = g.g_mul_scalar_(scale);
@@ -104,42 +102,59 @@ impl AdamW {
         total
     }
 
-    /// One update from the accumulated gradients; parameters without a gradient are skipped.
+    /// One update from the gradients accumulated in the parameters; parameters without a
+    /// gradient are skipped.
     pub fn step(&mut self) {
+        let grads = self.accumulated_grads();
+        self.step_with(&grads, 1.0);
+    }
+
+    /// One update from `grads` (in [`AdamW::params`] order; `None` skips that parameter),
+    /// each multiplied by `grad_scale` first (how clipping is applied without a pass of its
+    /// own over the gradients).
+    ///
+    /// f32 parameters on the CPU take a fused path: one pass over parameter, gradient and
+    /// both moments, instead of torch's eight kernels with their temporaries, which read and
+    /// write the optimizer's whole state about six times over (≈ 0.5 s per step for a 135M
+    /// model on 2 cores, against ≈ 0.1 s fused). It computes torch's expressions in torch's
+    /// order, element by element; results may differ in the last bit, as torch's vector
+    /// kernels fuse some multiply-adds.
+    pub fn step_with(&mut self, grads: &[Option<Tensor>], grad_scale: f64) {
         self.steps += 1;
         let c = self.config;
         let t = self.steps as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
+        let coefs = Coefs {
+            decay: (1.0 - c.lr * c.weight_decay) as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            bias2_sqrt: bias2.sqrt() as f32,
+            eps: c.eps as f32,
+            neg_step_size: (-c.lr / bias1) as f32,
+            grad_scale: grad_scale as f32,
+        };
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
         tch::no_grad(|| {
-            for (((_, p), moments), master) in self
+            for ((((_, p), moments), master), g) in self
                 .params
                 .iter_mut()
                 .zip(&mut self.moments)
                 .zip(&mut self.masters)
+                .zip(grads)
             {
-                let g = p.grad();
-                if !g.defined() {
+                let Some(g) = g.as_ref().filter(|g| g.defined()) else {
                     continue;
-                }
-                let g = g.to_kind(Kind::Float);
+                };
                 let w: &mut Tensor = match master {
                     Some(w32) => w32,
                     None => &mut *p,
                 };
                 let (m, v) = moments.get_or_insert_with(|| (w.zeros_like(), w.zeros_like()));
-                // torch's single-tensor AdamW, op for op: 8 kernels per tensor instead of 14,
-                // which is what a GPU step of many small tensors pays for.
-                if c.weight_decay != 0.0 {
-                    let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
+                if !fused_cpu_step(w, g, m, v, &coefs, threads) {
+                    op_step(w, g, m, v, c, bias1, bias2, grad_scale);
                 }
-                let _ = m.lerp_(&g, 1.0 - c.beta1);
-                let _ = v.g_mul_scalar_(c.beta2);
-                let _ = v.addcmul_(&g, &(&g * (1.0 - c.beta2)));
-                let mut denom = v.sqrt();
-                let _ = denom.g_div_scalar_(bias2.sqrt());
-                let _ = denom.g_add_scalar_(c.eps);
-                let _ = w.addcdiv_(&(&*m * (-c.lr / bias1)), &denom);
                 if let Some(w32) = master {
                     p.copy_(w32);
                 }
@@ -209,6 +224,150 @@ impl AdamW {
             };
         }
         Ok(())
+    }
+}
+
+/// The global L2 norm of `grads`.
+pub fn grad_norm(grads: &[Tensor]) -> f64 {
+    if grads.is_empty() {
+        return 0.0;
+    }
+    tch::no_grad(|| {
+        let norms: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.to_kind(Kind::Float).norm())
+            .collect();
+        Tensor::stack(&norms, 0).norm()
+    })
+    .double_value(&[])
+}
+
+/// The factor that brings a gradient of norm `total` down to `max` (torch's
+/// `clip_grad_norm_`: `max / (total + 1e-6)`, never above 1); 1 for a non-finite norm, which
+/// is reported rather than spread into every weight.
+pub fn clip_scale(total: f64, max: f64) -> f64 {
+    if max > 0.0 && total.is_finite() && total > max {
+        max / (total + 1e-6)
+    } else {
+        1.0
+    }
+}
+
+/// The step's scalars, in f32 as torch's kernels use them.
+struct Coefs {
+    decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+    grad_scale: f32,
+}
+
+/// torch's single-tensor AdamW, op for op (any device and dtype): 8 kernels per tensor.
+#[allow(clippy::too_many_arguments)]
+fn op_step(
+    w: &mut Tensor,
+    g: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    c: AdamWConfig,
+    bias1: f64,
+    bias2: f64,
+    grad_scale: f64,
+) {
+    let mut g = g.to_kind(Kind::Float);
+    if grad_scale != 1.0 {
+        g = g * grad_scale;
+    }
+    if c.weight_decay != 0.0 {
+        let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
+    }
+    let _ = m.lerp_(&g, 1.0 - c.beta1);
+    let _ = v.g_mul_scalar_(c.beta2);
+    let _ = v.addcmul_(&g, &(&g * (1.0 - c.beta2)));
+    let mut denom = v.sqrt();
+    let _ = denom.g_div_scalar_(bias2.sqrt());
+    let _ = denom.g_add_scalar_(c.eps);
+    let _ = w.addcdiv_(&(&*m * (-c.lr / bias1)), &denom);
+}
+
+/// The fused update, when every tensor is a contiguous f32 CPU tensor of one size; false
+/// (nothing done) otherwise.
+fn fused_cpu_step(
+    w: &mut Tensor,
+    g: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    k: &Coefs,
+    threads: usize,
+) -> bool {
+    let g = if g.is_contiguous() {
+        g.shallow_clone()
+    } else {
+        g.contiguous()
+    };
+    let n = w.numel();
+    let fits = |t: &Tensor| {
+        t.device() == tch::Device::Cpu
+            && t.kind() == Kind::Float
+            && t.is_contiguous()
+            && t.numel() == n
+    };
+    if ![&*w, &g, &*m, &*v].into_iter().all(fits) || n == 0 {
+        return false;
+    }
+    // SAFETY: the four tensors are distinct, contiguous f32 CPU tensors of `n` elements
+    // (checked above; `g` is a gradient and `m`, `v` were allocated for this parameter, so
+    // none aliases another), and nothing else touches them during the step: libtorch runs no
+    // work of ours concurrently, and the backward pass that made `g` has finished.
+    let (w, g, m, v) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(w.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts(g.data_ptr() as *const f32, n),
+            std::slice::from_raw_parts_mut(m.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(v.data_ptr() as *mut f32, n),
+        )
+    };
+    // Small tensors (norms, biases) are not worth a thread.
+    let per_thread = n.div_ceil(threads).next_multiple_of(64);
+    if threads == 1 || n < 1 << 16 {
+        adamw_slices(w, g, m, v, k);
+    } else {
+        std::thread::scope(|s| {
+            let parts = w
+                .chunks_mut(per_thread)
+                .zip(g.chunks(per_thread))
+                .zip(m.chunks_mut(per_thread))
+                .zip(v.chunks_mut(per_thread));
+            for (((w, g), m), v) in parts {
+                s.spawn(move || adamw_slices(w, g, m, v, k));
+            }
+        });
+    }
+    true
+}
+
+/// The AdamW arithmetic of torch's single-tensor implementation, per element and in its
+/// order: decay, `lerp` of the first moment, `mul` then `addcmul` of the second,
+/// `sqrt(v) / sqrt(bias2) + eps`, then `addcdiv` with the step size.
+fn adamw_slices(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coefs) {
+    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * k.grad_scale;
+        let mut p = *w * k.decay;
+        // torch's `lerp`, whose form depends on the weight's size.
+        let mm = if k.one_minus_beta1 < 0.5 {
+            *m + k.one_minus_beta1 * (g - *m)
+        } else {
+            g - (g - *m) * (1.0 - k.one_minus_beta1)
+        };
+        let vv = *v * k.beta2 + k.one_minus_beta2 * (g * g);
+        let denom = vv.sqrt() / k.bias2_sqrt + k.eps;
+        p += k.neg_step_size * (mm / denom);
+        *w = p;
+        *m = mm;
+        *v = vv;
     }
 }
 

@@ -41,6 +41,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod loading;
+pub mod memory;
 pub mod model;
 pub mod rng;
 pub mod selfplay;

@@ -378,6 +378,11 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if !azr_trainer::memory::retain_freed_memory() {
+        tracing::debug!(
+            "the allocator refused to keep freed memory; large tensors will be re-faulted"
+        );
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -139,6 +139,10 @@ impl Trainer {
         }
         let device = model.device();
         self.opt.zero_grad();
+        let params = self.opt.params();
+        // Gradients are asked of autograd rather than accumulated into `.grad`: no pass to
+        // zero them before, none to add the first micro-batch's to zeros.
+        let mut grads: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
         let mut loss_total = 0.0;
         // A sample whose advantages are all zero adds exactly zero to the loss and to every
         // gradient (its tokens still count in the mean's denominator, `tokens`), so its
@@ -177,13 +181,33 @@ impl Trainer {
                 checkpointed_backward(model, &tf, head)
             } else {
                 let loss = head(&model.forward_hidden(&tf.ids, &tf.positions, &tf.bias, None));
-                loss.backward();
+                let new = Tensor::f_run_backward(&[&loss], &params, false, false)?;
+                for (acc, g) in grads.iter_mut().zip(new) {
+                    if !g.defined() {
+                        continue;
+                    }
+                    // Out of place: autograd may hand back a tensor it shares (an expanded
+                    // or a passed-through gradient).
+                    *acc = Some(match acc.take() {
+                        Some(prev) => prev + g,
+                        None => g,
+                    });
+                }
                 loss
             };
             loss_total += loss.double_value(&[]);
         }
-        let grad_norm = self.opt.clip_grad_norm(self.config.max_grad_norm);
-        self.opt.step();
+        if self.config.gradient_checkpointing {
+            // The checkpointed pass backpropagates layer by layer into `.grad`.
+            grads = self.opt.accumulated_grads();
+        }
+        let defined: Vec<Tensor> = grads.iter().flatten().map(Tensor::shallow_clone).collect();
+        let grad_norm = crate::adamw::grad_norm(&defined);
+        self.opt.step_with(
+            &grads,
+            crate::adamw::clip_scale(grad_norm, self.config.max_grad_norm),
+        );
+        drop(grads);
         self.opt.zero_grad();
         Ok(StepStats {
             loss: loss_total,

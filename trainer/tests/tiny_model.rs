@@ -406,3 +406,54 @@ fn gradient_checkpointing_gives_the_same_gradients_as_plain_backprop() {
         );
     }
 }
+
+#[test]
+fn a_step_moves_the_weights_alike_in_one_batch_in_micro_batches_and_checkpointed() {
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let samples: Vec<Sample> = (0..3)
+        .map(|i| Sample {
+            prompt: prompts[i].clone(),
+            response: responses[i].clone(),
+            old_logprobs: vec![-2.0; responses[i].len()],
+            advantages: vec![if i == 1 { -0.5 } else { 1.0 }; responses[i].len()],
+        })
+        .collect();
+    let after = |micro_batch: usize, gradient_checkpointing: bool| {
+        let model = tiny_model(Arch::Llama);
+        let config = TrainConfig {
+            // With ε = 1 Adam's first update is g/(|g| + 1): it follows the gradient's size,
+            // where a small ε would give ±lr for any gradient, its sign decided by rounding
+            // wherever the gradient is near zero.
+            lr: 1.0,
+            eps: 1.0,
+            // Low enough to clip: the clipping factor is part of the update too.
+            max_grad_norm: 0.5,
+            micro_batch,
+            gradient_checkpointing,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(&model, config).unwrap();
+        let stats = trainer.step(&model, &samples).unwrap();
+        assert!(stats.grad_norm > 0.5, "not clipped: {}", stats.grad_norm);
+        let weights: Vec<(String, Vec<f32>)> = model
+            .named_weights()
+            .into_iter()
+            .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+            .collect();
+        (stats, weights)
+    };
+    let (one, reference) = after(3, false);
+    for (micro_batch, checkpointing) in [(1, false), (2, false), (1, true), (3, true)] {
+        let (stats, weights) = after(micro_batch, checkpointing);
+        assert!((stats.loss - one.loss).abs() < 1e-5);
+        assert!((stats.grad_norm - one.grad_norm).abs() < 1e-4 * one.grad_norm);
+        for ((name, a), (_, b)) in reference.iter().zip(&weights) {
+            let d = max_abs_diff(a, b);
+            assert!(
+                d < 1e-6,
+                "{name}: micro-batch {micro_batch}, checkpointing {checkpointing}: {d}"
+            );
+        }
+    }
+}

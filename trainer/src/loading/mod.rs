@@ -21,9 +21,12 @@ pub struct LoadedModel {
 /// `tokenizer.json`), deciding by what `path` is.
 pub fn load(path: &Path, placement: Placement) -> Result<LoadedModel> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
+    let loaded = if meta.is_dir() {
         safetensors::load_hf_dir(path, placement)
     } else {
         gguf::load_gguf(path, placement)
-    }
+    };
+    // The file's bytes and dequantised copies are gone now; give their pages back.
+    crate::memory::release_free_memory();
+    loaded
 }
