@@ -277,10 +277,11 @@ fn op_step(
     bias2: f64,
     grad_scale: f64,
 ) {
-    let mut g = g.to_kind(Kind::Float);
-    if grad_scale != 1.0 {
-        g = g * grad_scale;
-    }
+    // Out of place: the gradient may be shared (or an expanded view).
+    let g = match grad_scale {
+        1.0 => g.to_kind(Kind::Float),
+        s => g.to_kind(Kind::Float) * s,
+    };
     if c.weight_decay != 0.0 {
         let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
     }
