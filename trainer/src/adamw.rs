@@ -278,9 +278,10 @@ fn op_step(
     grad_scale: f64,
 ) {
     // Out of place: the gradient may be shared (or an expanded view).
-    let g = match grad_scale {
-        1.0 => g.to_kind(Kind::Float),
-        s => g.to_kind(Kind::Float) * s,
+    let g = if grad_scale == 1.0 {
+        g.to_kind(Kind::Float)
+    } else {
+        g.to_kind(Kind::Float) * grad_scale
     };
     if c.weight_decay != 0.0 {
         let _ = w.g_mul_scalar_(1.0 - c.lr * c.weight_decay);

@@ -410,7 +410,7 @@ fn gradient_checkpointing_gives_the_same_gradients_as_plain_backprop() {
 #[test]
 fn a_step_moves_the_weights_alike_in_one_batch_in_micro_batches_and_checkpointed() {
     let prompts = prompts();
-    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let responses = [vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
     let samples: Vec<Sample> = (0..3)
         .map(|i| Sample {
             prompt: prompts[i].clone(),
