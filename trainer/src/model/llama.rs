@@ -89,11 +89,20 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
     weight * normed
 }
 
+/// Splits the last dimension into parts of `sizes`. One `split` rather than a `narrow` per
+/// part: its backward pass concatenates the parts' gradients, where each `narrow` writes its
+/// gradient into a zero-filled tensor of the whole size and autograd then adds those up
+/// (under `perf`, zero-fills went from 2.5 % to 0.9 % of a training step).
+fn split_last(x: &Tensor, sizes: &[i64]) -> Vec<Tensor> {
+    x.split_with_sizes(sizes, -1)
+}
+
 fn rotate_half(x: &Tensor) -> Tensor {
     let half = x.size()[x.dim() - 1] / 2;
-    let x1 = x.narrow(-1, 0, half);
-    let x2 = x.narrow(-1, half, half);
-    Tensor::cat(&[x2.neg(), x1], -1)
+    match split_last(x, &[half, half]).as_slice() {
+        [x1, x2] => Tensor::cat(&[x2.neg(), x1.shallow_clone()], -1),
+        _ => unreachable!("split into two sizes gives two parts"),
+    }
 }
 
 struct Attention {
@@ -392,18 +401,15 @@ impl Model {
         let a = &layer.attn;
         let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
         let qkv = linear(&h, &a.qkv, a.qkv_bias.as_ref());
-        let q = qkv
-            .narrow(-1, 0, q_out)
-            .reshape([b, t, c.num_heads, c.head_dim])
-            .transpose(1, 2);
-        let k = qkv
-            .narrow(-1, q_out, kv_out)
-            .reshape([b, t, c.num_kv_heads, c.head_dim])
-            .transpose(1, 2);
-        let v = qkv
-            .narrow(-1, q_out + kv_out, kv_out)
-            .reshape([b, t, c.num_kv_heads, c.head_dim])
-            .transpose(1, 2);
+        let [q, k, v]: [Tensor; 3] = split_last(&qkv, &[q_out, kv_out, kv_out])
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("split into three sizes gives three parts"));
+        let heads = |x: Tensor, n: i64| x.reshape([b, t, n, c.head_dim]).transpose(1, 2);
+        let (q, k, v) = (
+            heads(q, c.num_heads),
+            heads(k, c.num_kv_heads),
+            heads(v, c.num_kv_heads),
+        );
         let q = &q * &rope.cos + rotate_half(&q) * &rope.sin;
         let k = &k * &rope.cos + rotate_half(&k) * &rope.sin;
         let (k, v) = match cache {
@@ -451,11 +457,10 @@ impl Model {
         let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
         let gate_up = linear(&h, &layer.gate_up, None);
         let i = c.intermediate_size;
-        let mlp = linear(
-            &(gate_up.narrow(-1, 0, i).silu() * gate_up.narrow(-1, i, i)),
-            &layer.down,
-            None,
-        );
+        let [gate, up]: [Tensor; 2] = split_last(&gate_up, &[i, i])
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("split into two sizes gives two parts"));
+        let mlp = linear(&(gate.silu() * up), &layer.down, None);
         x + mlp
     }
 
