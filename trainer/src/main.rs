@@ -91,6 +91,10 @@ enum Command {
         /// Skip the training step (it needs about four times the model's memory).
         #[arg(long)]
         no_train: bool,
+        /// Take only these measurements (comma-separated: prefill, decode_b1, decode_b8,
+        /// train), e.g. to profile one of them.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
         /// Also run bench/reference.py with this python (the reference venv's).
         #[arg(long)]
         compare: Option<PathBuf>,
@@ -489,6 +493,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             repeats,
             no_train,
+            only,
             compare,
             reference_script,
             placement,
@@ -499,6 +504,18 @@ fn run(cli: Cli) -> Result<()> {
             let spec = azr_trainer::bench::BenchSpec {
                 repeats,
                 ..Default::default()
+            };
+            use azr_trainer::bench::Measure;
+            let measures: Vec<Measure> = if only.is_empty() {
+                Measure::ALL
+                    .into_iter()
+                    .filter(|&m| !(no_train && m == Measure::Train))
+                    .collect()
+            } else {
+                only.iter()
+                    .map(|name| Measure::parse(name.trim()))
+                    .collect::<azr_trainer::Result<_>>()
+                    .context("--only")?
             };
             eprintln!("azr-trainer bench: {threads} threads, {spec:?}");
             let mut reference = match compare {
@@ -535,7 +552,7 @@ fn run(cli: Cli) -> Result<()> {
             let (ours, theirs) = azr_trainer::bench::run(
                 &loaded.model,
                 &spec,
-                !no_train,
+                &measures,
                 reference.as_mut(),
                 |line| eprintln!("{line}"),
             )

@@ -47,15 +47,17 @@ impl Default for BenchSpec {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
-    pub prefill_tokens_per_s: f64,
-    pub decode_b1_tokens_per_s: f64,
-    pub decode_b8_tokens_per_s: f64,
+    pub prefill_tokens_per_s: Option<f64>,
+    pub decode_b1_tokens_per_s: Option<f64>,
+    pub decode_b8_tokens_per_s: Option<f64>,
     pub train_step_s: Option<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (the upper middle of an even count); `None` for no values.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied()
 }
 
 /// Deterministic token ids that avoid the special tokens at the top of real vocabularies.
@@ -83,6 +85,20 @@ impl Measure {
         Measure::DecodeB8,
         Measure::Train,
     ];
+
+    /// Parses a name as [`Measure::name`] gives it.
+    pub fn parse(name: &str) -> Result<Self> {
+        Measure::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Measure::ALL.iter().map(|m| m.name()).collect();
+                Error::InvalidArgument(format!(
+                    "unknown measurement `{name}` (expected one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
 
     /// The name `reference.py --serve` reads.
     pub fn name(self) -> &'static str {
@@ -220,36 +236,34 @@ impl Times {
         }
     }
 
-    /// Throughputs from the medians.
+    /// Throughputs from the medians (`None` for what was not measured).
     pub fn result(&self, spec: &BenchSpec) -> BenchResult {
         let d = spec.decode_tokens as f64;
+        let rate = |work: f64, times: &[f64]| median(times).map(|t| work / t);
         BenchResult {
-            prefill_tokens_per_s: spec.prefill_tokens as f64 / median(self.prefill.clone()),
-            decode_b1_tokens_per_s: d / median(self.decode_b1.clone()),
-            decode_b8_tokens_per_s: 8.0 * d / median(self.decode_b8.clone()),
-            train_step_s: (!self.train.is_empty()).then(|| median(self.train.clone())),
+            prefill_tokens_per_s: rate(spec.prefill_tokens as f64, &self.prefill),
+            decode_b1_tokens_per_s: rate(d, &self.decode_b1),
+            decode_b8_tokens_per_s: rate(8.0 * d, &self.decode_b8),
+            train_step_s: median(&self.train),
         }
     }
 }
 
-/// Runs every measurement `spec.repeats` times after a warm-up, ours alone or taking turns with
-/// `reference`; `progress` gets a line after each round. Returns our times and the
+/// Runs each of `measures` `spec.repeats` times after a warm-up, ours alone or taking turns
+/// with `reference`; `progress` gets a line after each round. Returns our times and the
 /// reference's.
 pub fn run(
     model: &Model,
     spec: &BenchSpec,
-    train: bool,
+    measures: &[Measure],
     mut reference: Option<&mut Reference>,
     mut progress: impl FnMut(String),
 ) -> Result<(Times, Option<Times>)> {
-    let mut ours = Ours::new(model, spec, train)?;
+    let mut ours = Ours::new(model, spec, measures.contains(&Measure::Train))?;
     let mut mine = Times::default();
     let mut theirs = Times::default();
     let repeats = spec.repeats.max(1);
-    for m in Measure::ALL {
-        if m == Measure::Train && !train {
-            continue;
-        }
+    for &m in measures {
         // Warm-up: first-call allocations, lazy initialisation, CUDA kernel selection.
         ours.once(m)?;
         if let Some(r) = reference.as_deref_mut() {
