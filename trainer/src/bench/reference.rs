@@ -3,8 +3,10 @@
 //! [`super::run`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::Measure;
 use crate::{Error, Result};
@@ -12,11 +14,16 @@ use crate::{Error, Result};
 /// How much of the reference's stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
+/// The longest the reference may take to load its model or to take one measurement before it
+/// is given up on (a 0.5B model's training step takes well under a minute on 2 cores).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// A running `reference.py --serve`.
 pub struct Reference {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    /// Its stdout's lines, read on a thread so that waiting for one can time out.
+    lines: Receiver<std::io::Result<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -58,10 +65,18 @@ impl Reference {
                 }
             }
         });
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut reference = Reference {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
+            lines,
             stderr: tail,
         };
         let ready = reference.reply()?;
@@ -85,12 +100,18 @@ impl Reference {
 
     /// The next JSON line on stdout.
     fn reply(&mut self) -> Result<serde_json::Value> {
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(0) => Err(self.died("it exited")),
-            Ok(_) => serde_json::from_str(line.trim())
+        match self.lines.recv_timeout(REPLY_TIMEOUT) {
+            Ok(Ok(line)) => serde_json::from_str(line.trim())
                 .map_err(|e| Error::Reference(format!("unreadable reply {line:?}: {e}"))),
-            Err(e) => Err(self.died(&e.to_string())),
+            Ok(Err(e)) => Err(self.died(&e.to_string())),
+            Err(RecvTimeoutError::Disconnected) => Err(self.died("it exited")),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                Err(self.died(&format!(
+                    "no answer in {} s, stopped it",
+                    REPLY_TIMEOUT.as_secs()
+                )))
+            }
         }
     }
 
