@@ -207,7 +207,6 @@ impl Trainer {
             &grads,
             crate::adamw::clip_scale(grad_norm, self.config.max_grad_norm),
         );
-        drop(grads);
         self.opt.zero_grad();
         Ok(StepStats {
             loss: loss_total,
