@@ -506,17 +506,19 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             use azr_trainer::bench::Measure;
-            let measures: Vec<Measure> = if only.is_empty() {
-                Measure::ALL
-                    .into_iter()
-                    .filter(|&m| !(no_train && m == Measure::Train))
-                    .collect()
+            let chosen: Vec<Measure> = if only.is_empty() {
+                Measure::ALL.to_vec()
             } else {
                 only.iter()
                     .map(|name| Measure::parse(name.trim()))
                     .collect::<azr_trainer::Result<_>>()
                     .context("--only")?
             };
+            // --no-train holds with --only too.
+            let measures: Vec<Measure> = chosen
+                .into_iter()
+                .filter(|&m| !(no_train && m == Measure::Train))
+                .collect();
             eprintln!("azr-trainer bench: {threads} threads, {spec:?}");
             let mut reference = match compare {
                 Some(python) => {
