@@ -45,6 +45,7 @@ pub mod memory;
 pub mod model;
 pub mod rng;
 pub mod selfplay;
+pub mod threads;
 pub mod tokenizer;
 pub mod train;
 

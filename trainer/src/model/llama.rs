@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
+use super::linear::linear;
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
@@ -74,10 +75,6 @@ impl KvCache {
             *v = v.index_select(0, rows);
         }
     }
-}
-
-fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-    x.linear(w, b)
 }
 
 /// Root-mean-square norm, computed in f32 whatever the weights' dtype (as transformers does).

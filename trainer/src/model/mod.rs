@@ -5,6 +5,7 @@
 //! output embeddings), so both run on the same decoder in `llama.rs`; `qwen2.rs` holds what is
 //! specific to Qwen2 (its Hugging Face config), `llama.rs` what is specific to Llama.
 
+pub mod linear;
 pub mod llama;
 pub mod qwen2;
 
