@@ -317,6 +317,7 @@ fn fused_cpu_step(
     if ![&*w, &g, &*m, &*v].into_iter().all(fits) || n == 0 {
         return false;
     }
+    let w_tensor = w.shallow_clone();
     // SAFETY: the four tensors are distinct, contiguous f32 CPU tensors of `n` elements
     // (checked above; `g` is a gradient and `m`, `v` were allocated for this parameter, so
     // none aliases another), and nothing else touches them during the step: libtorch runs no
@@ -345,6 +346,8 @@ fn fused_cpu_step(
             }
         });
     }
+    // Written through its memory: tell whoever keeps a copy made from it (a packed weight).
+    crate::model::linear::mark_written(&w_tensor);
     true
 }
 

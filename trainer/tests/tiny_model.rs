@@ -457,3 +457,44 @@ fn a_step_moves_the_weights_alike_in_one_batch_in_micro_batches_and_checkpointed
         }
     }
 }
+
+#[test]
+fn inference_after_a_training_step_sees_the_new_weights() {
+    // Under no_grad, products of many rows use weights packed once for MKL; an optimiser
+    // step (whose fused CPU update writes memory directly) must make them stale.
+    let model = tiny_model(Arch::Llama);
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let packed = || tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0));
+    let (old, _) = packed().unwrap();
+    let samples: Vec<Sample> = (0..3)
+        .map(|i| {
+            let n = responses[i].len() as i64;
+            Sample {
+                prompt: prompts[i].clone(),
+                response: responses[i].clone(),
+                old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n)).unwrap(),
+                advantages: vec![1.0; n as usize],
+            }
+        })
+        .collect();
+    let config = TrainConfig {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&model, config).unwrap();
+    trainer.step(&model, &samples).unwrap();
+    let (after, mask) = packed().unwrap();
+    // With grad mode on, every product goes through libtorch with the weights as they are.
+    let (reference, _) = response_logprobs(&model, &prompts, &responses, 1.0).unwrap();
+    let diff = ((&after - &reference) * &mask)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-5, "inference used stale weights: {diff}");
+    let moved = ((&after - &old) * &mask).abs().max().double_value(&[]);
+    assert!(
+        moved > 1e-3,
+        "the step should have changed the log-probs: {moved}"
+    );
+}

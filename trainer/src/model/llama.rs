@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
-use super::linear::linear;
+use super::linear::Linear;
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
@@ -103,10 +103,9 @@ fn rotate_half(x: &Tensor) -> Tensor {
 }
 
 struct Attention {
-    /// q, k and v projections stacked: `[q_out + 2 kv_out, H]`.
-    qkv: Tensor,
-    qkv_bias: Option<Tensor>,
-    o: Tensor,
+    /// q, k and v projections stacked: `[q_out + 2 kv_out, H]`, with their biases (Qwen2).
+    qkv: Linear,
+    o: Linear,
 }
 
 struct Layer {
@@ -114,8 +113,8 @@ struct Layer {
     attn: Attention,
     post_norm: Tensor,
     /// gate and up projections stacked: `[2 I, H]`.
-    gate_up: Tensor,
-    down: Tensor,
+    gate_up: Linear,
+    down: Linear,
 }
 
 /// Hugging Face weights stacked as the model stores them, and how to take them apart.
@@ -159,7 +158,8 @@ pub struct Model {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    /// The output projection; shares the embedding's weight when they are tied.
+    lm_head: Linear,
     /// Rotary tables `[max_positions, head_dim]`, f32.
     cos: Tensor,
     sin: Tensor,
@@ -295,13 +295,15 @@ impl Model {
             layers.push(Layer {
                 input_norm: get(&format!("{p}.input_layernorm.weight"))?,
                 attn: Attention {
-                    qkv: get(&format!("{p}.self_attn.qkv_proj.weight"))?,
-                    qkv_bias: opt(&format!("{p}.self_attn.qkv_proj.bias")),
-                    o: get(&format!("{p}.self_attn.o_proj.weight"))?,
+                    qkv: Linear::new(
+                        get(&format!("{p}.self_attn.qkv_proj.weight"))?,
+                        opt(&format!("{p}.self_attn.qkv_proj.bias")),
+                    ),
+                    o: Linear::new(get(&format!("{p}.self_attn.o_proj.weight"))?, None),
                 },
                 post_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate_up: get(&format!("{p}.mlp.gate_up_proj.weight"))?,
-                down: get(&format!("{p}.mlp.down_proj.weight"))?,
+                gate_up: Linear::new(get(&format!("{p}.mlp.gate_up_proj.weight"))?, None),
+                down: Linear::new(get(&format!("{p}.mlp.down_proj.weight"))?, None),
             });
         }
         let embed = get("model.embed_tokens.weight")?;
@@ -315,7 +317,7 @@ impl Model {
             norm: get("model.norm.weight")?,
             embed,
             layers,
-            lm_head,
+            lm_head: Linear::new(lm_head, None),
             cos,
             sin,
             config,
@@ -397,7 +399,7 @@ impl Model {
         let h = rms_norm(x, &layer.input_norm, c.rms_norm_eps);
         let a = &layer.attn;
         let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-        let qkv = linear(&h, &a.qkv, a.qkv_bias.as_ref());
+        let qkv = a.qkv.forward(&h);
         let [q, k, v]: [Tensor; 3] = split_last(&qkv, &[q_out, kv_out, kv_out])
             .try_into()
             .unwrap_or_else(|_| unreachable!("split into three sizes gives three parts"));
@@ -450,20 +452,20 @@ impl Model {
             .reshape([b, t, c.num_heads * c.head_dim]);
         // `x + …`, never `+=`: tch's `+=` adds in place, which would overwrite the residual
         // stream that autograd saved for the norms' backward pass.
-        let x = x + linear(&attn, &a.o, None);
+        let x = x + a.o.forward(&attn);
         let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
-        let gate_up = linear(&h, &layer.gate_up, None);
+        let gate_up = layer.gate_up.forward(&h);
         let i = c.intermediate_size;
         let [gate, up]: [Tensor; 2] = split_last(&gate_up, &[i, i])
             .try_into()
             .unwrap_or_else(|_| unreachable!("split into two sizes gives two parts"));
-        let mlp = linear(&(gate.silu() * up), &layer.down, None);
+        let mlp = layer.down.forward(&(gate.silu() * up));
         x + mlp
     }
 
     /// Logits (always f32, whatever the model dtype) of hidden states `[..., H]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        linear(hidden, &self.lm_head, None).to_kind(Kind::Float)
+        self.lm_head.forward(hidden).to_kind(Kind::Float)
     }
 
     /// All weights under their Hugging Face names (tied `lm_head` omitted); the parts of a

@@ -1,20 +1,20 @@
-//! Linear layers: libtorch's `linear` (MKL on CPU), except for the products with a few rows
-//! that batched decoding makes on CPU.
+//! The products with a few rows that batched decoding makes on CPU.
 //!
 //! Why: a decode step multiplies a handful of rows (one per sequence) by every weight of the
 //! model, so its time is the time to read the weights from memory. MKL reads them well for a
 //! single row (its matrix-vector path), but for 2–16 rows its matrix-matrix path packs the
 //! weight first and reaches a fraction of the memory bandwidth: on the 2-core machine this
-//! was written on, `linear` of 8 rows by SmolLM2's 49152 × 576 `lm_head` took 26.6 ms where
-//! streaming its 113 MB once takes 7 ms. The kernel here reads each weight row once, keeps a
-//! few of them in registers against every input row, and splits the weight's rows across
-//! libtorch's thread count.
+//! was written on, `linear` of 8 rows by SmolLM2's 49152 × 576 `lm_head` took 23 ms where
+//! streaming its 113 MB once takes 7 ms. The kernel here reads each weight row once (with
+//! software prefetching: the hardware prefetcher alone kept too few reads in flight and
+//! reached half the bandwidth), keeps a few weight rows in registers against every input
+//! row, and splits the weight's rows across libtorch's OpenMP threads (8 ms for that
+//! product).
 //!
-//! Only where it applies: f32 on CPU, 2 to [`MAX_ROWS`] rows, a contiguous 2-D weight, an
-//! x86-64 CPU with AVX-512F, and nothing that autograd must record (the kernel is invisible
-//! to it). Every other product goes to libtorch. The sums are taken in another order than
-//! MKL's, so results differ from it by rounding (≈ 1e-7 relative), as MKL's own paths for
-//! different row counts differ from each other.
+//! Only where it applies: 2 to [`MAX_ROWS`] rows and an x86-64 CPU with AVX-512F (the
+//! caller checks the rest). The sums are taken in another order than MKL's, so results
+//! differ from it by rounding (≈ 1e-7 relative), as MKL's own paths for different row
+//! counts differ from each other.
 
 use tch::{Device, Kind, Tensor};
 
@@ -25,51 +25,24 @@ pub const MAX_ROWS: i64 = 16;
 /// Below this many multiply-adds a product runs on one thread: waking another costs more.
 const MIN_PARALLEL_WORK: usize = 1 << 17;
 
-/// `x · wᵀ + b` over the last dimension of `x`, as `Tensor::linear`.
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-    match few_rows(x, w, b) {
-        Some(y) => y,
-        None => x.linear(w, b),
-    }
-}
-
-/// The kernel's result, or `None` when it does not apply.
-fn few_rows(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Option<Tensor> {
-    if !kernel_available() {
-        return None;
-    }
-    let f32_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
-    if !f32_cpu(x) || !f32_cpu(w) || w.dim() != 2 || !w.is_contiguous() {
+/// `x · wᵀ + b` by the kernel, or `None` when it does not apply. The caller has checked that
+/// every operand is an f32 CPU tensor, `w` a contiguous `[n, k]` matrix with `k` the last
+/// dimension of `x`, `b` a contiguous `[n]` vector, and that autograd need not record.
+pub(super) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, rows: i64) -> Option<Tensor> {
+    if !(2..=MAX_ROWS).contains(&rows) || !kernel_available() {
         return None;
     }
     let (n, k) = (w.size()[0], w.size()[1]);
-    let x_shape = x.size();
-    if x_shape.last() != Some(&k) || k == 0 || n == 0 {
-        return None;
-    }
-    let rows = x_shape[..x_shape.len() - 1].iter().product::<i64>();
-    if !(2..=MAX_ROWS).contains(&rows) {
-        return None;
-    }
-    if let Some(b) = b
-        && (!f32_cpu(b) || b.size() != [n] || !b.is_contiguous())
-    {
-        return None;
-    }
-    let needs_grad = x.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad());
-    if needs_grad && grad_mode_enabled() {
-        return None;
-    }
     let x = x.contiguous();
-    let mut out_shape = x_shape;
+    let mut out_shape = x.size();
     if let Some(last) = out_shape.last_mut() {
         *last = n;
     }
     let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
     let (m, n, k) = (rows as usize, n as usize, k as usize);
     // SAFETY: `x` (m × k), `w` (n × k), `b` (n) are contiguous f32 CPU tensors of those sizes
-    // (checked above), `y` is a fresh contiguous tensor of m × n that nothing else can see
-    // yet; they stay alive for the whole call, and the kernel writes `y` only.
+    // (checked by the caller), `y` is a fresh contiguous tensor of m × n that nothing else
+    // can see yet; they stay alive for the whole call, and the kernel writes `y` only.
     unsafe {
         let b = b.map(|b| b.data_ptr() as *const f32);
         product(
@@ -83,17 +56,6 @@ fn few_rows(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Option<Tensor> {
         );
     }
     Some(y)
-}
-
-/// Whether autograd is recording. Parameters report `requires_grad` even under `no_grad`,
-/// so the flag alone cannot tell a decode step from a training forward pass.
-fn grad_mode_enabled() -> bool {
-    // SAFETY: sets the thread-local grad mode and at once restores the previous value.
-    unsafe {
-        let previous = torch_sys::at_grad_set_enabled(0);
-        torch_sys::at_grad_set_enabled(previous);
-        previous != 0
-    }
 }
 
 fn kernel_available() -> bool {
@@ -297,7 +259,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::MAX_ROWS;
+    use crate::model::linear::linear;
+    use tch::{Device, Kind, Tensor};
 
     fn random(shape: &[i64], seed: i64) -> Tensor {
         tch::manual_seed(seed);
