@@ -196,13 +196,10 @@ fn generation_stops_at_eos_and_at_stop_strings() {
     assert_eq!(stopped[0].tokens.last(), Some(&third));
 }
 
-#[test]
-fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
-    let model = tiny_model(Arch::Qwen2);
-    let prompts = prompts();
-    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
-    let (old, _) = tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
-    let samples: Vec<Sample> = (0..3)
+/// One sample per prompt and response, every response token with advantage 1 and its
+/// log-probs `old` (`[B, T]`, rows padded on the right) as the behaviour policy's.
+fn rewarded_samples(prompts: &[Vec<i64>], responses: &[Vec<i64>], old: &Tensor) -> Vec<Sample> {
+    (0..prompts.len())
         .map(|i| {
             let n = responses[i].len() as i64;
             Sample {
@@ -212,7 +209,16 @@ fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
                 advantages: vec![1.0; n as usize],
             }
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
+    let model = tiny_model(Arch::Qwen2);
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let (old, _) = tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
+    let samples = rewarded_samples(&prompts, &responses, &old);
     let config = TrainConfig {
         lr: 1e-3,
         micro_batch: 2, // two micro-batches: exercises accumulation
@@ -467,17 +473,7 @@ fn inference_after_a_training_step_sees_the_new_weights() {
     let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
     let packed = || tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0));
     let (old, _) = packed().unwrap();
-    let samples: Vec<Sample> = (0..3)
-        .map(|i| {
-            let n = responses[i].len() as i64;
-            Sample {
-                prompt: prompts[i].clone(),
-                response: responses[i].clone(),
-                old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n)).unwrap(),
-                advantages: vec![1.0; n as usize],
-            }
-        })
-        .collect();
+    let samples = rewarded_samples(&prompts, &responses, &old);
     let config = TrainConfig {
         lr: 1e-2,
         ..Default::default()

@@ -44,17 +44,16 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, rows: i64) -> O
     // (checked by the caller), `y` is a fresh contiguous tensor of m × n that nothing else
     // can see yet; they stay alive for the whole call, and the kernel writes `y` only.
     unsafe {
-        let b = b.map(|b| b.data_ptr() as *const f32);
-        product(
-            x.data_ptr() as *const f32,
-            w.data_ptr() as *const f32,
-            b,
-            y.data_ptr() as *mut f32,
+        product(Operands {
+            x: x.data_ptr() as *const f32,
+            w: w.data_ptr() as *const f32,
+            b: b.map(|b| b.data_ptr() as *const f32),
+            y: y.data_ptr() as *mut f32,
             m,
             n,
             k,
-        );
-    }
+        })
+    };
     Some(y)
 }
 
@@ -88,25 +87,10 @@ unsafe impl Send for Operands {}
 unsafe impl Sync for Operands {}
 
 /// # Safety
-/// `x`, `w`, `b`, `y` point to m × k, n × k, n and m × n f32 values; only `y` is written.
-unsafe fn product(
-    x: *const f32,
-    w: *const f32,
-    b: Option<*const f32>,
-    y: *mut f32,
-    m: usize,
-    n: usize,
-    k: usize,
-) {
-    let ops = Operands {
-        x,
-        w,
-        b,
-        y,
-        m,
-        n,
-        k,
-    };
+/// `ops.x`, `w`, `b`, `y` point to m × k, n × k, n and m × n f32 values; only `y` is
+/// written.
+unsafe fn product(ops: Operands) {
+    let Operands { m, n, k, .. } = ops;
     let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
     let panel = panel_rows(m.min(8));
     if threads == 1 || m * n * k < MIN_PARALLEL_WORK || n < 2 * panel {

@@ -129,33 +129,19 @@ const TRANS: c_int = 112;
 const PACKED: c_int = 151;
 const B_MATRIX: c_int = 162;
 
+// The C signatures, with each argument's name in mkl_cblas.h.
+/// `(identifier, m, n, k) -> bytes`
 type GetSize = unsafe extern "C" fn(c_int, c_int, c_int, c_int) -> usize;
+/// `(layout, identifier, trans, m, n, k, alpha, src, ld, dest)`
+#[rustfmt::skip]
 type Pack = unsafe extern "C" fn(
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_float,
-    *const c_float,
-    c_int,
-    *mut c_float,
+    c_int, c_int, c_int, c_int, c_int, c_int, c_float, *const c_float, c_int, *mut c_float,
 );
+/// `(layout, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc)`
+#[rustfmt::skip]
 type Compute = unsafe extern "C" fn(
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    *const c_float,
-    c_int,
-    *const c_float,
-    c_int,
-    c_float,
-    *mut c_float,
-    c_int,
+    c_int, c_int, c_int, c_int, c_int, c_int, *const c_float, c_int, *const c_float, c_int,
+    c_float, *mut c_float, c_int,
 );
 
 struct Mkl {
