@@ -15,6 +15,8 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::linear::Linear;
+use super::norm::rms_norm;
+use super::rotary;
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
@@ -77,29 +79,12 @@ impl KvCache {
     }
 }
 
-/// Root-mean-square norm, computed in f32 whatever the weights' dtype (as transformers does).
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
-    let kind = x.kind();
-    let xf = x.to_kind(Kind::Float);
-    let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-    let normed = (xf * (var + eps).rsqrt()).to_kind(kind);
-    weight * normed
-}
-
 /// Splits the last dimension into parts of `sizes`. One `split` rather than a `narrow` per
 /// part: its backward pass concatenates the parts' gradients, where each `narrow` writes its
 /// gradient into a zero-filled tensor of the whole size and autograd then adds those up
 /// (under `perf`, zero-fills went from 2.5 % to 0.9 % of a training step).
 fn split_last(x: &Tensor, sizes: &[i64]) -> Vec<Tensor> {
     x.split_with_sizes(sizes, -1)
-}
-
-fn rotate_half(x: &Tensor) -> Tensor {
-    let half = x.size()[x.dim() - 1] / 2;
-    match split_last(x, &[half, half]).as_slice() {
-        [x1, x2] => Tensor::cat(&[x2.neg(), x1.shallow_clone()], -1),
-        _ => unreachable!("split into two sizes gives two parts"),
-    }
 }
 
 struct Attention {
@@ -403,14 +388,11 @@ impl Model {
         let [q, k, v]: [Tensor; 3] = split_last(&qkv, &[q_out, kv_out, kv_out])
             .try_into()
             .unwrap_or_else(|_| unreachable!("split into three sizes gives three parts"));
-        let heads = |x: Tensor, n: i64| x.reshape([b, t, n, c.head_dim]).transpose(1, 2);
-        let (q, k, v) = (
-            heads(q, c.num_heads),
-            heads(k, c.num_kv_heads),
-            heads(v, c.num_kv_heads),
-        );
-        let q = &q * &rope.cos + rotate_half(&q) * &rope.sin;
-        let k = &k * &rope.cos + rotate_half(&k) * &rope.sin;
+        // `[B, T, heads, head_dim]` views; attention wants `[B, heads, T, head_dim]`.
+        let heads = |x: &Tensor, n: i64| x.reshape([b, t, n, c.head_dim]);
+        let q = rotary::apply(&heads(&q, c.num_heads), rope);
+        let k = rotary::apply(&heads(&k, c.num_kv_heads), rope);
+        let v = heads(&v, c.num_kv_heads).transpose(1, 2);
         let (k, v) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {

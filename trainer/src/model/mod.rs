@@ -7,7 +7,9 @@
 
 pub mod linear;
 pub mod llama;
+pub mod norm;
 pub mod qwen2;
+pub mod rotary;
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -214,6 +216,24 @@ impl Config {
 
 /// Reads an integer field of a Hugging Face config, with a clear error when it is missing.
 /// The fields every Llama-family `config.json` shares; an architecture adjusts what differs.
+/// Whether autograd would record an operation on `tensors`: grad mode is on and one of them
+/// requires a gradient. The fused CPU paths (`linear`, `norm`, `rotary`) are invisible to
+/// autograd, so they run only when this is false.
+pub(crate) fn autograd_records(tensors: &[&tch::Tensor]) -> bool {
+    tensors.iter().any(|t| t.requires_grad()) && grad_mode_enabled()
+}
+
+/// Whether autograd is recording. Parameters report `requires_grad` even under `no_grad`,
+/// so the flag alone cannot tell a decode step from a training forward pass.
+fn grad_mode_enabled() -> bool {
+    // SAFETY: sets the thread-local grad mode and at once restores the previous value.
+    unsafe {
+        let previous = torch_sys::at_grad_set_enabled(0);
+        torch_sys::at_grad_set_enabled(previous);
+        previous != 0
+    }
+}
+
 pub(crate) fn hf_base_config(v: &Value, arch: Arch, qkv_bias: bool) -> Result<Config> {
     let hidden = hf_int(v, "hidden_size")?;
     let heads = hf_int(v, "num_attention_heads")?;

@@ -76,22 +76,14 @@ fn inference_rows(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Option<i64> {
     {
         return None;
     }
-    let needs_grad = x.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad());
-    if needs_grad && grad_mode_enabled() {
+    let recorded = match b {
+        Some(b) => super::autograd_records(&[x, w, b]),
+        None => super::autograd_records(&[x, w]),
+    };
+    if recorded {
         return None;
     }
     Some(x_shape[..x_shape.len() - 1].iter().product::<i64>())
-}
-
-/// Whether autograd is recording. Parameters report `requires_grad` even under `no_grad`,
-/// so the flag alone cannot tell a decode step from a training forward pass.
-fn grad_mode_enabled() -> bool {
-    // SAFETY: sets the thread-local grad mode and at once restores the previous value.
-    unsafe {
-        let previous = torch_sys::at_grad_set_enabled(0);
-        torch_sys::at_grad_set_enabled(previous);
-        previous != 0
-    }
 }
 
 /// Marks `w` as written (bumps its version counter, shared with every view of it), for code
