@@ -177,12 +177,23 @@ fn qwen2_5_coder_gguf_matches_transformers() {
 /// transformers like the original (our loader reads it back; transformers loads it).
 fn check_safetensors_round_trip(file: &str) {
     let loaded = azr_trainer::load(&model_file(file), Placement::cpu()).expect("model loads");
-    let dir = std::env::temp_dir().join(format!("azr-roundtrip-{}-{file}", std::process::id()));
-    azr_trainer::loading::safetensors::save_hf_dir(&loaded.model, &loaded.tokenizer, &dir)
+    let dir = RemovedOnDrop(
+        std::env::temp_dir().join(format!("azr-roundtrip-{}-{file}", std::process::id())),
+    );
+    azr_trainer::loading::safetensors::save_hf_dir(&loaded.model, &loaded.tokenizer, &dir.0)
         .expect("saves");
     drop(loaded);
-    check_against_transformers(&dir);
-    std::fs::remove_dir_all(&dir).ok();
+    check_against_transformers(&dir.0);
+}
+
+/// A directory of the test's own, removed when the test ends, failed or not (a saved model
+/// is hundreds of MB).
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
 }
 
 /// Our saved Hugging Face directory is what transformers loads: same logits, same greedy text,

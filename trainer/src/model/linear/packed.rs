@@ -65,6 +65,9 @@ impl Cache {
             *slot = None;
             // SAFETY: MKL's documented query; no memory is touched.
             let bytes = unsafe { (mkl.get_size)(B_MATRIX, m, n32, k32) };
+            if bytes == 0 {
+                return None;
+            }
             let buffer = Tensor::empty([bytes.div_ceil(4) as i64], (Kind::Float, Device::Cpu));
             // SAFETY: `w` is a contiguous n × k f32 matrix (checked by the caller), read as
             // op(B) = wᵀ with leading dimension k; `buffer` holds the bytes MKL asked for.
