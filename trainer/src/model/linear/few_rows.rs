@@ -244,12 +244,16 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::MAX_ROWS;
-    use crate::model::linear::linear;
+    use crate::model::linear::Linear;
     use tch::{Device, Kind, Tensor};
 
     fn random(shape: &[i64], seed: i64) -> Tensor {
         tch::manual_seed(seed);
         Tensor::randn(shape, (Kind::Float, Device::Cpu))
+    }
+
+    fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        Linear::new(w.shallow_clone(), b.map(Tensor::shallow_clone)).forward(x)
     }
 
     fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {

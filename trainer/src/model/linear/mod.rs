@@ -30,14 +30,6 @@ impl Linear {
         }
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
-    }
-
     /// `x · wᵀ + b` over the last dimension of `x`, as `Tensor::linear`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let (w, b) = (&self.weight, self.bias.as_ref());
@@ -48,14 +40,6 @@ impl Linear {
             None => x.linear(w, b),
         }
     }
-}
-
-/// `x · wᵀ + b` over the last dimension of `x`, as `Tensor::linear`, for a weight with no
-/// packed copy (a product of many rows goes to libtorch).
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-    inference_rows(x, w, b)
-        .and_then(|rows| few_rows::linear(x, w, b, rows))
-        .unwrap_or_else(|| x.linear(w, b))
 }
 
 /// The number of rows of `x` when the product can leave libtorch: f32 CPU operands, a
