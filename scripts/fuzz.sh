@@ -105,13 +105,22 @@ mapfile -t regressions < <(find "$fuzz/regressions/$target" -type f ! -name '.*'
 common=(--fuzz-dir "$fuzz" -s "$sanitizer")
 cd "$fuzz"
 cargo fuzz build "${common[@]}" "$target"
-# python_source saves inputs that end in a contained interpreter fault here (not crashes).
+# python_source saves inputs that end in a contained interpreter fault here (not crashes),
+# and writes each input to last-input before running it: its worker runs under the daemon's
+# seccomp filters, and a refused call ends the process before libFuzzer could save it.
 export AZR_FUZZ_FAULT_DIR="$fuzz/artifacts/$target"
+mkdir -p "$AZR_FUZZ_FAULT_DIR"
+export AZR_FUZZ_INPUT_FILE="$AZR_FUZZ_FAULT_DIR/last-input"
+died() {
+  echo "fuzz: $target failed: a crash libFuzzer caught is saved in $AZR_FUZZ_FAULT_DIR/crash-*;" \
+    "a process ended by a refused system call (python_source) was running $AZR_FUZZ_INPUT_FILE" >&2
+  exit 1
+}
 # Each input runs at most three items of 1 s each; 30 s means a hang.
 flags=(-rss_limit_mb=4096 -timeout=30 -print_final_stats=1)
 if ((${#regressions[@]})); then
   echo "replaying ${#regressions[@]} regression input(s) of $target" >&2
-  cargo fuzz run "${common[@]}" "$target" "${regressions[@]}" -- "${flags[@]}" -runs=1
+  cargo fuzz run "${common[@]}" "$target" "${regressions[@]}" -- "${flags[@]}" -runs=1 || died
 fi
 cargo fuzz run "${common[@]}" "$target" "$corpus" -- \
-  "${flags[@]}" -max_total_time="$seconds" "$@"
+  "${flags[@]}" -max_total_time="$seconds" "$@" || died

@@ -13,6 +13,14 @@
 //! `fault` outcomes (the interpreter itself failed, contained) are reported on stderr once per
 //! kind, and the input saved under `$AZR_FUZZ_FAULT_DIR` (scripts/fuzz.sh: fuzz/artifacts/
 //! python_source/fault-*); with `AZR_FUZZ_FAULT=abort` they are crashes too.
+//!
+//! The worker runs under the daemon's production lock-down: its thread gets the `daemon`,
+//! `refuse` and `worker` seccomp filters of `policies/seccomp/` (the rest of the process stays
+//! free, as libFuzzer needs), so an input that makes the host side of a guest call refused
+//! system calls ends the process, exactly as it would end the served daemon. The SIGSYS
+//! handler then names the call and the program; libFuzzer cannot save that input itself (the
+//! process is gone), so each input is first written to `$AZR_FUZZ_INPUT_FILE` when it is
+//! set (scripts/fuzz.sh: fuzz/artifacts/python_source/last-input).
 
 #![no_main]
 
@@ -21,7 +29,9 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-use azr_sandbox::{EngineConfig, Item, Limits, PoolConfig, Rules, Sandbox, Verdict};
+use azr_sandbox::{
+    EngineConfig, Item, Limits, PoolConfig, Rules, Sandbox, Verdict, hardening::seccomp::Filters,
+};
 use libfuzzer_sys::fuzz_target;
 
 const KNOWN_GOOD: &str = "def f(x): return x + 1";
@@ -38,6 +48,14 @@ fn sandbox() -> &'static Sandbox {
         };
         config.workers = 1;
         config.queue = 4;
+        let filters = std::sync::Arc::new(
+            Filters::compile(None).expect("the production seccomp policy compiles"),
+        );
+        config.worker_init = Some(std::sync::Arc::new(move || {
+            filters
+                .apply_worker_lockdown_to_this_thread()
+                .map_err(|e| e.to_string())
+        }));
         Sandbox::new(&config).expect("the sandbox starts")
     })
 }
@@ -115,7 +133,18 @@ fn outcome_feature(item: usize, outcome: &azr_sandbox::Outcome) {
     );
 }
 
+/// Keeps the input where `$AZR_FUZZ_INPUT_FILE` says, before it runs: if the process dies
+/// under the lock-down, that file holds the input that killed it.
+fn remember_input(data: &[u8]) {
+    static PATH: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    if let Some(path) = PATH.get_or_init(|| std::env::var_os("AZR_FUZZ_INPUT_FILE").map(Into::into))
+    {
+        let _ = std::fs::write(path, data);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    remember_input(data);
     let program = String::from_utf8_lossy(data).into_owned();
     let items = vec![
         Item::Run {

@@ -23,13 +23,20 @@ pub const SEED: u64 = 0x5EED_A2A2;
 
 /// A clock that moves by [`TICK`] on every reading, from a fixed start.
 #[derive(Default)]
-struct SteppingClock {
+pub struct SteppingClock {
     readings: AtomicU64,
 }
 
 impl SteppingClock {
-    fn step(&self) -> Duration {
+    /// A reading: the time since the start, then one tick more for the next reading.
+    pub fn step(&self) -> Duration {
         let n = self.readings.fetch_add(1, Ordering::Relaxed);
+        TICK.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// What the next reading will say, without taking it.
+    pub fn elapsed(&self) -> Duration {
+        let n = self.readings.load(Ordering::Relaxed);
         TICK.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
@@ -52,7 +59,9 @@ impl HostMonotonicClock for SteppingClock {
     }
 }
 
-/// A WASI context that grants nothing: no arguments, no environment, no preopened
+/// The `wasmtime-wasi` context the snapshot is made under (initialisation runs before any
+/// lock-down; at run time the guest gets [`crate::wasi`] instead, with the same clocks and
+/// random stream). It grants nothing: no arguments, no environment, no preopened
 /// directories, no sockets, no stdio, and only the deterministic clock and randomness.
 pub fn wasi_ctx() -> WasiP1Ctx {
     WasiCtxBuilder::new()

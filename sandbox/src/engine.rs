@@ -31,15 +31,15 @@ use wasmtime::{
     AsContextMut, Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
-use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::{
-    determinism,
+    crash,
     dirty::{DirtyTracker, Tracked},
     error::SandboxError,
     item::{GuestResult, Item, Outcome, Verdict},
     limits::{Limits, Rules},
     snapshot,
+    wasi::{self, GuestIo, HasGuestIo},
 };
 
 /// How often the wall-clock deadline is checked.
@@ -120,7 +120,8 @@ impl Drop for Executor {
 
 /// Store data of one instance.
 struct HostState {
-    wasi: WasiP1Ctx,
+    /// What the guest's WASI calls see and write (clocks, random stream, native output).
+    io: GuestIo,
     limiter: MemoryLimiter,
     fuel: u64,
     deadline_ticks: u64,
@@ -139,7 +140,7 @@ impl HostState {
     /// The state of a store before its first program.
     fn new() -> Self {
         HostState {
-            wasi: determinism::wasi_ctx(),
+            io: GuestIo::default(),
             limiter: MemoryLimiter {
                 // Until a program sets its own: instantiation must be able to make the memory.
                 max_bytes: usize::MAX,
@@ -155,7 +156,7 @@ impl HostState {
         }
     }
 
-    /// The limits and bookkeeping of the next program's run. (Its WASI context is new: made
+    /// The limits and bookkeeping of the next program's run. (Its [`GuestIo`] is new: made
     /// with the store, or replaced when the instance is kept, see [`Worker::keep`].)
     fn prepare(&mut self, limits: &Limits, control: RunControl, items: usize) {
         self.limiter = MemoryLimiter {
@@ -210,6 +211,12 @@ pub struct Worker {
 struct MemoryLimiter {
     max_bytes: usize,
     denied: bool,
+}
+
+impl HasGuestIo for HostState {
+    fn guest_io(&mut self) -> &mut GuestIo {
+        &mut self.io
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -296,8 +303,8 @@ impl Executor {
         let module = snapshot::load(&engine, &config.cache_dir)?;
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| &mut s.wasi)
-            .map_err(engine_err)?;
+        // Our own WASI: no call a guest makes may need a system call (see `crate::wasi`).
+        wasi::add_to_linker(&mut linker).map_err(engine_err)?;
         linker
             .func_wrap("azr", "item_start", item_start)
             .map_err(engine_err)?;
@@ -485,13 +492,16 @@ impl Worker {
         let deadline_ticks = store.data().deadline_ticks;
         store.set_epoch_deadline(deadline_ticks);
 
+        crash::running(items[0].program().0);
         let result = call_guest(&mut instance, &bytes);
+        crash::finished();
         let store = &mut instance.store;
         let state = store.data_mut();
         let answered = std::mem::take(&mut state.outcomes);
         let denied = state.limiter.denied;
         let current = state.current;
         let item_started = state.item_started;
+        let native_output = state.io.native_output();
         let fuel_left = store.get_fuel().unwrap_or(0);
         let done = answered.len();
         outcomes.extend(answered);
@@ -506,6 +516,15 @@ impl Worker {
             let running = current.map_or(0, |i| i as usize);
             if running >= done && done < items.len() {
                 let mut outcome = classify_trap(&error, denied, limits);
+                if outcome.verdict == Verdict::Fault
+                    && let Some(said) = &native_output
+                {
+                    // A guest panic: its message is the best account of what went wrong.
+                    outcome.error_message = Some(format!(
+                        "{}; the interpreter said: {said}",
+                        outcome.error_message.as_deref().unwrap_or_default()
+                    ));
+                }
                 outcome.fuel_used = limits.fuel.saturating_sub(fuel_left);
                 outcome.micros = item_started.elapsed().as_micros() as u64;
                 outcomes.push(outcome);
@@ -577,7 +596,7 @@ impl Worker {
             instance.warm_runs = 0;
         }
         // The host side of a fresh instance: clocks and random streams start over.
-        instance.store.data_mut().wasi = determinism::wasi_ctx();
+        instance.store.data_mut().io = GuestIo::default();
         self.warm = Some(instance);
     }
 
@@ -676,6 +695,8 @@ fn item_start(mut caller: Caller<'_, HostState>, index: u32) {
         let state = caller.data_mut();
         state.current = Some(index);
         state.item_started = Instant::now();
+        // Whether this item hit the memory cap (the instance keeps what earlier items grew).
+        state.limiter.denied = false;
         (state.fuel, state.deadline_ticks)
     };
     let _ = caller.set_fuel(fuel);
@@ -709,6 +730,18 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
     };
     let state = caller.data_mut();
     let mut outcome = outcome;
+    if state.limiter.denied
+        && outcome.verdict == Verdict::Error
+        && outcome.error_type.as_deref() == Some("MemoryError")
+    {
+        // The interpreter caught the refused allocation and raised `MemoryError`, and the
+        // program let it escape: the memory cap was reached, as when the allocator aborts.
+        outcome.verdict = Verdict::OutOfMemory;
+        outcome.error_message = Some(format!(
+            "memory limit of {} bytes exceeded",
+            state.limiter.max_bytes
+        ));
+    }
     outcome.fuel_used = state.fuel.saturating_sub(fuel_left);
     outcome.micros = state.item_started.elapsed().as_micros() as u64;
     let stop = state.stop_on_failure && outcome.failed();

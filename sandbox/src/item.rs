@@ -126,7 +126,8 @@ pub enum Verdict {
     Timeout,
     /// The deterministic instruction budget ran out.
     OutOfFuel,
-    /// The program asked for more memory than its cap.
+    /// The program asked for more memory than its cap (the allocator failed, or the
+    /// `MemoryError` the interpreter raised for the refused allocation went uncaught).
     OutOfMemory,
     /// The program wrote more than its stdout/stderr cap, or returned a too long `repr`.
     OutputLimit,

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod config;
+pub mod crash;
 pub mod determinism;
 pub mod dirty;
 pub mod engine;
@@ -35,6 +36,7 @@ pub mod pool;
 pub mod queue;
 pub mod server;
 pub mod snapshot;
+pub mod wasi;
 
 pub use engine::{EngineConfig, Executor, InstanceReset, RunControl, Worker, default_cache_dir};
 pub use error::SandboxError;

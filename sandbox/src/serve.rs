@@ -77,6 +77,8 @@ const IO_THREADS: usize = 2;
 
 pub fn run(config: &SandboxConfig) -> Result<()> {
     let started = Instant::now();
+    // A panic anywhere (a bug) also names the programs that were running.
+    azr_sandbox::crash::install_panic_hook();
     hardening::apply_rlimits(&config.hardening).context("applying rlimits")?;
     hardening::set_no_new_privs()?;
 

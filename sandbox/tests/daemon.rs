@@ -447,16 +447,32 @@ fn systemd_socket_activation_is_served() {
 }
 
 #[test]
-fn sixteen_clients_and_hostile_programs_are_all_answered_with_bounded_memory() {
-    const REQUESTS: usize = 10_000;
+fn sixteen_clients_and_hostile_programs_of_every_verdict_are_all_answered_by_one_process() {
+    const REQUESTS: usize = 4_000;
     const CLIENTS: usize = 16;
+    // One request in eight is hostile, drawn in turn from every non-`ok` case of
+    // tests/data/verdicts.toml with the limits that make it end that way.
+    const HOSTILE_EVERY: usize = 8;
     let mut daemon = Daemon::start("");
+    let pid = daemon.pid();
     let seeds = seed_programs();
-    let hostile = hostile_programs();
+    let hostile: Vec<support::VerdictCase> = support::verdict_cases()
+        .into_iter()
+        .filter(|c| c.verdict != "ok")
+        .collect();
+    // Warm-up: every case once, so that what is measured afterwards is steady state (the
+    // workers' memory slots and instances exist).
+    daemon.block_on(async {
+        let client = daemon.client();
+        for case in &hostile {
+            case.send(&client).await.expect("warm-up answered");
+        }
+    });
     let fds_before = daemon.open_fds();
+    let threads_before = support::threads(pid);
+    let rss_before = support::rss_kib(pid).unwrap_or(0);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let watcher = {
-        let pid = daemon.pid();
         let peak = peak.clone();
         std::thread::spawn(move || {
             while let Some(kib) = support::rss_kib(pid) {
@@ -466,7 +482,7 @@ fn sixteen_clients_and_hostile_programs_are_all_answered_with_bounded_memory() {
         })
     };
     let started = std::time::Instant::now();
-    let (answered, verdicts) = daemon.block_on(async {
+    let verdicts = daemon.block_on(async {
         let client = std::sync::Arc::new(daemon.client());
         let mut handles = Vec::new();
         for c in 0..CLIENTS {
@@ -477,27 +493,31 @@ fn sixteen_clients_and_hostile_programs_are_all_answered_with_bounded_memory() {
                 let mut verdicts = Vec::new();
                 let mut i = c;
                 while i < REQUESTS {
-                    // One request in 40 is hostile.
-                    let (source, input) = if i % 40 == 0 {
-                        (hostile[(i / 40) % hostile.len()].clone(), None)
+                    let outcome = if i % HOSTILE_EVERY == 0 {
+                        hostile[(i / HOSTILE_EVERY) % hostile.len()]
+                            .send(&client)
+                            .await
                     } else {
                         let (s, x) = &seeds[i % seeds.len()];
-                        (s.clone(), Some(x.clone()))
+                        let call = CallOptions {
+                            options: small_limits(),
+                            ..CallOptions::default()
+                        };
+                        client
+                            .run(
+                                v1::RunTask {
+                                    program: program(s),
+                                    input: Some(x.clone()),
+                                },
+                                &call,
+                            )
+                            .await
                     };
-                    let call = CallOptions {
-                        options: small_limits(),
-                        ..CallOptions::default()
-                    };
-                    let outcome = client
-                        .run(
-                            v1::RunTask {
-                                program: program(&source),
-                                input,
-                            },
-                            &call,
-                        )
-                        .await;
-                    verdicts.push(outcome.map(|o| verdict(&o)).map_err(|e| e.to_string()));
+                    verdicts.push(
+                        outcome
+                            .map(|o| support::verdict_name(&o))
+                            .map_err(|e| e.to_string()),
+                    );
                     i += CLIENTS;
                 }
                 verdicts
@@ -507,31 +527,59 @@ fn sixteen_clients_and_hostile_programs_are_all_answered_with_bounded_memory() {
         for h in handles {
             all.extend(h.await.expect("client task"));
         }
-        let ok = all.iter().filter(|v| v.is_ok()).count();
-        (ok, all)
+        all
     });
     let secs = started.elapsed().as_secs_f64();
     let failures: BTreeSet<String> = verdicts
         .iter()
         .filter_map(|v| v.as_ref().err().cloned())
         .collect();
+    let answered = verdicts.iter().filter(|v| v.is_ok()).count();
     assert_eq!(answered, REQUESTS, "every request answered: {failures:?}");
-    assert!(daemon.alive(), "daemon alive");
+    assert!(daemon.alive(), "daemon alive:\n{}", daemon.stderr());
     let fds_after = daemon.open_fds();
+    let threads_after = support::threads(pid);
+    let rss_after = support::rss_kib(pid).unwrap_or(0);
     let peak_mib = peak.load(std::sync::atomic::Ordering::Relaxed) / 1024;
     let mut by_verdict = std::collections::BTreeMap::new();
     for v in verdicts.iter().flatten() {
-        *by_verdict.entry(format!("{v:?}")).or_insert(0) += 1;
+        *by_verdict.entry(v.clone()).or_insert(0) += 1;
     }
     eprintln!(
         "load: {REQUESTS} requests from {CLIENTS} clients in {secs:.1} s ({:.0}/s); verdicts \
-         {by_verdict:?}; daemon peak RSS {peak_mib} MiB; fds {fds_before} -> {fds_after}",
-        REQUESTS as f64 / secs
+         {by_verdict:?}; daemon pid {pid} throughout; RSS {} -> {} MiB (peak {peak_mib} MiB); \
+         fds {fds_before} -> {fds_after}; threads {threads_before:?} -> {threads_after:?}",
+        REQUESTS as f64 / secs,
+        rss_before / 1024,
+        rss_after / 1024,
     );
-    assert!(peak_mib < 2048, "daemon RSS bounded: peak {peak_mib} MiB");
+    for kind in [
+        "ok",
+        "error",
+        "rejected",
+        "timeout",
+        "out_of_fuel",
+        "out_of_memory",
+        "output_limit",
+        "fault",
+    ] {
+        assert!(
+            by_verdict.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} among {by_verdict:?}"
+        );
+    }
+    assert_eq!(daemon.pid(), pid);
+    assert_eq!(threads_after, threads_before, "no thread came or went");
     assert!(
         fds_after <= fds_before + 2,
         "no descriptor leak: {fds_before} -> {fds_after}"
+    );
+    assert!(peak_mib < 2048, "daemon RSS bounded: peak {peak_mib} MiB");
+    assert!(
+        rss_after <= rss_before + (128 << 10),
+        "RSS back to steady state: {} -> {} MiB",
+        rss_before / 1024,
+        rss_after / 1024
     );
     drop(daemon);
     let _ = watcher.join();
@@ -571,6 +619,10 @@ fn a_recorded_workload_stays_inside_the_seccomp_policy() {
                     &call,
                 )
                 .await;
+        }
+        // Every verdict kind, guest panics and allocation failures included.
+        for case in support::verdict_cases() {
+            let _ = case.send(&client).await;
         }
         client.stats().await.expect("stats");
     });

@@ -82,3 +82,60 @@ fn a_killed_daemon_is_restarted_and_its_tasks_count_as_failed() {
     let Ok(after) = sandbox.check(&[deduction("42")]);
     assert!(after[0].passed, "{after:?}");
 }
+
+#[test]
+fn hostile_programs_of_every_verdict_kind_leave_the_embedded_daemon_up() {
+    let binary = SandboxSpec::find_binary(None).expect("azr-sandbox binary");
+    let mut sandbox = Sandbox::connect(
+        SandboxSpec::Embedded { binary, workers: 1 },
+        ValidationConfig {
+            timeout_s: 5.0,
+            ..ValidationConfig::default()
+        },
+    )
+    .expect("embedded daemon starts");
+    let pid = sandbox.daemon_pid().expect("embedded daemon pid");
+    let cases = [
+        ("error", "def f(x):\n    return 1 / 0"),
+        ("rejected", "import random\ndef f(x):\n    return x"),
+        ("timeout", "def f(x):\n    while True:\n        pass"),
+        (
+            "out_of_memory",
+            "def f(x):\n    return len(bytearray(1024 ** 3))",
+        ),
+        (
+            "out_of_memory",
+            "def f(x):\n    l = []\n    while True:\n        l.append([0] * 1000)",
+        ),
+        (
+            "output_limit",
+            "def f(x):\n    while True:\n        print('x' * 1000)",
+        ),
+        // A guest panic (RustPython's lexer on an unterminated string after a multibyte
+        // character): the served daemon died of this one once.
+        ("fault", "def f(x):\n    return \"é"),
+    ];
+    for (kind, program) in cases {
+        let Ok(v) = sandbox.validate(&[ValidateTask {
+            program: program.into(),
+            imports: vec![],
+            input: "1".into(),
+            check_banned: true,
+        }]);
+        let error = v[0].error.clone().unwrap_or_default();
+        eprintln!("{kind}: {error}");
+        assert!(!v[0].ok, "{kind}: {v:?}");
+        assert!(error.starts_with(kind), "expected {kind}, got {error}");
+        assert_eq!(sandbox.daemon_pid(), Some(pid), "after {kind}");
+        assert_eq!(sandbox.stats.restarts, 0, "after {kind}");
+        let Ok(benign) = sandbox.check(&[deduction("42")]);
+        assert!(benign[0].passed, "after {kind}: {benign:?}");
+    }
+    // The same panic as a solver's answer.
+    let Ok(c) = sandbox.check(&[deduction("\"é"), deduction("42")]);
+    assert_eq!(c[0].verdict, "fault", "{c:?}");
+    assert!(c[1].passed, "{c:?}");
+    assert_eq!(sandbox.daemon_pid(), Some(pid));
+    assert_eq!(sandbox.stats.restarts, 0);
+    assert_eq!(sandbox.stats.failed_items, 0);
+}

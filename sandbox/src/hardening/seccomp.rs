@@ -76,6 +76,21 @@ impl Filters {
         Ok(())
     }
 
+    /// Puts the calling thread, and only it, under exactly the filters a daemon worker runs
+    /// under (`daemon` and `refuse`, which the daemon installs process-wide, then `worker`),
+    /// with the SIGSYS handler that names a refused call. For harnesses that run the engine
+    /// in a process that keeps its own freedoms: the fuzzers, whose engine would otherwise
+    /// never meet the lock-down that the served daemon's guests meet.
+    pub fn apply_worker_lockdown_to_this_thread(&self) -> Result<(), HardeningError> {
+        install_sigsys_handler()?;
+        for role in ["daemon", "refuse", "worker"] {
+            seccompiler::apply_filter(self.role(role)?).map_err(|e| {
+                HardeningError::Seccomp(format!("installing the {role} filter: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Installs the `worker` filter on the calling thread.
     pub fn apply_to_this_thread(&self, role: &str) -> Result<(), HardeningError> {
         seccompiler::apply_filter(self.role(role)?)
@@ -104,6 +119,11 @@ extern "C" fn on_sigsys(
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer lives on this stack.
     unsafe {
         libc::write(2, buffer.as_ptr().cast(), len);
+    }
+    // Name what was running, so that the program that found the bug can be reported.
+    crate::crash::report_running();
+    // SAFETY: as above.
+    unsafe {
         libc::_exit(128 + libc::SIGSYS);
     }
 }

@@ -180,6 +180,10 @@ impl Daemon {
         self.runtime.block_on(future)
     }
 
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -356,4 +360,134 @@ pub fn policy_syscalls(role: &str) -> BTreeSet<String> {
         .iter()
         .filter_map(|r| r["syscall"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// One program of `tests/data/verdicts.toml`: it must end in `verdict` under its limits.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictCase {
+    pub name: String,
+    pub verdict: String,
+    pub op: String,
+    pub source: String,
+    pub input: Option<String>,
+    pub fuel: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub stdout_chars: Option<u64>,
+}
+
+/// The programs of every verdict kind, in the file's order.
+pub fn verdict_cases() -> Vec<VerdictCase> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        case: Vec<VerdictCase>,
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/verdicts.toml");
+    let text = std::fs::read_to_string(&path).expect("tests/data/verdicts.toml");
+    let file: File = toml::from_str(&text).expect("verdicts.toml parses");
+    file.case
+}
+
+impl VerdictCase {
+    /// The case's limits as a request's options.
+    pub fn options(&self) -> azr_sandbox_client::v1::Options {
+        azr_sandbox_client::v1::Options {
+            limits: Some(azr_sandbox_client::v1::Limits {
+                fuel: self.fuel,
+                timeout_ms: self.timeout_ms,
+                memory_bytes: self.memory_bytes,
+                stdout_chars: self.stdout_chars,
+                ..Default::default()
+            }),
+            rules: None,
+        }
+    }
+
+    /// Sends the case to the daemon as the single RPC its `op` names.
+    pub async fn send(
+        &self,
+        client: &Client,
+    ) -> Result<azr_sandbox_client::v1::Outcome, azr_sandbox_client::ClientError> {
+        use azr_sandbox_client::{CallOptions, v1};
+        let call = CallOptions {
+            options: Some(self.options()),
+            ..CallOptions::default()
+        };
+        let program = Some(v1::Program {
+            source: self.source.clone(),
+            imports: vec![],
+        });
+        match self.op.as_str() {
+            "run" => {
+                client
+                    .run(
+                        v1::RunTask {
+                            program,
+                            input: self.input.clone(),
+                        },
+                        &call,
+                    )
+                    .await
+            }
+            "validate" => {
+                client
+                    .validate(
+                        v1::ValidateTask {
+                            program,
+                            input: self.input.clone().unwrap_or_default(),
+                        },
+                        &call,
+                    )
+                    .await
+            }
+            other => panic!("verdicts.toml: unknown op {other:?}"),
+        }
+    }
+}
+
+/// The verdict's name as `verdicts.toml` writes it (`out_of_fuel`, ...).
+pub fn verdict_name(outcome: &azr_sandbox_client::v1::Outcome) -> String {
+    let verdict = azr_sandbox_client::v1::Verdict::try_from(outcome.verdict)
+        .unwrap_or(azr_sandbox_client::v1::Verdict::Unspecified);
+    let debug = format!("{verdict:?}");
+    let mut name = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
+/// The fuzzers' regression inputs for `target` (files under `fuzz/regressions/<target>/`).
+pub fn fuzz_regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions")
+        .join(target);
+    let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, std::fs::read(e.path()).expect("regression input"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    inputs.sort();
+    inputs
+}
+
+/// Threads of process `pid`.
+pub fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("Threads:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

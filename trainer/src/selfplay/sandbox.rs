@@ -155,7 +155,7 @@ impl EmbeddedDaemon {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
+        lines[lines.len().saturating_sub(8)..].join(" | ")
     }
 
     fn stop(&mut self) {
@@ -333,7 +333,15 @@ impl Sandbox {
         );
         let dead = self.daemon.as_mut().is_some_and(|d| d.exited().is_some());
         if self.daemon.is_some() && (dead || !healthy) {
-            tracing::warn!(%error, dead, "sandbox daemon lost; restarting it");
+            // A daemon that died names the programs it was running in its log: keep that
+            // before the restart starts a new log.
+            let said = self.daemon.as_ref().map(EmbeddedDaemon::log_tail);
+            tracing::warn!(
+                %error,
+                dead,
+                daemon_log = said.as_deref().unwrap_or(""),
+                "sandbox daemon lost; restarting it"
+            );
             self.stats.restarts += 1;
             if let Err(e) = self.start_daemon() {
                 tracing::error!(error = %e, "restarting the sandbox daemon failed; will retry on the next call");
