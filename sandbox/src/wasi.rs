@@ -107,9 +107,14 @@ impl GuestIo {
         if self.native_output_len == 0 {
             return None;
         }
+        // One line: a panic message spreads over several, and its advice to set
+        // RUST_BACKTRACE means nothing to the caller.
         let mut text = String::from_utf8_lossy(&self.native_output)
-            .trim_end()
-            .to_owned();
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let dropped = self.native_output_len - self.native_output.len();
         if dropped > 0 {
             text.push_str(&format!(" [… {dropped} more bytes]"));
@@ -600,11 +605,16 @@ mod tests {
     fn native_output_is_capped_and_counts_what_it_dropped() {
         let mut io = GuestIo::default();
         assert_eq!(io.native_output(), None);
-        io.write_native(b"thread panicked at x\n");
-        assert_eq!(io.native_output().as_deref(), Some("thread panicked at x"));
+        io.write_native(
+            b"\nthread panicked at x:\nwhy\nnote: run with `RUST_BACKTRACE=1` to see\n",
+        );
+        assert_eq!(
+            io.native_output().as_deref(),
+            Some("thread panicked at x: why")
+        );
         io.write_native(&vec![b'y'; NATIVE_OUTPUT_CAP]);
         let text = io.native_output().expect("output");
-        assert!(text.ends_with("[… 21 more bytes]"), "{text}");
+        assert!(text.ends_with("[… 68 more bytes]"), "{text}");
     }
 
     #[test]

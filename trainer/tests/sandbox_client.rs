@@ -95,27 +95,32 @@ fn hostile_programs_of_every_verdict_kind_leave_the_embedded_daemon_up() {
     )
     .expect("embedded daemon starts");
     let pid = sandbox.daemon_pid().expect("embedded daemon pid");
-    let cases = [
-        ("error", "def f(x):\n    return 1 / 0"),
-        ("rejected", "import random\ndef f(x):\n    return x"),
-        ("timeout", "def f(x):\n    while True:\n        pass"),
+    // (the verdicts a case may end in, the program): a busy loop meets the fuel budget or
+    // the clock first depending on the machine's speed.
+    let cases: [(&[&str], &str); 7] = [
+        (&["error"], "def f(x):\n    return 1 / 0"),
+        (&["rejected"], "import random\ndef f(x):\n    return x"),
         (
-            "out_of_memory",
+            &["timeout", "out_of_fuel"],
+            "def f(x):\n    while True:\n        pass",
+        ),
+        (
+            &["out_of_memory"],
             "def f(x):\n    return len(bytearray(1024 ** 3))",
         ),
         (
-            "out_of_memory",
+            &["out_of_memory"],
             "def f(x):\n    l = []\n    while True:\n        l.append([0] * 1000)",
         ),
         (
-            "output_limit",
+            &["output_limit"],
             "def f(x):\n    while True:\n        print('x' * 1000)",
         ),
         // A guest panic (RustPython's lexer on an unterminated string after a multibyte
         // character): the served daemon died of this one once.
-        ("fault", "def f(x):\n    return \"é"),
+        (&["fault"], "def f(x):\n    return \"é"),
     ];
-    for (kind, program) in cases {
+    for (kinds, program) in cases {
         let Ok(v) = sandbox.validate(&[ValidateTask {
             program: program.into(),
             imports: vec![],
@@ -123,13 +128,16 @@ fn hostile_programs_of_every_verdict_kind_leave_the_embedded_daemon_up() {
             check_banned: true,
         }]);
         let error = v[0].error.clone().unwrap_or_default();
-        eprintln!("{kind}: {error}");
-        assert!(!v[0].ok, "{kind}: {v:?}");
-        assert!(error.starts_with(kind), "expected {kind}, got {error}");
-        assert_eq!(sandbox.daemon_pid(), Some(pid), "after {kind}");
-        assert_eq!(sandbox.stats.restarts, 0, "after {kind}");
+        eprintln!("{kinds:?}: {error}");
+        assert!(!v[0].ok, "{kinds:?}: {v:?}");
+        assert!(
+            kinds.iter().any(|k| error.starts_with(&format!("{k}:"))),
+            "expected {kinds:?}, got {error}"
+        );
+        assert_eq!(sandbox.daemon_pid(), Some(pid), "after {kinds:?}");
+        assert_eq!(sandbox.stats.restarts, 0, "after {kinds:?}");
         let Ok(benign) = sandbox.check(&[deduction("42")]);
-        assert!(benign[0].passed, "after {kind}: {benign:?}");
+        assert!(benign[0].passed, "after {kinds:?}: {benign:?}");
     }
     // The same panic as a solver's answer.
     let Ok(c) = sandbox.check(&[deduction("\"é"), deduction("42")]);

@@ -69,6 +69,9 @@ pub struct GroupRecord {
     /// terms).
     pub rewards: Vec<f64>,
     pub format_error_rate: Option<f64>,
+    /// Every rollout of the group got the same reward: its advantages are all zero, so it
+    /// teaches nothing this step (`None` for an empty group).
+    pub zero_variance: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +143,9 @@ pub struct UpdateStats {
 pub struct StepRecord {
     pub step: u64,
     pub groups: BTreeMap<String, GroupRecord>,
+    /// Of the groups with rollouts, the fraction whose rewards were all equal (no gradient):
+    /// 1 means the step could not learn anything.
+    pub zero_variance_groups: Option<f64>,
     pub buffers: BTreeMap<String, usize>,
     pub time: Times,
     pub generated_tokens: usize,
@@ -173,6 +179,7 @@ impl StepRecord {
                     mean_reward: mean(t.rewards.iter().copied()),
                     rewards: t.rewards.clone(),
                     format_error_rate: (n > 0).then(|| t.format_errors as f64 / n as f64),
+                    zero_variance: (n > 0).then(|| t.rewards.iter().all(|&r| r == t.rewards[0])),
                     valid_rate: mean(t.valid.iter().map(|&v| f64::from(u8::from(v)))),
                     joined_buffer: (!t.valid.is_empty()).then_some(t.joined),
                     solve_rate: mean(t.solve_rates.iter().copied()),
@@ -182,6 +189,12 @@ impl StepRecord {
                 },
             );
         }
+        let zero_variance_groups = mean(
+            groups
+                .values()
+                .filter_map(|g| g.zero_variance)
+                .map(|z| f64::from(u8::from(z))),
+        );
         sandbox.share_of_step = if time.total_s > 0.0 {
             sandbox.seconds / time.total_s
         } else {
@@ -190,6 +203,7 @@ impl StepRecord {
         StepRecord {
             step,
             groups,
+            zero_variance_groups,
             buffers,
             generated_tokens: time.generated_tokens,
             tokens_per_s: if time.generate_s > 0.0 {
@@ -311,7 +325,7 @@ impl Progress {
                 .map_or("-".to_owned(), |v| format!("{v:.2}"))
         };
         eprintln!(
-            "{bar} {eta} | {:.1} s (gen {:.1}, sandbox {:.2}, update {:.1}) | valid i {} o {} f {} | solve i {} o {} f {} | {:.1} tok/s",
+            "{bar} {eta} | {:.1} s (gen {:.1}, sandbox {:.2}, update {:.1}) | valid i {} o {} f {} | solve i {} o {} f {} | zero-variance groups {} | {:.1} tok/s",
             r.time.total_s,
             r.time.generate_s,
             r.time.sandbox_s,
@@ -322,6 +336,8 @@ impl Progress {
             rate("pred_code_i", |g| g.solve_rate),
             rate("pred_code_o", |g| g.solve_rate),
             rate("pred_code_f", |g| g.solve_rate),
+            r.zero_variance_groups
+                .map_or("-".to_owned(), |v| format!("{v:.2}")),
             r.tokens_per_s,
         );
     }
@@ -333,5 +349,37 @@ fn clock(secs: f64) -> String {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     } else {
         format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(rewards: &[f64]) -> GroupTally {
+        GroupTally {
+            rewards: rewards.to_vec(),
+            ..GroupTally::default()
+        }
+    }
+
+    #[test]
+    fn a_group_whose_rewards_are_all_equal_counts_as_zero_variance() {
+        let mut tallies = BTreeMap::new();
+        tallies.insert(Group::ALL[1], tally(&[-1.0, -1.0]));
+        tallies.insert(Group::ALL[3], tally(&[-1.0, -0.5]));
+        let record = StepRecord::new(
+            1,
+            &tallies,
+            &BTreeMap::new(),
+            BTreeMap::new(),
+            Times::default(),
+            SandboxDelta::default(),
+            UpdateStats::default(),
+        );
+        assert_eq!(record.groups["pred_code_i"].zero_variance, Some(true));
+        assert_eq!(record.groups["pred_code_o"].zero_variance, Some(false));
+        assert_eq!(record.groups["gen_code_i"].zero_variance, None);
+        assert_eq!(record.zero_variance_groups, Some(0.5));
     }
 }
