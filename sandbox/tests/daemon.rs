@@ -413,23 +413,14 @@ fn every_thread_of_the_daemon_runs_under_seccomp() {
 
 #[test]
 fn a_forbidden_system_call_inside_the_daemon_stops_it() {
-    // gdb makes the running daemon itself call socket(AF_INET, SOCK_STREAM, 0).
-    let Some(gdb) = support::which("gdb") else {
-        panic!("gdb is needed for this test (scripts/apt-deps.sh daemon installs it)");
-    };
     let mut daemon = Daemon::start("");
-    let out = std::process::Command::new(gdb)
-        .args(["-p", &daemon.pid().to_string(), "-batch", "-nx"])
-        .args(["-ex", "call (int) socket(2, 1, 0)"])
-        .output()
-        .expect("gdb runs");
+    let out = daemon.call_forbidden_socket();
     let status = daemon.wait();
     let stderr = daemon.stderr();
     assert_eq!(
         status.code(),
         Some(128 + 31),
-        "stopped by the SIGSYS handler: {status:?}\n{}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
+        "stopped by the SIGSYS handler: {status:?}\n{out}\n{stderr}",
     );
     assert!(
         stderr.contains("seccomp refused system call 41"),
@@ -553,16 +544,7 @@ fn sixteen_clients_and_hostile_programs_of_every_verdict_are_all_answered_by_one
         rss_before / 1024,
         rss_after / 1024,
     );
-    for kind in [
-        "ok",
-        "error",
-        "rejected",
-        "timeout",
-        "out_of_fuel",
-        "out_of_memory",
-        "output_limit",
-        "fault",
-    ] {
+    for kind in support::VERDICT_KINDS {
         assert!(
             by_verdict.get(kind).copied().unwrap_or(0) > 0,
             "no {kind} among {by_verdict:?}"

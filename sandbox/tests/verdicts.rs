@@ -47,16 +47,7 @@ fn every_verdict_kind_leaves_the_served_daemon_up() {
     let cases = verdict_cases();
     let kinds: std::collections::BTreeSet<&str> =
         cases.iter().map(|c| c.verdict.as_str()).collect();
-    for kind in [
-        "ok",
-        "error",
-        "rejected",
-        "timeout",
-        "out_of_fuel",
-        "out_of_memory",
-        "output_limit",
-        "fault",
-    ] {
+    for kind in support::VERDICT_KINDS {
         assert!(kinds.contains(kind), "verdicts.toml has no {kind} case");
     }
     let mut daemon = Daemon::start("");
@@ -141,9 +132,6 @@ fn the_fuzzers_regression_inputs_leave_the_served_daemon_up() {
 fn a_daemon_that_dies_names_the_programs_it_was_running() {
     // gdb makes the daemon call socket(AF_INET, ...) while a program runs, standing in for a
     // bug nobody has found yet: the report must name the program, so it can be reported.
-    let Some(gdb) = support::which("gdb") else {
-        panic!("gdb is needed for this test (scripts/apt-deps.sh daemon installs it)");
-    };
     let mut daemon = Daemon::start("");
     let client = daemon.client();
     let request = {
@@ -178,11 +166,7 @@ fn a_daemon_that_dies_names_the_programs_it_was_running() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let _ = std::process::Command::new(gdb)
-        .args(["-p", &daemon.pid().to_string(), "-batch", "-nx"])
-        .args(["-ex", "call (int) socket(2, 1, 0)"])
-        .output()
-        .expect("gdb runs");
+    daemon.call_forbidden_socket();
     let status = daemon.wait();
     assert_eq!(status.code(), Some(128 + 31), "{}", daemon.stderr());
     let stderr = daemon.stderr();

@@ -218,6 +218,20 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Makes the running daemon itself call `socket(AF_INET, SOCK_STREAM, 0)` through gdb, a
+    /// call its seccomp policy forbids; returns gdb's output.
+    pub fn call_forbidden_socket(&self) -> String {
+        let Some(gdb) = which("gdb") else {
+            panic!("gdb is needed for this test (scripts/apt-deps.sh daemon installs it)");
+        };
+        let out = Command::new(gdb)
+            .args(["-p", &self.pid.to_string(), "-batch", "-nx"])
+            .args(["-ex", "call (int) socket(2, 1, 0)"])
+            .output()
+            .expect("gdb runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
     }
@@ -252,10 +266,15 @@ fn only_child(pid: u32) -> Option<u32> {
 }
 
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// A number field of `/proc/<pid>/status` (`VmRSS:` in KiB, `Threads:`, ...).
+fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -482,12 +501,17 @@ pub fn fuzz_regressions(target: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Threads of process `pid`.
 pub fn threads(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("Threads:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status_field(pid, "Threads:")
 }
+
+/// Every verdict kind a program can end in (`skipped` is the host's, not a program's).
+pub const VERDICT_KINDS: [&str; 8] = [
+    "ok",
+    "error",
+    "rejected",
+    "timeout",
+    "out_of_fuel",
+    "out_of_memory",
+    "output_limit",
+    "fault",
+];
