@@ -73,6 +73,8 @@ fn limits() -> Limits {
 
 fn report_fault(data: &[u8], program: &str, item: usize, outcome: &azr_sandbox::Outcome) {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    // Long enough to reach a panic's location (`…/compile.rs:686:26`), so that distinct
+    // interpreter panics count as distinct kinds.
     let kind = format!(
         "{}: {}",
         outcome.error_type.as_deref().unwrap_or("?"),
@@ -81,7 +83,7 @@ fn report_fault(data: &[u8], program: &str, item: usize, outcome: &azr_sandbox::
             .as_deref()
             .unwrap_or("")
             .chars()
-            .take(80)
+            .take(240)
             .collect::<String>()
     );
     let abort = std::env::var_os("AZR_FUZZ_FAULT").is_some_and(|v| v == "abort");
