@@ -402,7 +402,14 @@ fn gradient_checkpointing_gives_the_same_gradients_as_plain_backprop() {
     zero(&model);
     let ckpt_loss = checkpointed_backward(&model, &tf, head);
     let ckpt = grads(&model);
-    assert!((plain_loss.double_value(&[]) - ckpt_loss.double_value(&[])).abs() < 1e-5);
+    // Equal up to f32 rounding: the checkpointed pass's first forward runs without autograd,
+    // where norms take their sums in another order, and MKL's kernels differ by CPU (on an
+    // AMD EPYC without AVX-512 the two losses of ≈ 354 differ by one ulp, 3e-5).
+    let (plain_value, ckpt_value) = (plain_loss.double_value(&[]), ckpt_loss.double_value(&[]));
+    assert!(
+        (plain_value - ckpt_value).abs() <= 1e-6 * plain_value.abs().max(1.0),
+        "losses {plain_value} and {ckpt_value}"
+    );
     for ((name, a), (_, b)) in plain.iter().zip(&ckpt) {
         let scale = a.abs().max().double_value(&[]).max(1e-6);
         let diff = (a - b).abs().max().double_value(&[]);
