@@ -19,7 +19,7 @@
 //!   blocks: it moves both clocks forward by the time asked for and returns at once;
 //! - seeded random bytes; no arguments, no environment, no sockets.
 //!
-//! Every one of the 45 preview-1 functions is defined, so any guest links; the test
+//! Every one of the 46 preview-1 functions is defined, so any guest links; the test
 //! `every_function_the_guest_imports_is_answered_here` pins that the guest imports nothing
 //! else.
 
