@@ -10,6 +10,7 @@
 
 use std::{
     cell::Cell,
+    fmt::Write as _,
     hash::{DefaultHasher, Hash, Hasher},
     io::Write,
     sync::atomic::{AtomicU8, AtomicUsize, Ordering},
@@ -54,28 +55,47 @@ fn my_slot() -> Option<&'static Slot> {
     })
 }
 
-/// Records that this thread now runs `program` (until [`finished`]).
+/// Records that this thread now runs `program` (until [`finished`]). On every program's
+/// path, so it writes the label straight into the slot: no allocation.
 pub fn running(program: &str) {
     let Some(slot) = my_slot() else { return };
     let mut hasher = DefaultHasher::new();
     program.hash(&mut hasher);
-    let mut label = format!(
-        "program {:016x} ({} bytes): ",
-        hasher.finish(),
-        program.len()
-    );
-    let excerpt: String = program.chars().take(EXCERPT_CHARS).collect();
-    label.extend(excerpt.escape_debug());
-    if program.chars().nth(EXCERPT_CHARS).is_some() {
-        label.push('…');
-    }
-    let bytes = label.as_bytes();
-    let n = bytes.len().min(LABEL);
     slot.len.store(0, Ordering::Release);
-    for (cell, b) in slot.bytes.iter().zip(&bytes[..n]) {
-        cell.store(*b, Ordering::Relaxed);
+    let mut label = SlotWriter { slot, len: 0 };
+    let excerpt = program
+        .char_indices()
+        .nth(EXCERPT_CHARS)
+        .map_or(program, |(i, _)| &program[..i]);
+    let _ = write!(
+        label,
+        "program {:016x} ({} bytes): {}{}",
+        hasher.finish(),
+        program.len(),
+        excerpt.escape_debug(),
+        if excerpt.len() < program.len() {
+            "…"
+        } else {
+            ""
+        }
+    );
+    slot.len.store(label.len, Ordering::Release);
+}
+
+/// Writes into a slot's bytes, silently dropping what does not fit.
+struct SlotWriter<'a> {
+    slot: &'a Slot,
+    len: usize,
+}
+
+impl std::fmt::Write for SlotWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for (cell, b) in self.slot.bytes[self.len..].iter().zip(s.as_bytes()) {
+            cell.store(*b, Ordering::Relaxed);
+            self.len += 1;
+        }
+        Ok(())
     }
-    slot.len.store(n, Ordering::Release);
 }
 
 /// Clears this thread's label.

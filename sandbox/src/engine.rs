@@ -663,6 +663,11 @@ fn skip_rest(outcomes: &mut Vec<Outcome>, total: usize, why: &str) {
     }
 }
 
+/// The message of an `out_of_memory` outcome.
+fn memory_exceeded(limit: impl std::fmt::Display) -> String {
+    format!("memory limit of {limit} bytes exceeded")
+}
+
 fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> Outcome {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Outcome::host(
@@ -678,7 +683,7 @@ fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) 
         _ if memory_denied => Outcome::host(
             Verdict::OutOfMemory,
             "MemoryError",
-            format!("memory limit of {} bytes exceeded", limits.memory_bytes),
+            memory_exceeded(limits.memory_bytes),
         ),
         Some(Trap::StackOverflow) => Outcome::host(
             Verdict::Fault,
@@ -737,10 +742,7 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
         // The interpreter caught the refused allocation and raised `MemoryError`, and the
         // program let it escape: the memory cap was reached, as when the allocator aborts.
         outcome.verdict = Verdict::OutOfMemory;
-        outcome.error_message = Some(format!(
-            "memory limit of {} bytes exceeded",
-            state.limiter.max_bytes
-        ));
+        outcome.error_message = Some(memory_exceeded(state.limiter.max_bytes));
     }
     outcome.fuel_used = state.fuel.saturating_sub(fuel_left);
     outcome.micros = state.item_started.elapsed().as_micros() as u64;

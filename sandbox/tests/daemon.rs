@@ -544,7 +544,7 @@ fn sixteen_clients_and_hostile_programs_of_every_verdict_are_all_answered_by_one
         rss_before / 1024,
         rss_after / 1024,
     );
-    for kind in support::VERDICT_KINDS {
+    for kind in support::verdict_kinds() {
         assert!(
             by_verdict.get(kind).copied().unwrap_or(0) > 0,
             "no {kind} among {by_verdict:?}"

@@ -47,7 +47,7 @@ fn every_verdict_kind_leaves_the_served_daemon_up() {
     let cases = verdict_cases();
     let kinds: std::collections::BTreeSet<&str> =
         cases.iter().map(|c| c.verdict.as_str()).collect();
-    for kind in support::VERDICT_KINDS {
+    for kind in support::verdict_kinds() {
         assert!(kinds.contains(kind), "verdicts.toml has no {kind} case");
     }
     let mut daemon = Daemon::start("");

@@ -83,12 +83,9 @@ impl Filters {
     /// never meet the lock-down that the served daemon's guests meet.
     pub fn apply_worker_lockdown_to_this_thread(&self) -> Result<(), HardeningError> {
         install_sigsys_handler()?;
-        for role in ["daemon", "refuse", "worker"] {
-            seccompiler::apply_filter(self.role(role)?).map_err(|e| {
-                HardeningError::Seccomp(format!("installing the {role} filter: {e}"))
-            })?;
-        }
-        Ok(())
+        ["daemon", "refuse", "worker"]
+            .into_iter()
+            .try_for_each(|role| self.apply_to_this_thread(role))
     }
 
     /// Installs the `worker` filter on the calling thread.

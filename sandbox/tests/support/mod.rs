@@ -467,17 +467,14 @@ impl VerdictCase {
 
 /// The verdict's name as `verdicts.toml` writes it (`out_of_fuel`, ...).
 pub fn verdict_name(outcome: &azr_sandbox_client::v1::Outcome) -> String {
-    let verdict = azr_sandbox_client::v1::Verdict::try_from(outcome.verdict)
-        .unwrap_or(azr_sandbox_client::v1::Verdict::Unspecified);
-    let debug = format!("{verdict:?}");
-    let mut name = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_lowercase());
-    }
-    name
+    azr_sandbox_client::v1::Verdict::try_from(outcome.verdict).map_or_else(
+        |_| format!("verdict_{}", outcome.verdict),
+        |v| {
+            v.as_str_name()
+                .trim_start_matches("VERDICT_")
+                .to_ascii_lowercase()
+        },
+    )
 }
 
 /// The fuzzers' regression inputs for `target` (files under `fuzz/regressions/<target>/`).
@@ -505,13 +502,9 @@ pub fn threads(pid: u32) -> Option<u64> {
 }
 
 /// Every verdict kind a program can end in (`skipped` is the host's, not a program's).
-pub const VERDICT_KINDS: [&str; 8] = [
-    "ok",
-    "error",
-    "rejected",
-    "timeout",
-    "out_of_fuel",
-    "out_of_memory",
-    "output_limit",
-    "fault",
-];
+pub fn verdict_kinds() -> impl Iterator<Item = &'static str> {
+    azr_sandbox::Verdict::ALL
+        .into_iter()
+        .filter(|v| *v != azr_sandbox::Verdict::Skipped)
+        .map(azr_sandbox::Verdict::as_str)
+}
