@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a part of the project needs, once.
-#   guest   Debian's Rust (rustc-web) with std sources, wasi-libc and wasm-ld, for the guest
+#   guest   Debian's Rust (rustc-web) with std sources, wasi-libc and wasm-ld, for the guest;
+#           patch, for the project's patches to RustPython
 #   daemon  for the daemon's tests: systemd (`systemd-analyze verify` of the units), strace
 #           (recording a workload's system calls), gdb (making the running daemon attempt a
 #           forbidden call)
 set -euo pipefail
 want=()
 case "${1:-all}" in
-  guest) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16) ;;
+  guest) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch) ;;
   daemon) want=(systemd strace gdb) ;;
-  all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 systemd strace gdb) ;;
+  all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch systemd strace gdb) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

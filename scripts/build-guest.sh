@@ -5,8 +5,14 @@
 # one, so the guest is built with Debian's rustc (the `rustc-web` packages) and
 # `-Zbuild-std`, linked by Debian's wasm-ld against Debian's wasi-libc.
 #
+# RustPython stays a crates.io dependency. Where the project changes it (CPython's set
+# order and hashes), the change is a patch in sandbox/guest/patches/, named
+# <crate>-<version>.patch: this script fetches the published crate as cargo does (checksum
+# checked), copies it, applies the patch, and links the patched crates at
+# sandbox/guest/patched/, where the guest's [patch.crates-io] table points.
+#
 # Output: prints the path of the cached guest .wasm, keyed by the hash of the guest's
-# sources, lock file and this script. A cold build takes about 13 minutes on 2 cores.
+# sources, patches, lock file and this script. A cold build takes about 13 minutes on 2 cores.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,12 +22,12 @@ cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
 if [[ -z "${AZR_NO_APT:-}" ]]; then
   "$root/scripts/apt-deps.sh" guest >&2
 fi
-for tool in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-16 /usr/lib/wasm32-wasi/libc.a; do
+for tool in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-16 /usr/lib/wasm32-wasi/libc.a /usr/bin/patch; do
   [[ -e "$tool" ]] || { echo "missing $tool: run scripts/setup.sh (Debian packages for the guest)" >&2; exit 1; }
 done
 
-key=$(cd "$guest" && cat Cargo.toml Cargo.lock build.rs $(find src python -type f | sort) "$root/scripts/build-guest.sh" \
-      | sha256sum | cut -c1-16)
+key=$(cd "$guest" && cat Cargo.toml Cargo.lock build.rs $(find src python patches -type f | sort) \
+      "$root/scripts/build-guest.sh" | sha256sum | cut -c1-16)
 out="$cache/guest/$key/azr_sandbox_guest.wasm"
 if [[ -s "$out" ]]; then
   echo "$out"
@@ -36,6 +42,36 @@ if [[ -s "$out" ]]; then
   echo "$out"
   exit 0
 fi
+
+# The patched RustPython crates, keyed by the patches (and this script).
+patch_key=$(cat "$guest"/patches/*.patch "$root/scripts/build-guest.sh" | sha256sum | cut -c1-16)
+patched="$cache/rustpython-patched/$patch_key"
+if [[ ! -f "$patched/.complete" ]]; then
+  echo "patching RustPython ($(cd "$guest/patches" && echo *.patch)) ..." >&2
+  scratch="$cache/rustpython-fetch"
+  mkdir -p "$scratch/src" "$patched"
+  : > "$scratch/src/lib.rs"
+  {
+    printf '[package]\nname = "azr-rustpython-fetch"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n\n[workspace]\n\n[dependencies]\n'
+    for p in "$guest"/patches/*.patch; do
+      base=$(basename "$p" .patch)
+      printf '%s = { version = "=%s", default-features = false }\n' "${base%-*}" "${base##*-}"
+    done
+  } > "$scratch/Cargo.toml"
+  (cd "$scratch" && /usr/bin/cargo fetch -q >&2)
+  registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
+  for p in "$guest"/patches/*.patch; do
+    base=$(basename "$p" .patch)
+    name=${base%-*}
+    src=$(ls -d "$registry"/*/"$base" 2>/dev/null | head -n1)
+    [[ -n "$src" ]] || { echo "cargo fetched no source for $base under $registry" >&2; exit 1; }
+    rm -rf "$patched/$name"
+    cp -r "$src" "$patched/$name"
+    patch -s -p1 -d "$patched/$name" < "$p" || { echo "$p does not apply to $base" >&2; exit 1; }
+  done
+  touch "$patched/.complete"
+fi
+ln -sfn "$patched" "$guest/patched"
 
 echo "building the wasm guest (cold: ~13 min on 2 cores) ..." >&2
 # When cargo runs this from a build script, its own settings are in the environment; the

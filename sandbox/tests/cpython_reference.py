@@ -4,23 +4,17 @@ Usage: python3 cpython_reference.py FILE...   (reads JSONL seed files, writes JS
 Output: a list with one entry per (file, line, input index):
   {"file": ..., "line": n, "index": k, "ok": bool, "value": repr-or-null, "error": str-or-null}
 Entries also list the non-stdlib modules the program imports ("third_party"). Run it in a
-scratch directory: some programs write files. Each input runs in a fresh namespace with a 10 s alarm; stdout/stderr are swallowed. The
-caller runs this under several PYTHONHASHSEED values to find hash-dependent answers.
+scratch directory: some programs write files. Each input runs in a child forked from a
+fresh interpreter (cpython_zygote.py), so that no program sees what another did to the
+interpreter, with a 10 s alarm; stdout/stderr are swallowed. The caller runs it with
+PYTHONHASHSEED=0, the hash seed the sandbox fixes.
 """
 
 import ast
-import io
 import json
-import signal
+import os
+import subprocess
 import sys
-
-
-class Timeout(BaseException):
-    pass
-
-
-def on_alarm(signum, frame):
-    raise Timeout()
 
 
 def third_party(snippet, imports):
@@ -39,40 +33,61 @@ def third_party(snippet, imports):
     return sorted(n for n in names if n not in sys.stdlib_module_names)
 
 
-def run(snippet, imports, inp):
-    code = "\n".join(imports) + "\n" + snippet if imports else snippet
-    ns = {"__name__": "__main__"}
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = io.StringIO()
-    signal.alarm(10)
-    try:
-        exec(compile(code, "<program>", "exec"), ns)
-        value = eval(compile("f(" + inp + ")", "<input>", "eval"), ns)
-        return {"ok": True, "value": repr(value), "error": None}
-    except BaseException as exc:  # noqa: BLE001 - every failure is an answer here
-        return {"ok": False, "value": None, "error": type(exc).__name__ + ": " + str(exc)[:200]}
-    finally:
-        signal.alarm(0)
-        sys.stdout, sys.stderr = saved
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpython_zygote.py")
+
+
+def unescape(line):
+    """Undo the zygote's escaping of backslashes and newlines."""
+    out = []
+    chars = iter(line)
+    for c in chars:
+        if c == "\\":
+            c = next(chars, "")
+            out.append("\n" if c == "n" else c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def run_all(jobs):
+    """Answers for (code, args) pairs, each from a fresh-interpreter state (cpython_zygote.py)."""
+    payload = b"".join(
+        code.encode("utf-8", "surrogatepass") + b"\0" + args.encode("utf-8", "surrogatepass") + b"\0"
+        for code, args in jobs
+    )
+    done = subprocess.run(
+        [sys.executable, ZYGOTE], input=payload, stdout=subprocess.PIPE, check=True
+    )
+    lines = done.stdout.decode("utf-8", "surrogatepass").split("\n")[: len(jobs)]
+    answers = []
+    for line in lines:
+        text = unescape(line)
+        ok = text.startswith("1")
+        answers.append(
+            {"ok": ok, "value": text[1:] if ok else None, "error": None if ok else text[1:]}
+        )
+    return answers
 
 
 def main():
-    signal.signal(signal.SIGALRM, on_alarm)
-    sys.setrecursionlimit(1000)
-    out = []
+    entries = []
+    jobs = []
     for path in sys.argv[1:]:
         with open(path) as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 r = json.loads(line)
+                imports = r.get("imports") or []
+                code = "\n".join(imports) + "\n" + r["snippet"] if imports else r["snippet"]
                 inputs = [r["input"]] if "input" in r else r["inputs"]
                 for k, inp in enumerate(inputs):
-                    entry = {"file": path, "line": n, "index": k,
-                             "third_party": third_party(r["snippet"], r.get("imports") or [])}
-                    entry.update(run(r["snippet"], r.get("imports") or [], inp))
-                    out.append(entry)
-    json.dump(out, sys.stdout)
+                    entries.append({"file": path, "line": n, "index": k,
+                                    "third_party": third_party(r["snippet"], imports)})
+                    jobs.append((code, inp))
+    for entry, result in zip(entries, run_all(jobs)):
+        entry.update(result)
+    json.dump(entries, sys.stdout)
 
 
 if __name__ == "__main__":

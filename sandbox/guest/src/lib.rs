@@ -113,9 +113,14 @@ fn traceback(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
 
 fn build() -> Result<Guest, String> {
     let mut settings = Settings::default();
-    // PYTHONHASHSEED=0: str/bytes hashes, and so set and dict iteration orders, are the same
-    // on every run and every machine.
+    // PYTHONHASHSEED=0: str/bytes hashes are CPython's with randomization off (the patched
+    // RustPython hashes as CPython 3.11 does), so sets iterate as in `PYTHONHASHSEED=0 python3`.
     settings.hash_seed = Some(0);
+    // Which strings that CPython has interned when a program starts: it decides how a set
+    // display of constants such as `{1, 2, "name"}` is laid out (patches/README.md).
+    rustpython_vm::builtins::PyCode::set_cpython_interned_names(include_str!(
+        "../data/cpython-interned-names.txt"
+    ));
     settings.import_site = false;
     settings.user_site_directory = false;
     settings.ignore_environment = true;

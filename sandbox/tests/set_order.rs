@@ -1,0 +1,231 @@
+//! Property test: sets iterate in CPython's order, whatever was done to them.
+//!
+//! Random programs of set operations (seeded, generated here) run in the sandbox and in
+//! `PYTHONHASHSEED=0 python3`; after every operation each program records `list(s)`, so a
+//! single slot out of place anywhere in a table shows. The keys mix ints (small, large,
+//! negative), floats equal to ints, bools, strings of one, two and four bytes per code
+//! point, tuples and frozensets; the operations cover displays of constants and of
+//! variables, comprehensions, every constructor path (iterable, set, exact dict), the
+//! methods and operators that add, remove, combine and copy, `pop`, and the dict views'
+//! set operators. `None` and objects hashed by identity are left out: CPython 3.11 hashes
+//! them by address, so their order changes from run to run there.
+
+mod common;
+
+use std::{fmt::Write as _, process::Command};
+
+use azr_sandbox::{Item, Rules, Verdict};
+use serde::Deserialize;
+
+/// Programs per run. Each records 10–30 set states.
+const PROGRAMS: usize = 2000;
+const SEED: u64 = 0x5e70_07de;
+
+/// SplitMix64: a few lines, and the same sequence on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.below(options.len())]
+    }
+}
+
+/// A hashable constant, as Python source.
+fn key(rng: &mut Rng, depth: u32) -> String {
+    match rng.below(if depth == 0 { 12 } else { 8 }) {
+        0..=2 => format!("{}", rng.below(70)),
+        3 => format!("{}", rng.below(5000) as i64 - 2500),
+        4 => rng
+            .pick(&["2**61 - 1", "2**61", "-2**61", "2**64 + 7", "-(2**70)", "10**20", "-1", "-2"])
+            .to_owned(),
+        5 => rng
+            .pick(&["1.5", "2.0", "-0.0", "0.1", "1e100", "-3.25", "True", "False", "float('inf')"])
+            .to_owned(),
+        6 | 7 => {
+            let len = rng.below(4);
+            let s: String = (0..len)
+                .map(|_| rng.pick(&["a", "b", "c", "x", "y", "é", "€", "😀", "ß", "Z"]))
+                .collect();
+            format!("{s:?}")
+        }
+        8 | 9 => {
+            let len = 1 + rng.below(3);
+            let items: Vec<String> = (0..len).map(|_| key(rng, depth + 1)).collect();
+            format!("({},)", items.join(", "))
+        }
+        10 => format!("b{:?}", rng.pick(&["", "a", "ab", "xyz", "q"])),
+        _ => {
+            let len = rng.below(3);
+            let items: Vec<String> = (0..len).map(|_| key(rng, depth + 1)).collect();
+            format!("frozenset([{}])", items.join(", "))
+        }
+    }
+}
+
+fn keys(rng: &mut Rng, max: usize) -> Vec<String> {
+    (0..rng.below(max + 1)).map(|_| key(rng, 0)).collect()
+}
+
+/// An expression that makes a new set, by one of the paths that lay tables out differently.
+fn new_set(rng: &mut Rng) -> String {
+    let k = keys(rng, 14);
+    let list = format!("[{}]", k.join(", "));
+    match rng.below(10) {
+        // A display: of constants only (a frozenset constant when 3 or more), or not.
+        0 | 1 if !k.is_empty() => format!("{{{}}}", k.join(", ")),
+        2 if !k.is_empty() => format!("{{v for v in {list}}}"),
+        3 => format!("set({list})"),
+        4 => format!("set(dict.fromkeys({list}))"),
+        5 => format!("set(frozenset({list}))"),
+        6 if !k.is_empty() => format!("{{*{list}, {}}}", key(rng, 0)),
+        7 => format!("set(range({}, {}, {}))", rng.below(20), 20 + rng.below(60), 1 + rng.below(4)),
+        8 => format!("set({:?})", rng.pick(&["abracadabra", "mississippi", "", "zyx€é😀"])),
+        _ => format!("set({list}) | set({})", format_args!("[{}]", keys(rng, 8).join(", "))),
+    }
+}
+
+fn operation(rng: &mut Rng, out: &mut String) {
+    let k = key(rng, 0);
+    let others = format!("[{}]", keys(rng, 10).join(", "));
+    let op = match rng.below(30) {
+        0..=3 => format!("s.add({k})"),
+        4 => format!("s.discard({k})"),
+        5 => format!("if {k} in s: s.remove({k})"),
+        6 | 7 => "if s: popped.append(s.pop())".to_owned(),
+        8 => "s.clear()".to_owned(),
+        9 => format!("s.update({others})"),
+        10 => "s.update(t)".to_owned(),
+        11 => format!("s.update(dict.fromkeys({others}))"),
+        12 => "s |= t".to_owned(),
+        13 => "s &= t".to_owned(),
+        14 => "s -= t".to_owned(),
+        15 => "s ^= t".to_owned(),
+        16 => format!("s.intersection_update({others})"),
+        17 => format!("s.difference_update({others}, t)"),
+        18 => format!("s.symmetric_difference_update({others})"),
+        19 => "s = s | t".to_owned(),
+        20 => "s = s & t".to_owned(),
+        21 => "s = s - t".to_owned(),
+        22 => "s = t - s".to_owned(),
+        23 => "s = s ^ t".to_owned(),
+        24 => format!("s = s.union({others}, t)"),
+        25 => format!("s = s.difference(dict.fromkeys({others}))"),
+        26 => "s, t = t.copy(), s".to_owned(),
+        27 => format!("t = {}", new_set(rng)),
+        28 => {
+            let d = format!("dict.fromkeys({others})");
+            let view = rng.pick(&["-", "|", "&", "^"]);
+            format!("s = {d}.keys() {view} s")
+        }
+        _ => "s = set(frozenset(s))".to_owned(),
+    };
+    let _ = writeln!(out, "    {op}");
+    let _ = writeln!(out, "    states.append(list(s))");
+}
+
+fn program(rng: &mut Rng) -> String {
+    let mut out = String::from("def f():\n    popped = []\n    states = []\n");
+    let _ = writeln!(out, "    s = {}", new_set(rng));
+    let _ = writeln!(out, "    t = {}", new_set(rng));
+    out.push_str("    states.append(list(s))\n");
+    for _ in 0..10 + rng.below(20) {
+        operation(rng, &mut out);
+    }
+    out.push_str("    return states, popped, s, frozenset(t), [hash(x) for x in s]\n");
+    out
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    ok: bool,
+    value: Option<String>,
+    error: Option<String>,
+}
+
+#[test]
+fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
+    let mut rng = Rng(SEED);
+    let programs: Vec<String> = (0..PROGRAMS).map(|_| program(&mut rng)).collect();
+
+    // CPython at PYTHONHASHSEED=0, through the fidelity test's reference runner.
+    let scratch = std::env::temp_dir().join(format!("azr-set-order-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let jsonl = scratch.join("programs.jsonl");
+    let lines: Vec<String> = programs
+        .iter()
+        .map(|p| serde_json::json!({ "snippet": p, "input": "" }).to_string())
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
+    let output = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cpython_reference.py"))
+        .arg(&jsonl)
+        .current_dir(&scratch)
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "cpython_reference.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    let reference: Vec<Reference> =
+        serde_json::from_slice(&output.stdout).expect("reference JSON");
+    assert_eq!(reference.len(), programs.len());
+
+    let items = programs
+        .iter()
+        .map(|p| Item::Run {
+            program: p.clone(),
+            imports: Vec::new(),
+            input: Some(String::new()),
+        })
+        .collect();
+    let outcomes = common::sandbox().run(items, &azr_sandbox::Limits::default(), &Rules::default());
+
+    let mut states = 0usize;
+    let mut differences = Vec::new();
+    for ((program, r), o) in programs.iter().zip(&reference).zip(&outcomes) {
+        assert!(
+            r.ok,
+            "a generated program failed in CPython ({}):\n{program}",
+            r.error.as_deref().unwrap_or_default()
+        );
+        states += program.matches("states.append").count();
+        if o.verdict != Verdict::Ok || o.value != r.value {
+            differences.push(format!(
+                "{program}\nCPython: {}\nsandbox: {} {}",
+                r.value.as_deref().unwrap_or_default(),
+                format!("{:?}", o.verdict),
+                o.value.clone().or_else(|| o.error_line()).unwrap_or_default()
+            ));
+        }
+    }
+    println!(
+        "set order: {} programs, {states} recorded set states: {} differ from CPython",
+        programs.len(),
+        differences.len()
+    );
+    if !differences.is_empty() {
+        let report = std::env::temp_dir().join("azr-set-order-differences.txt");
+        let _ = std::fs::write(&report, differences.join("\n\n"));
+        println!("every difference, in full: {}", report.display());
+        for d in differences.iter().take(2) {
+            let short: String = d.chars().take(3000).collect();
+            println!("{short}\n");
+        }
+    }
+    assert!(differences.is_empty(), "{} programs differ", differences.len());
+}
