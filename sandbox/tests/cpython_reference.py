@@ -17,14 +17,14 @@ import subprocess
 import sys
 
 
-def third_party(snippet, imports):
+def third_party(snippet: str, imports: list[str]) -> list[str]:
     """The non-stdlib modules a program imports (such programs are set apart)."""
     code = "\n".join(imports) + "\n" + snippet if imports else snippet
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)
@@ -36,7 +36,7 @@ def third_party(snippet, imports):
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpython_zygote.py")
 
 
-def unescape(line):
+def unescape(line: str) -> str:
     """Undo the zygote's escaping of backslashes and newlines."""
     out = []
     chars = iter(line)
@@ -49,10 +49,13 @@ def unescape(line):
     return "".join(out)
 
 
-def run_all(jobs):
+def run_all(jobs: list[tuple[str, str]]) -> list[dict[str, bool | str | None]]:
     """Answers for (code, args) pairs, each from a fresh-interpreter state (cpython_zygote.py)."""
     payload = b"".join(
-        code.encode("utf-8", "surrogatepass") + b"\0" + args.encode("utf-8", "surrogatepass") + b"\0"
+        code.encode("utf-8", "surrogatepass")
+        + b"\0"
+        + args.encode("utf-8", "surrogatepass")
+        + b"\0"
         for code, args in jobs
     )
     done = subprocess.run(
@@ -69,7 +72,7 @@ def run_all(jobs):
     return answers
 
 
-def main():
+def main() -> None:
     entries = []
     jobs = []
     for path in sys.argv[1:]:
@@ -82,8 +85,14 @@ def main():
                 code = "\n".join(imports) + "\n" + r["snippet"] if imports else r["snippet"]
                 inputs = [r["input"]] if "input" in r else r["inputs"]
                 for k, inp in enumerate(inputs):
-                    entries.append({"file": path, "line": n, "index": k,
-                                    "third_party": third_party(r["snippet"], imports)})
+                    entries.append(
+                        {
+                            "file": path,
+                            "line": n,
+                            "index": k,
+                            "third_party": third_party(r["snippet"], imports),
+                        }
+                    )
                     jobs.append((code, inp))
     for entry, result in zip(entries, run_all(jobs)):
         entry.update(result)

@@ -22,22 +22,23 @@ import signal
 import sys
 
 
-def on_alarm(signum, frame):
+def on_alarm(signum: int, frame: object) -> None:
     raise TimeoutError("10 s")
 
 
-def answer(code, args):
+def answer(code: str, args: str) -> str:
     ns = {"__name__": "__main__"}
-    sys.stdout = sys.stderr = open(os.devnull, "w")
+    # Kept open until the child exits.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     signal.alarm(10)
     try:
-        exec(compile(code, "<program>", "exec"), ns)
+        exec(compile(code, "<program>", "exec"), ns)  # noqa: S102 - running it is the point
         return "1" + repr(eval(compile("f(" + args + ")", "<input>", "eval"), ns))
     except BaseException as exc:  # noqa: BLE001 - every failure is an answer here
         return "0" + type(exc).__name__ + ": " + str(exc)[:200]
 
 
-def serve():
+def serve() -> None:
     signal.signal(signal.SIGALRM, on_alarm)
     records = sys.stdin.buffer.read().split(b"\0")
     out = sys.stdout.buffer
@@ -68,9 +69,11 @@ def serve():
     out.flush()
 
 
-def interned(path):
+def interned(path: str) -> None:
     found = []
-    for word in open(path, encoding="utf-8").read().split():
+    with open(path, encoding="utf-8") as words:
+        text = words.read()
+    for word in text.split():
         # A fresh object of the same value (one-character strings are cached singletons,
         # the very objects the parser makes).
         fresh = word[:1] if len(word) == 1 else "".join(list(word))

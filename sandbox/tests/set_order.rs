@@ -48,10 +48,29 @@ fn key(rng: &mut Rng, depth: u32) -> String {
         0..=2 => format!("{}", rng.below(70)),
         3 => format!("{}", rng.below(5000) as i64 - 2500),
         4 => rng
-            .pick(&["2**61 - 1", "2**61", "-2**61", "2**64 + 7", "-(2**70)", "10**20", "-1", "-2"])
+            .pick(&[
+                "2**61 - 1",
+                "2**61",
+                "-2**61",
+                "2**64 + 7",
+                "-(2**70)",
+                "10**20",
+                "-1",
+                "-2",
+            ])
             .to_owned(),
         5 => rng
-            .pick(&["1.5", "2.0", "-0.0", "0.1", "1e100", "-3.25", "True", "False", "float('inf')"])
+            .pick(&[
+                "1.5",
+                "2.0",
+                "-0.0",
+                "0.1",
+                "1e100",
+                "-3.25",
+                "True",
+                "False",
+                "float('inf')",
+            ])
             .to_owned(),
         6 | 7 => {
             let len = rng.below(4);
@@ -90,9 +109,17 @@ fn new_set(rng: &mut Rng) -> String {
         4 => format!("set(dict.fromkeys({list}))"),
         5 => format!("set(frozenset({list}))"),
         6 if !k.is_empty() => format!("{{*{list}, {}}}", key(rng, 0)),
-        7 => format!("set(range({}, {}, {}))", rng.below(20), 20 + rng.below(60), 1 + rng.below(4)),
-        8 => format!("set({:?})", rng.pick(&["abracadabra", "mississippi", "", "zyx€é😀"])),
-        _ => format!("set({list}) | set({})", format_args!("[{}]", keys(rng, 8).join(", "))),
+        7 => format!(
+            "set(range({}, {}, {}))",
+            rng.below(20),
+            20 + rng.below(60),
+            1 + rng.below(4)
+        ),
+        8 => format!(
+            "set({:?})",
+            rng.pick(&["abracadabra", "mississippi", "", "zyx€é😀"])
+        ),
+        _ => format!("set({list}) | set([{}])", keys(rng, 8).join(", ")),
     }
 }
 
@@ -169,7 +196,10 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
         .collect();
     std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
     let output = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cpython_reference.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cpython_reference.py"
+        ))
         .arg(&jsonl)
         .current_dir(&scratch)
         .env("PYTHONHASHSEED", "0")
@@ -181,8 +211,7 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
         String::from_utf8_lossy(&output.stderr)
     );
     let _ = std::fs::remove_dir_all(&scratch);
-    let reference: Vec<Reference> =
-        serde_json::from_slice(&output.stdout).expect("reference JSON");
+    let reference: Vec<Reference> = serde_json::from_slice(&output.stdout).expect("reference JSON");
     assert_eq!(reference.len(), programs.len());
 
     let items = programs
@@ -206,10 +235,13 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
         states += program.matches("states.append").count();
         if o.verdict != Verdict::Ok || o.value != r.value {
             differences.push(format!(
-                "{program}\nCPython: {}\nsandbox: {} {}",
+                "{program}\nCPython: {}\nsandbox: {:?} {}",
                 r.value.as_deref().unwrap_or_default(),
-                format!("{:?}", o.verdict),
-                o.value.clone().or_else(|| o.error_line()).unwrap_or_default()
+                o.verdict,
+                o.value
+                    .clone()
+                    .or_else(|| o.error_line())
+                    .unwrap_or_default()
             ));
         }
     }
@@ -227,5 +259,119 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
             println!("{short}\n");
         }
     }
-    assert!(differences.is_empty(), "{} programs differ", differences.len());
+    assert!(
+        differences.is_empty(),
+        "{} programs differ",
+        differences.len()
+    );
+}
+
+/// Keys whose `__eq__` or `__del__` change the very set being probed: CPython restarts the
+/// lookup (or raises) and never crashes, and the sandbox must answer as it does, without
+/// deadlocking on the table's lock.
+#[test]
+fn sets_answer_as_cpython_when_a_key_mutates_the_set_during_a_lookup() {
+    let programs = [
+        // __eq__ clears the set in the middle of an insertion.
+        r#"def f():
+    s = set()
+    class K:
+        def __init__(self, v): self.v = v
+        def __hash__(self): return 1
+        def __eq__(self, other):
+            s.clear()
+            return False
+    for v in range(6):
+        s.add(K(v))
+    return len(s), sorted(k.v for k in s)"#,
+        // __eq__ adds keys while an insertion probes.
+        r#"def f():
+    s = set()
+    calls = []
+    class K:
+        def __init__(self, v): self.v = v
+        def __hash__(self): return 7
+        def __eq__(self, other):
+            calls.append(self.v)
+            if len(calls) < 20:
+                s.add(len(calls) * 1000)
+            return self.v == getattr(other, "v", None)
+    for v in range(5):
+        s.add(K(v))
+    return len(s), sorted(x if isinstance(x, int) else -x.v for x in s), len(calls)"#,
+        // __del__ of a removed key adds to the set.
+        r#"def f():
+    s = set()
+    log = []
+    class K:
+        def __hash__(self): return 3
+        def __del__(self):
+            log.append(len(s))
+            s.add(99)
+    s.add(K())
+    s.add(5)
+    s.pop()
+    s.clear()
+    return sorted(s), log"#,
+        // __eq__ raising propagates; the set stays usable.
+        r#"def f():
+    class K:
+        def __hash__(self): return 0
+        def __eq__(self, other): raise ValueError("no")
+    s = {K()}
+    try:
+        K() in s
+    except ValueError as e:
+        caught = str(e)
+    s.add(0) if False else None
+    return caught, len(s)"#,
+        // Changing the size while iterating.
+        r#"def f():
+    s = set(range(10))
+    try:
+        for x in s:
+            s.add(x + 100)
+    except RuntimeError as e:
+        return str(e), len(s)"#,
+        // pop until empty, then KeyError; sets as keys go through frozensets.
+        r#"def f():
+    s = {3, 1, 4, 1, 5, 9, 2, 6}
+    out = [s.pop() for _ in range(len(s))]
+    try:
+        s.pop()
+    except KeyError as e:
+        out.append(str(e))
+    t = {frozenset({1, 2}), frozenset()}
+    out.append({1, 2} in t)
+    t.remove({1, 2})
+    out.append(t)
+    out.append(hash(frozenset({1, 2})) == hash(frozenset({2, 1})))
+    return out"#,
+    ];
+    let lines: Vec<String> = programs
+        .iter()
+        .map(|p| serde_json::json!({ "snippet": p, "input": "" }).to_string())
+        .collect();
+    let scratch = std::env::temp_dir().join(format!("azr-set-mutation-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let jsonl = scratch.join("programs.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cpython_reference.py"
+        ))
+        .arg(&jsonl)
+        .current_dir(&scratch)
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let reference: Vec<Reference> = serde_json::from_slice(&output.stdout).expect("reference JSON");
+    for (program, r) in programs.iter().zip(&reference) {
+        let o = common::run(program, Some(""));
+        assert_eq!(o.verdict, Verdict::Ok, "{program}\n{:?}", o.error_line());
+        assert!(r.ok, "{program}\nCPython: {:?}", r.error);
+        assert_eq!(o.value, r.value, "{program}");
+    }
 }
