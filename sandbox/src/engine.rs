@@ -279,7 +279,7 @@ impl Executor {
                 usize::try_from(cap.wasm_stack_bytes).unwrap_or(usize::MAX) + (1 << 20),
             )
             .memory_init_cow(true)
-            // The snapshot's ~40 MiB image must always be mapped copy-on-write, not copied.
+            // The snapshot's ~60 MiB image must always be mapped copy-on-write, not copied.
             .memory_guaranteed_dense_image_size(128 << 20);
         let mut pool = PoolingAllocationConfig::default();
         let slots = config.max_instances.max(1);

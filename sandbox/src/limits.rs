@@ -17,7 +17,8 @@ pub struct Limits {
     /// Hard wall-clock limit per item, in milliseconds (the AZR reference uses 10 s).
     pub timeout_ms: u64,
     /// Linear-memory cap of the guest, in bytes. The pre-initialised interpreter uses about
-    /// 40 MiB of it.
+    /// 63 MiB of it (start-up state, and 4 MiB of free heap that keeps small programs from
+    /// growing memory).
     pub memory_bytes: u64,
     /// Characters of stdout (and, separately, stderr) a program may write.
     pub stdout_chars: u64,

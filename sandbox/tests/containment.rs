@@ -234,3 +234,17 @@ fn host_memory_stays_bounded_over_many_hostile_programs() {
         "resident memory grew from {before} KiB to {after} KiB"
     );
 }
+
+/// The interpreter's own memory (start-up state plus the free heap it keeps, see the guest's
+/// `HEAP_SLACK`) stays below 64 MiB, so a 64 MiB cap (the fuzz targets use one) still runs
+/// programs, and a 64 MiB program in a 64 MiB cap is refused, not the interpreter.
+#[test]
+fn a_64_mib_memory_cap_leaves_the_interpreter_room_to_run() {
+    let limits = azr_sandbox::Limits {
+        memory_bytes: 64 << 20,
+        ..tight()
+    };
+    let o = common::run_with("def f():\n    return sum(range(1000))", Some(""), &limits);
+    assert_eq!(o.verdict, Verdict::Ok, "{:?}", o.error_line());
+    assert_eq!(o.value.as_deref(), Some("499500"));
+}

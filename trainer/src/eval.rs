@@ -3,9 +3,11 @@
 //!
 //! Each program `{snippet, input, output, imports}` (the AZR seed format) becomes a deduction
 //! task (predict `output`) and an abduction task (find an input giving `output`); the model
-//! answers once, greedily, with the solver prompt the loop trains on. The answer is read
-//! without requiring the `<think>`/`<answer>` layout (the loop's estimate rule), so the score
-//! measures reasoning rather than formatting; the layout rate is reported beside it.
+//! answers with the solver prompt the loop trains on: once, greedily, by default, or
+//! `samples` times at a temperature, which measures what the loop's rollouts see. The answer
+//! is read without requiring the `<think>`/`<answer>` layout (the loop's estimate rule), so
+//! the score measures reasoning rather than formatting; the layout rate is reported beside
+//! it. Both come with 95 % Wilson intervals over the answers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,16 +30,29 @@ pub struct EvalOptions {
     pub types: Vec<TaskType>,
     pub max_new_tokens: usize,
     pub chat_template: bool,
+    /// Appended after the chat template (see `RolloutConfig::assistant_prefix`).
+    pub assistant_prefix: String,
     pub batch: usize,
+    /// Answers per task; with more than one, `temperature` should be above 0.
+    pub samples: usize,
+    /// 0: greedy.
+    pub temperature: f64,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TypeScore {
     pub tasks: usize,
+    /// Answers scored: tasks × samples (skipped tasks included, as wrong).
+    pub answers: usize,
     pub correct: usize,
     pub accuracy: f64,
+    /// 95 % Wilson interval of `accuracy`.
+    pub accuracy_ci: [f64; 2],
     /// Answers in the `<think>…</think><answer>…</answer>` layout.
     pub format_rate: f64,
+    /// 95 % Wilson interval of `format_rate`.
+    pub format_rate_ci: [f64; 2],
     /// Tasks whose prompt did not fit the model and were counted wrong.
     pub skipped: usize,
 }
@@ -84,15 +99,18 @@ pub fn evaluate(
         if ty == TaskType::Induction {
             bail!("eval scores deduction (code_o) and abduction (code_i) only");
         }
+        let samples = opts.samples.max(1);
         let tasks: Vec<SolveTask> = programs
             .iter()
+            .flat_map(|t| std::iter::repeat_n(t, samples))
             .map(|t| match ty {
                 TaskType::Abduction => SolveTask::Abduction(t.clone()),
                 _ => SolveTask::Deduction(t.clone()),
             })
             .collect();
         let mut score = TypeScore {
-            tasks: tasks.len(),
+            tasks: programs.len(),
+            answers: tasks.len(),
             ..Default::default()
         };
         let positions = model.config.max_position_embeddings as usize;
@@ -103,7 +121,7 @@ pub fn evaluate(
             for task in chunk {
                 let p = solve_prompt(task);
                 let text = if opts.chat_template && tokenizer.chat_template.is_some() {
-                    tokenizer.apply_chat_template(&p.pairs())?
+                    tokenizer.apply_chat_template(&p.pairs())? + &opts.assistant_prefix
                 } else {
                     p.plain_text()
                 };
@@ -122,6 +140,8 @@ pub fn evaluate(
             let params = SamplingParams {
                 max_new_tokens: opts.max_new_tokens.min(positions - longest),
                 stop_strings: vec!["</answer>".into()],
+                temperature: opts.temperature,
+                seed: Some(opts.seed.wrapping_add(n as u64)),
                 ..SamplingParams::greedy(opts.max_new_tokens)
             };
             let completions = generate(model, tokenizer, &prompts, &params)?;
@@ -147,14 +167,16 @@ pub fn evaluate(
                 }
             }
             eprintln!(
-                "eval {ty}: {}/{} tasks, {} correct",
+                "eval {ty}: {}/{} answers, {} correct, {formatted} in the layout",
                 ((n + 1) * opts.batch.max(1)).min(tasks.len()),
                 tasks.len(),
                 score.correct
             );
         }
-        score.accuracy = score.correct as f64 / score.tasks.max(1) as f64;
-        score.format_rate = formatted as f64 / score.tasks.max(1) as f64;
+        score.accuracy = score.correct as f64 / score.answers.max(1) as f64;
+        score.accuracy_ci = wilson(score.correct, score.answers);
+        score.format_rate = formatted as f64 / score.answers.max(1) as f64;
+        score.format_rate_ci = wilson(formatted, score.answers);
         scores.insert(ty.code().to_owned(), score);
     }
     Ok(EvalReport {
@@ -162,4 +184,41 @@ pub fn evaluate(
         scores,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The 95 % Wilson score interval of `k` successes in `n` trials: unlike the normal
+/// approximation it stays inside [0, 1] and means something at 0 of 32.
+pub fn wilson(k: usize, n: usize) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let n = n as f64;
+    let p = k as f64 / n;
+    let denominator = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wilson;
+
+    #[test]
+    fn wilson_interval_matches_the_textbook_values() {
+        // 0 of 32: [0, 0.107]; 16 of 32: [0.336, 0.664]; 32 of 32: [0.893, 1].
+        let [lo, hi] = wilson(0, 32);
+        assert!(lo == 0.0 && (hi - 0.1072).abs() < 1e-3, "{lo} {hi}");
+        let [lo, hi] = wilson(16, 32);
+        assert!(
+            (lo - 0.3362).abs() < 1e-3 && (hi - 0.6638).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        let [lo, hi] = wilson(32, 32);
+        assert!(
+            (lo - 0.8928).abs() < 1e-3 && (hi - 1.0).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+    }
 }

@@ -186,6 +186,18 @@ struct EvalArgs {
     /// Do not wrap prompts in the model's chat template.
     #[arg(long)]
     no_chat_template: bool,
+    /// Text that opens the assistant's turn after the chat template (e.g. "<think>").
+    #[arg(long, default_value = "")]
+    assistant_prefix: String,
+    /// Answers per task (with --temperature above 0: the loop's rollouts, sampled).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Prompts generated together.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -332,6 +344,19 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    if args.temperature < 0.0 || !args.temperature.is_finite() {
+        bail!(
+            "--temperature {} must be 0 (greedy) or positive",
+            args.temperature
+        );
+    }
+    if args.samples > 1 && args.temperature == 0.0 {
+        bail!(
+            "--samples {} at --temperature 0 repeats one greedy answer; give a temperature \
+             (the loop samples at 1.0)",
+            args.samples
+        );
+    }
     let (threads, placement) = args.placement.apply()?;
     let programs = args.programs.clone().unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -367,7 +392,11 @@ fn eval(args: EvalArgs) -> Result<()> {
             types,
             max_new_tokens: args.max_new_tokens,
             chat_template: !args.no_chat_template,
+            assistant_prefix: args.assistant_prefix.clone(),
             batch: args.batch,
+            samples: args.samples,
+            temperature: args.temperature,
+            seed: args.seed,
         },
     )?;
     println!("{}", serde_json::to_string(&report)?);

@@ -112,7 +112,7 @@ fn traceback(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
 }
 
 /// Free heap left at the end of start-up (see `build`).
-const HEAP_SLACK: usize = 16 << 20;
+const HEAP_SLACK: usize = 4 << 20;
 
 fn build() -> Result<Guest, String> {
     let mut settings = Settings::default();

@@ -95,6 +95,10 @@ pub struct RolloutConfig {
     /// models (`pretrained_tokenizer=True` replaces the template with plain concatenation):
     /// the model continues the text `... Assistant: <think>`.
     pub chat_template: bool,
+    /// Text that opens the assistant's turn after the chat template (with `chat_template`
+    /// only): `"<think>"` starts the response inside its reasoning, as the plain text's
+    /// closing `Assistant: <think>` does; `""` leaves the first token to the model.
+    pub assistant_prefix: String,
     /// Sequences generated together in one batch (bounds the KV cache's memory).
     pub generation_batch: usize,
 }
@@ -347,6 +351,7 @@ impl Default for RolloutConfig {
             temperature: 1.0,
             top_p: 1.0,
             chat_template: false,
+            assistant_prefix: String::new(),
             generation_batch: 64,
         }
     }

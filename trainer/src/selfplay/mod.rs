@@ -339,6 +339,7 @@ impl SelfPlay {
     fn encode(&self, prompt: &Prompt) -> Result<Option<Encoded>> {
         let text = if self.config.rollout.chat_template && self.tokenizer.chat_template.is_some() {
             self.tokenizer.apply_chat_template(&prompt.pairs())?
+                + &self.config.rollout.assistant_prefix
         } else {
             prompt.plain_text()
         };
