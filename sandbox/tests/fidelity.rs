@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::{collections::HashMap, process::Command};
+use std::collections::HashMap;
 
 use azr_sandbox::{Item, Rules, Verdict};
 use serde::Deserialize;
@@ -23,27 +23,6 @@ struct Reference {
     value: Option<String>,
     error: Option<String>,
     third_party: Vec<String>,
-}
-
-fn cpython(files: &[String], hash_seed: &str) -> Vec<Reference> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cpython_reference.py");
-    let scratch =
-        std::env::temp_dir().join(format!("azr-fidelity-{}-{hash_seed}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let output = Command::new("python3")
-        .arg(script)
-        .args(files)
-        .current_dir(&scratch)
-        .env("PYTHONHASHSEED", hash_seed)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "cpython_reference.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    serde_json::from_slice(&output.stdout).expect("reference JSON")
 }
 
 /// A short guess at why the two answers differ, for the report.
@@ -74,7 +53,8 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
             "{f} is missing: the tests need ../shared beside the repository"
         );
     }
-    let reference = cpython(&files, "0");
+    let paths: Vec<std::path::PathBuf> = files.iter().map(std::path::PathBuf::from).collect();
+    let reference: Vec<Reference> = common::cpython_answers(&paths, "fidelity");
 
     // The same (file, line, index) order, as items for the sandbox.
     let mut records: HashMap<(String, usize), serde_json::Value> = HashMap::new();

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::{fmt::Write as _, process::Command};
+use std::fmt::Write as _;
 
 use azr_sandbox::{Item, Rules, Verdict};
 use serde::Deserialize;
@@ -187,31 +187,7 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
     let programs: Vec<String> = (0..PROGRAMS).map(|_| program(&mut rng)).collect();
 
     // CPython at PYTHONHASHSEED=0, through the fidelity test's reference runner.
-    let scratch = std::env::temp_dir().join(format!("azr-set-order-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let jsonl = scratch.join("programs.jsonl");
-    let lines: Vec<String> = programs
-        .iter()
-        .map(|p| serde_json::json!({ "snippet": p, "input": "" }).to_string())
-        .collect();
-    std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
-    let output = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/cpython_reference.py"
-        ))
-        .arg(&jsonl)
-        .current_dir(&scratch)
-        .env("PYTHONHASHSEED", "0")
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "cpython_reference.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    let reference: Vec<Reference> = serde_json::from_slice(&output.stdout).expect("reference JSON");
+    let reference: Vec<Reference> = common::cpython_answers_for(&programs, "set-order");
     assert_eq!(reference.len(), programs.len());
 
     let items = programs
@@ -348,26 +324,8 @@ fn sets_answer_as_cpython_when_a_key_mutates_the_set_during_a_lookup() {
     out.append(hash(frozenset({1, 2})) == hash(frozenset({2, 1})))
     return out"#,
     ];
-    let lines: Vec<String> = programs
-        .iter()
-        .map(|p| serde_json::json!({ "snippet": p, "input": "" }).to_string())
-        .collect();
-    let scratch = std::env::temp_dir().join(format!("azr-set-mutation-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let jsonl = scratch.join("programs.jsonl");
-    std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
-    let output = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/cpython_reference.py"
-        ))
-        .arg(&jsonl)
-        .current_dir(&scratch)
-        .env("PYTHONHASHSEED", "0")
-        .output()
-        .expect("python3 runs");
-    let _ = std::fs::remove_dir_all(&scratch);
-    let reference: Vec<Reference> = serde_json::from_slice(&output.stdout).expect("reference JSON");
+    let programs: Vec<String> = programs.iter().map(|p| p.to_string()).collect();
+    let reference: Vec<Reference> = common::cpython_answers_for(&programs, "set-mutation");
     for (program, r) in programs.iter().zip(&reference) {
         let o = common::run(program, Some(""));
         assert_eq!(o.verdict, Verdict::Ok, "{program}\n{:?}", o.error_line());

@@ -63,3 +63,47 @@ pub fn record_imports(record: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// CPython's answers for seed-format JSONL files: `cpython_reference.py` at
+/// `PYTHONHASHSEED=0` (the seed the sandbox fixes), run in a scratch directory since some
+/// programs write files. One JSON object per input, in file, line and input order.
+pub fn cpython_answers<T: serde::de::DeserializeOwned>(
+    files: &[std::path::PathBuf],
+    tag: &str,
+) -> Vec<T> {
+    let scratch = std::env::temp_dir().join(format!("azr-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let output = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cpython_reference.py"
+        ))
+        .args(files)
+        .current_dir(&scratch)
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        output.status.success(),
+        "cpython_reference.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("reference JSON")
+}
+
+/// [`cpython_answers`] for programs given as text, each `f` called with no arguments.
+pub fn cpython_answers_for<T: serde::de::DeserializeOwned>(
+    programs: &[String],
+    tag: &str,
+) -> Vec<T> {
+    let lines: Vec<String> = programs
+        .iter()
+        .map(|p| serde_json::json!({ "snippet": p, "input": "" }).to_string())
+        .collect();
+    let jsonl = std::env::temp_dir().join(format!("azr-{tag}-{}.jsonl", std::process::id()));
+    std::fs::write(&jsonl, lines.join("\n")).expect("write programs");
+    let answers = cpython_answers(std::slice::from_ref(&jsonl), tag);
+    let _ = std::fs::remove_file(&jsonl);
+    answers
+}
