@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one target of fuzz/ (cargo-fuzz, libFuzzer) for a while:
 #
-#   scripts/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]      # targets: eval_line, python_source
+#   scripts/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]      # targets: fuzz/fuzz_targets/*.rs
 #
 # Installs cargo-fuzz if missing (cached under $HOME/.cache/azr-rs/cargo-fuzz/<version>),
 # seeds fuzz/corpus/TARGET from ../shared/data/azr-seeds, builds the target, replays the
@@ -45,9 +45,10 @@ fi
 "$root/scripts/apt-deps.sh" guest
 bash "$root/scripts/build-guest.sh" >/dev/null
 
-# Seed corpus: every seed program (python_source), every seed line (eval_line), or every
-# seed program as an encoded RunRequest and ValidateRequest (grpc_request: a selector byte,
-# then the protobuf body), one file each, named by content hash like libFuzzer's own; new
+# Seed corpus: every seed program (python_source), every seed line (eval_line), every seed
+# program as an encoded RunRequest and ValidateRequest (grpc_request: a selector byte, then
+# the protobuf body), or every seed output and input as an answer (check_answer: a selector
+# byte, then the answer), one file each, named by content hash like libFuzzer's own; new
 # finds accumulate beside them.
 seeds="$root/../shared/data/azr-seeds"
 corpus="$fuzz/corpus/$target"
@@ -81,6 +82,10 @@ for name in files:
             inputs = [line.encode()]
         elif target == "grpc_request":
             inputs = list(requests(json.loads(line)))
+        elif target == "check_answer":
+            record = json.loads(line)
+            inputs = [b"\x00" + o.encode() for o in [record.get("output")] + record.get("outputs", []) if o]
+            inputs += [b"\x01" + i.encode() for i in [record.get("input")] + record.get("inputs", []) if i]
         else:
             continue
         for data in inputs:
@@ -116,7 +121,7 @@ died() {
     "a process ended by a refused system call (python_source) was running $AZR_FUZZ_INPUT_FILE" >&2
   exit 1
 }
-# Each input runs at most three items of 1 s each; 30 s means a hang.
+# Each input runs at most five items of 1 s each; 30 s means a hang.
 flags=(-rss_limit_mb=4096 -timeout=30 -print_final_stats=1)
 if ((${#regressions[@]})); then
   echo "replaying ${#regressions[@]} regression input(s) of $target" >&2

@@ -26,7 +26,7 @@ cargo test --workspace --locked --no-fail-fast "$@"
 # $cache/fuzz-target.
 smoke="${AZR_FUZZ_SMOKE_SECONDS:-30}"
 if [[ "$smoke" != 0 ]]; then
-  for target in eval_line python_source grpc_request; do
+  for target in eval_line python_source grpc_request check_answer; do
     log="$CARGO_TARGET_DIR/fuzz-smoke-$target.log"
     echo "fuzz smoke: $target for ${smoke}s (log: $log)" >&2
     if ! bash "$root/scripts/fuzz.sh" "$target" "$smoke" >"$log" 2>&1; then

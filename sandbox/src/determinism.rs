@@ -27,6 +27,14 @@ pub struct SteppingClock {
     readings: AtomicU64,
 }
 
+impl Clone for SteppingClock {
+    fn clone(&self) -> Self {
+        SteppingClock {
+            readings: AtomicU64::new(self.readings.load(std::sync::atomic::Ordering::Relaxed)),
+        }
+    }
+}
+
 impl SteppingClock {
     /// A reading: the time since the start, then one tick more for the next reading.
     pub fn step(&self) -> Duration {

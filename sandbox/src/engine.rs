@@ -11,10 +11,14 @@
 //!   Anything else (a trap, a deadline, memory growth) discards the instance instead.
 //! - `fresh`: a new instance per program, whose memory wasmtime resets when it is dropped.
 //!
-//! Within a request the items of one program run in order in one instance (that is what
-//! makes 8 checks of one program cheap), each in a fresh namespace; each item gets its own
-//! fuel and wall-clock budget through the guest's `item_start` hook, and an item that traps
-//! ends the instance: the items after it continue in a fresh one.
+//! Within a request the items of one program share one preparation: the guest compiles and
+//! runs the program and reduces its gold values to plain data (`azr_prepare`), the worker
+//! records the pages that wrote, and every item then runs (`azr_item`) from that recorded
+//! state, its memory put back between items the same way (the pages the item wrote come back
+//! from the recording, or from the snapshot). No item can see what an earlier one did, and
+//! 8 checks of one program still cost one program start. Each call gets its own fuel and
+//! wall-clock budget; an item that traps or grows memory ends the instance, and the items
+//! after it prepare the program again in a fresh one.
 
 use std::{
     path::Path,
@@ -28,7 +32,7 @@ use std::{
 
 use serde::Serialize;
 use wasmtime::{
-    AsContextMut, Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 
@@ -125,15 +129,13 @@ struct HostState {
     limiter: MemoryLimiter,
     fuel: u64,
     deadline_ticks: u64,
-    /// Outcomes of the items of this instance, in order.
+    /// What the guest answered during the current call.
     outcomes: Vec<Outcome>,
-    /// The item the guest announced last (`item_start`).
-    current: Option<u32>,
+    /// An abduction answer's arguments, handed back for the item's second stage.
+    arguments: Option<String>,
     item_started: Instant,
     /// Largest result the guest may hand back for one item.
     max_result_bytes: usize,
-    /// End the guest call after the first failed item.
-    stop_on_failure: bool,
 }
 
 impl HostState {
@@ -149,29 +151,27 @@ impl HostState {
             fuel: 0,
             deadline_ticks: 0,
             outcomes: Vec::new(),
-            current: None,
+            arguments: None,
             item_started: Instant::now(),
             max_result_bytes: 0,
-            stop_on_failure: false,
         }
     }
 
-    /// The limits and bookkeeping of the next program's run. (Its [`GuestIo`] is new: made
-    /// with the store, or replaced when the instance is kept, see [`Worker::keep`].)
-    fn prepare(&mut self, limits: &Limits, control: RunControl, items: usize) {
+    /// The limits and bookkeeping of the next call. (Its [`GuestIo`] is the snapshot's or
+    /// the prepared program's, see [`Worker::keep`] and [`Worker::reset_to_prepared`].)
+    fn prepare(&mut self, limits: &Limits) {
         self.limiter = MemoryLimiter {
             max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             denied: false,
         };
         self.fuel = limits.fuel;
         self.deadline_ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
-        self.outcomes = Vec::with_capacity(items);
-        self.current = None;
+        self.outcomes = Vec::new();
+        self.arguments = None;
         self.item_started = Instant::now();
         self.max_result_bytes = (limits.stdout_chars as usize * 4)
             .saturating_add(limits.value_chars as usize * 4)
             .saturating_add(1 << 16);
-        self.stop_on_failure = control.stop_on_failure;
     }
 }
 
@@ -180,7 +180,8 @@ struct GuestInstance {
     store: Store<HostState>,
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
-    call: TypedFunc<(u32, u32), i32>,
+    prepare: TypedFunc<(u32, u32), i32>,
+    item: TypedFunc<(u32, u32, u32), i32>,
     /// Linear memory's size when the instance was made; the range under tracking.
     size: usize,
     /// Set while the kernel tracks the pages this instance writes (in-place reset).
@@ -305,9 +306,6 @@ impl Executor {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         // Our own WASI: no call a guest makes may need a system call (see `crate::wasi`).
         wasi::add_to_linker(&mut linker).map_err(engine_err)?;
-        linker
-            .func_wrap("azr", "item_start", item_start)
-            .map_err(engine_err)?;
         linker
             .func_wrap("azr", "item_done", item_done)
             .map_err(engine_err)?;
@@ -435,8 +433,11 @@ impl Worker {
         outcomes
     }
 
-    /// Runs the items of one program in an instance in the snapshot's state, then makes the
-    /// instance ready for the next program (or discards it).
+    /// Runs the items of one program: prepares the program once (its definitions run, its
+    /// gold values are reduced), records that state, and runs every item from it, putting
+    /// linear memory back to the recorded state between items. An item's code therefore
+    /// never sees what an earlier item did. An item that traps or grows memory ends the
+    /// instance; the next item prepares the program again in a new one.
     fn run_program(
         &mut self,
         items: &[Item],
@@ -463,78 +464,247 @@ impl Worker {
                 return;
             }
         };
-        let mut instance = match self.take_instance() {
-            Ok(instance) => instance,
-            Err(e) => {
-                outcomes.push(Outcome::host(
-                    Verdict::Fault,
-                    "SandboxFault",
-                    format!("starting an instance: {e:#}"),
-                ));
-                return;
+        let program = items[0].program().0;
+        let mut prepared: Option<PreparedInstance> = None;
+        for index in 0..items.len() {
+            let mut limits = limits.clone();
+            if let Some(deadline) = control.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    outcomes.extend(std::iter::repeat_n(
+                        Outcome::host(Verdict::Skipped, "Skipped", "the request's deadline passed"),
+                        items.len() - index,
+                    ));
+                    break;
+                }
+                limits.timeout_ms = limits.timeout_ms.min(left.as_millis().max(1) as u64);
             }
-        };
+            let mut p = match prepared.take() {
+                Some(p) => p,
+                None => match self.prepare(&bytes, &limits, program) {
+                    Ok(p) => p,
+                    Err(outcome) => {
+                        // The program itself failed to start: every item would, alike.
+                        outcomes.extend(std::iter::repeat_n(outcome, items.len() - index));
+                        return;
+                    }
+                },
+            };
+            let (mut outcome, mut alive) = self.call_item(&mut p, index, None, &limits, program);
+            if alive && let Some(arguments) = p.instance.store.data_mut().arguments.take() {
+                // An abduction answer's arguments: `f` runs on them from the prepared state.
+                if !self.reset_to_prepared(&mut p) {
+                    match self.prepare(&bytes, &limits, program) {
+                        Ok(q) => p = q,
+                        Err(o) => {
+                            outcomes.push(o);
+                            continue;
+                        }
+                    }
+                }
+                (outcome, alive) =
+                    self.call_item(&mut p, index, Some(&arguments), &limits, program);
+            }
+            let failed = outcome.failed();
+            outcomes.push(outcome);
+            let last = index + 1 == items.len() || (control.stop_on_failure && failed);
+            if alive && last {
+                self.keep(p.instance, &p.overlay);
+            } else if alive && self.reset_to_prepared(&mut p) {
+                prepared = Some(p);
+            }
+            if control.stop_on_failure && failed {
+                break;
+            }
+        }
+        if let Some(p) = prepared {
+            self.keep(p.instance, &p.overlay);
+        }
+    }
+
+    /// A fresh instance with the program prepared in it, and that state recorded.
+    fn prepare(
+        &mut self,
+        request: &[u8],
+        limits: &Limits,
+        program: &str,
+    ) -> Result<PreparedInstance, Outcome> {
+        let mut instance = self.take_instance().map_err(|e| {
+            Outcome::host(
+                Verdict::Fault,
+                "SandboxFault",
+                format!("starting an instance: {e:#}"),
+            )
+        })?;
         if instance.size as u64 > limits.memory_bytes {
-            outcomes.push(Outcome::host(
+            let outcome = Outcome::host(
                 Verdict::OutOfMemory,
                 "MemoryError",
                 format!(
                     "memory limit of {} bytes is below the interpreter's own {} bytes",
                     limits.memory_bytes, instance.size
                 ),
-            ));
+            );
             self.warm = Some(instance);
-            return;
+            return Err(outcome);
         }
-        let store = &mut instance.store;
-        store.data_mut().prepare(limits, control, items.len());
-        let _ = store.set_fuel(limits.fuel);
-        let deadline_ticks = store.data().deadline_ticks;
-        store.set_epoch_deadline(deadline_ticks);
-
-        crash::running(items[0].program().0);
-        let result = call_guest(&mut instance, &bytes);
+        arm(&mut instance, limits);
+        crash::running(program);
+        let result = (|| {
+            let store = &mut instance.store;
+            let len = u32::try_from(request.len())
+                .map_err(|_| wasmtime::format_err!("request larger than 4 GiB"))?;
+            let ptr = instance.alloc.call(&mut *store, len)?;
+            instance.memory.write(&mut *store, ptr as usize, request)?;
+            instance.prepare.call(&mut *store, (ptr, len))
+        })();
         crash::finished();
-        let store = &mut instance.store;
-        let state = store.data_mut();
-        let answered = std::mem::take(&mut state.outcomes);
-        let denied = state.limiter.denied;
-        let current = state.current;
-        let item_started = state.item_started;
-        let native_output = state.io.native_output();
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let done = answered.len();
-        outcomes.extend(answered);
-        let stopped =
-            control.stop_on_failure && answered_failed(&outcomes[outcomes.len() - done..]);
-        let returned = result.is_ok();
-        if let Err(error) = result
-            && !stopped
-        {
-            // The item that was running when the instance died (or the first one, if the
-            // guest had not started any) takes the trap.
-            let running = current.map_or(0, |i| i as usize);
-            if running >= done && done < items.len() {
-                let mut outcome = classify_trap(&error, denied, limits);
-                if outcome.verdict == Verdict::Fault
-                    && let Some(said) = &native_output
-                {
-                    // A guest panic: its message is the best account of what went wrong.
-                    outcome.error_message = Some(format!(
-                        "{}; the interpreter said: {said}",
-                        outcome.error_message.as_deref().unwrap_or_default()
-                    ));
+        let state = instance.store.data_mut();
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(state.outcomes.pop().unwrap_or_else(|| {
+                    Outcome::host(
+                        Verdict::Fault,
+                        "SandboxFault",
+                        "the guest refused the request",
+                    )
+                }));
+            }
+            Err(error) => return Err(trap_outcome(&mut instance, &error, limits)),
+        }
+        // Record the prepared state: the pages the program wrote, and the host's side.
+        let mut overlay = Overlay::default();
+        let resettable = instance.memory.data_size(&instance.store) == instance.size
+            && match (&self.executor.in_place, &instance.tracked) {
+                (Some(in_place), Some((_, tracked))) => {
+                    let tracked = *tracked;
+                    let memory = instance.memory.data(&instance.store);
+                    in_place.tracker.written(tracked, &mut self.dirty).is_ok()
+                        && self.dirty.iter().all(|&(start, end)| {
+                            memory.get(start..end).is_some_and(|bytes| {
+                                overlay.record(start, end, bytes);
+                                true
+                            })
+                        })
+                        && in_place.tracker.protect(tracked).is_ok()
                 }
-                outcome.fuel_used = limits.fuel.saturating_sub(fuel_left);
-                outcome.micros = item_started.elapsed().as_micros() as u64;
-                outcomes.push(outcome);
+                _ => false,
+            };
+        instance.warm_runs = 0;
+        let io = instance.store.data().io.for_item();
+        let memory_denied = instance.store.data().limiter.denied;
+        Ok(PreparedInstance {
+            instance,
+            overlay,
+            io,
+            resettable,
+            memory_denied,
+        })
+    }
+
+    /// Runs one item in a prepared instance: its outcome, and whether the instance lives.
+    fn call_item(
+        &mut self,
+        p: &mut PreparedInstance,
+        index: usize,
+        arguments: Option<&str>,
+        limits: &Limits,
+        program: &str,
+    ) -> (Outcome, bool) {
+        let instance = &mut p.instance;
+        arm(instance, limits);
+        crash::running(program);
+        let result = (|| {
+            let store = &mut instance.store;
+            let (ptr, len) = match arguments {
+                Some(text) => {
+                    let len = u32::try_from(text.len())
+                        .map_err(|_| wasmtime::format_err!("arguments larger than 4 GiB"))?;
+                    let ptr = instance.alloc.call(&mut *store, len)?;
+                    instance
+                        .memory
+                        .write(&mut *store, ptr as usize, text.as_bytes())?;
+                    (ptr, len)
+                }
+                None => (0, 0),
+            };
+            let index =
+                u32::try_from(index).map_err(|_| wasmtime::format_err!("more than 4 Gi items"))?;
+            instance.item.call(&mut *store, (index, ptr, len))
+        })();
+        crash::finished();
+        match result {
+            Ok(_) => {
+                let mut outcome = instance.store.data_mut().outcomes.pop().unwrap_or_else(|| {
+                    Outcome::host(
+                        Verdict::Fault,
+                        "SandboxFault",
+                        "the guest returned without answering",
+                    )
+                });
+                if p.memory_denied
+                    && outcome.verdict == Verdict::Error
+                    && outcome.error_type.as_deref() == Some("MemoryError")
+                {
+                    // The program's own definitions hit the cap while it was prepared (the
+                    // interpreter raised `MemoryError`, which every item reports).
+                    outcome.verdict = Verdict::OutOfMemory;
+                    outcome.error_message = Some(memory_exceeded(limits.memory_bytes));
+                }
+                (outcome, true)
+            }
+            Err(error) => {
+                let outcome = trap_outcome(instance, &error, limits);
+                (outcome, false)
             }
         }
-        // Only a call that returned normally leaves the stack pointer where it started; an
-        // instance not kept is dropped here, and wasmtime resets its memory slot.
-        if returned {
-            self.keep(instance);
+    }
+
+    /// Puts a prepared instance's memory back to the prepared state (pages the last item
+    /// wrote come back from the recorded ones, or from the snapshot). False when it cannot
+    /// be (memory grew, no in-place reset): the instance is then discarded.
+    fn reset_to_prepared(&mut self, p: &mut PreparedInstance) -> bool {
+        let instance = &mut p.instance;
+        let (true, Some(in_place), Some((_, tracked))) =
+            (p.resettable, &self.executor.in_place, &instance.tracked)
+        else {
+            return false;
+        };
+        let tracked = *tracked;
+        if instance.memory.data_size(&instance.store) != instance.size {
+            return false;
         }
+        if in_place.tracker.written(tracked, &mut self.dirty).is_err() {
+            return false;
+        }
+        let memory = instance.memory.data_mut(&mut instance.store);
+        for &(start, end) in &self.dirty {
+            let mut page = start;
+            while page < end {
+                let next = (page + PAGE).min(end);
+                let source = p
+                    .overlay
+                    .page(page, next)
+                    .or_else(|| in_place.pristine.get(page..next));
+                match (memory.get_mut(page..next), source) {
+                    (Some(target), Some(source)) => target.copy_from_slice(source),
+                    _ => return false,
+                }
+                page = next;
+            }
+        }
+        let written: usize = self.dirty.iter().map(|(s, e)| e - s).sum::<usize>() / PAGE;
+        if written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
+            instance.warm_runs += 1;
+        } else {
+            if in_place.tracker.protect(tracked).is_err() {
+                return false;
+            }
+            instance.warm_runs = 0;
+        }
+        instance.store.data_mut().io = p.io.for_item();
+        true
     }
 
     /// The warm instance if there is one, else a new one (tracked when resetting in place).
@@ -556,8 +726,9 @@ impl Worker {
     }
 
     /// Puts the instance back to the snapshot's state and keeps it for the next program; an
-    /// instance that cannot be (untracked, grown, or the kernel failed) is dropped.
-    fn keep(&mut self, mut instance: GuestInstance) {
+    /// instance that cannot be (untracked, grown, or the kernel failed) is dropped. The pages
+    /// its program was prepared with are among those put back.
+    fn keep(&mut self, mut instance: GuestInstance, overlay: &Overlay) {
         let (Some(in_place), Some((_, tracked))) = (&self.executor.in_place, &instance.tracked)
         else {
             return;
@@ -570,6 +741,7 @@ impl Worker {
             tracing::warn!(error = %e, "finding an instance's dirty pages failed");
             return;
         }
+        self.dirty.extend_from_slice(&overlay.spans);
         let memory = instance.memory.data_mut(&mut instance.store);
         for &(start, end) in &self.dirty {
             match (
@@ -586,7 +758,7 @@ impl Worker {
         // small and current: past `HOT_PAGES`, or every `HOT_RUNS` programs, all of it is
         // write-protected again and the set starts over.
         let written: usize = self.dirty.iter().map(|(s, e)| e - s).sum::<usize>() / PAGE;
-        if written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
+        if overlay.spans.is_empty() && written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
             instance.warm_runs += 1;
         } else {
             if let Err(e) = in_place.tracker.protect(tracked) {
@@ -610,14 +782,74 @@ impl Worker {
     }
 }
 
-/// Hands the request to the guest and runs it.
-fn call_guest(instance: &mut GuestInstance, request: &[u8]) -> wasmtime::Result<i32> {
+/// Gives the instance one item's budget: fuel, wall clock, memory cap, fresh bookkeeping.
+fn arm(instance: &mut GuestInstance, limits: &Limits) {
     let store = &mut instance.store;
-    let len = u32::try_from(request.len())
-        .map_err(|_| wasmtime::format_err!("request larger than 4 GiB"))?;
-    let ptr = instance.alloc.call(&mut *store, len)?;
-    instance.memory.write(&mut *store, ptr as usize, request)?;
-    instance.call.call(&mut *store, (ptr, len))
+    store.data_mut().prepare(limits);
+    let _ = store.set_fuel(limits.fuel);
+    let deadline_ticks = store.data().deadline_ticks;
+    store.set_epoch_deadline(deadline_ticks);
+}
+
+/// The outcome of a call that trapped (the instance is then discarded).
+fn trap_outcome(instance: &mut GuestInstance, error: &wasmtime::Error, limits: &Limits) -> Outcome {
+    let fuel_left = instance.store.get_fuel().unwrap_or(0);
+    let state = instance.store.data_mut();
+    let mut outcome = classify_trap(error, state.limiter.denied, limits);
+    if outcome.verdict == Verdict::Fault
+        && let Some(said) = state.io.native_output()
+    {
+        // A guest panic: its message is the best account of what went wrong.
+        outcome.error_message = Some(format!(
+            "{}; the interpreter said: {said}",
+            outcome.error_message.as_deref().unwrap_or_default()
+        ));
+    }
+    outcome.fuel_used = limits.fuel.saturating_sub(fuel_left);
+    outcome.micros = state.item_started.elapsed().as_micros() as u64;
+    outcome
+}
+
+/// The pages a program's preparation wrote, as they were when it ended.
+#[derive(Default)]
+struct Overlay {
+    /// Byte ranges `(start, end)` of linear memory, ascending.
+    spans: Vec<(usize, usize)>,
+    /// Where each span's contents start in `bytes`.
+    offsets: Vec<usize>,
+    /// The contents, back to back.
+    bytes: Vec<u8>,
+}
+
+impl Overlay {
+    fn record(&mut self, start: usize, end: usize, contents: &[u8]) {
+        self.spans.push((start, end));
+        self.offsets.push(self.bytes.len());
+        self.bytes.extend_from_slice(contents);
+    }
+
+    /// The recorded contents of `[start, end)` (within one span), if recorded.
+    fn page(&self, start: usize, end: usize) -> Option<&[u8]> {
+        let i = self.spans.partition_point(|&(_, e)| e <= start);
+        let &(s, e) = self.spans.get(i)?;
+        if start < s || end > e {
+            return None;
+        }
+        let offset = self.offsets[i] + (start - s);
+        self.bytes.get(offset..offset + (end - start))
+    }
+}
+
+/// An instance with a program prepared in it, and what putting it back to that state takes.
+struct PreparedInstance {
+    instance: GuestInstance,
+    overlay: Overlay,
+    /// The host side (clocks, random stream) as the preparation left it.
+    io: GuestIo,
+    /// Whether its memory can be put back in place (else every item prepares anew).
+    resettable: bool,
+    /// Whether the preparation asked for memory over the cap.
+    memory_denied: bool,
 }
 
 /// A new instance of the snapshot (its memory is the snapshot's, copy-on-write).
@@ -629,13 +861,15 @@ fn new_instance(engine: &Engine, pre: &InstancePre<HostState>) -> wasmtime::Resu
         .get_memory(&mut store, "memory")
         .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
     let alloc = instance.get_typed_func::<u32, u32>(&mut store, "azr_alloc")?;
-    let call = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_call")?;
+    let prepare = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_prepare")?;
+    let item = instance.get_typed_func::<(u32, u32, u32), i32>(&mut store, "azr_item")?;
     let size = memory.data_size(&store);
     Ok(GuestInstance {
         store,
         memory,
         alloc,
-        call,
+        prepare,
+        item,
         size,
         tracked: None,
         warm_runs: 0,
@@ -650,10 +884,6 @@ fn pristine_memory(
     let instance = new_instance(engine, pre)
         .map_err(|e| SandboxError::Engine(format!("instantiating the guest: {e:#}")))?;
     Ok(instance.memory.data(&instance.store).into())
-}
-
-fn answered_failed(outcomes: &[Outcome]) -> bool {
-    outcomes.iter().any(Outcome::failed)
 }
 
 /// Answers every item from `outcomes.len()` up to `total` with `skipped`.
@@ -695,19 +925,6 @@ fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) 
     }
 }
 
-fn item_start(mut caller: Caller<'_, HostState>, index: u32) {
-    let (fuel, ticks) = {
-        let state = caller.data_mut();
-        state.current = Some(index);
-        state.item_started = Instant::now();
-        // Whether this item hit the memory cap (the instance keeps what earlier items grew).
-        state.limiter.denied = false;
-        (state.fuel, state.deadline_ticks)
-    };
-    let _ = caller.set_fuel(fuel);
-    caller.as_context_mut().set_epoch_deadline(ticks);
-}
-
 fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
     let fuel_left = caller.get_fuel().unwrap_or(0);
     let memory: Memory = match caller.get_export("memory") {
@@ -716,25 +933,33 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
     };
     let state_max = caller.data().max_result_bytes;
     let outcome = if len as usize > state_max {
-        Outcome::host(
+        let outcome = Outcome::host(
             Verdict::OutputLimit,
             "OutputLimit",
             format!("result of {len} bytes is larger than {state_max}"),
-        )
+        );
+        (outcome, None)
     } else {
         let mut buffer = vec![0u8; len as usize];
         memory.read(&caller, ptr as usize, &mut buffer)?;
         match serde_json::from_slice::<GuestResult>(&buffer) {
-            Ok(result) => result.into_outcome(),
-            Err(e) => Outcome::host(
-                Verdict::Fault,
-                "SandboxFault",
-                format!("unreadable result from the guest: {e}"),
-            ),
+            Ok(mut result) => {
+                let arguments = result.arguments.take();
+                (result.into_outcome(), arguments)
+            }
+            Err(e) => {
+                let outcome = Outcome::host(
+                    Verdict::Fault,
+                    "SandboxFault",
+                    format!("unreadable result from the guest: {e}"),
+                );
+                (outcome, None)
+            }
         }
     };
     let state = caller.data_mut();
-    let mut outcome = outcome;
+    let (mut outcome, arguments) = outcome;
+    state.arguments = arguments;
     if state.limiter.denied
         && outcome.verdict == Verdict::Error
         && outcome.error_type.as_deref() == Some("MemoryError")
@@ -746,12 +971,7 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
     }
     outcome.fuel_used = state.fuel.saturating_sub(fuel_left);
     outcome.micros = state.item_started.elapsed().as_micros() as u64;
-    let stop = state.stop_on_failure && outcome.failed();
     state.outcomes.push(outcome);
-    if stop {
-        // Ends the guest call; the caller sees the failed outcome and skips the rest.
-        wasmtime::bail!("stopped after a failed item");
-    }
     Ok(())
 }
 

@@ -242,6 +242,9 @@ pub(crate) struct GuestResult {
     pub error_type: Option<String>,
     #[serde(default)]
     pub error_message: Option<String>,
+    /// An abduction answer's arguments as plain data, for the item's second stage.
+    #[serde(default)]
+    pub arguments: Option<String>,
 }
 
 impl GuestResult {
@@ -293,6 +296,7 @@ mod tests {
             stdout: String::new(),
             error_type: None,
             error_message: None,
+            arguments: None,
         };
         let outcome = r.into_outcome();
         assert_eq!(outcome.verdict, Verdict::Fault);

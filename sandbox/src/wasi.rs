@@ -76,7 +76,8 @@ const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
 const EVENT_FD_READWRITE_HANGUP: u16 = 1;
 
 /// What an instance's WASI functions read and write on the host side. A new one (clocks and
-/// random stream from their start) for every program.
+/// random stream from their start) for every program; every item of a program starts from
+/// [`GuestIo::for_item`] of the one its program was prepared with.
 pub struct GuestIo {
     wall: SteppingClock,
     monotonic: SteppingClock,
@@ -101,6 +102,17 @@ impl Default for GuestIo {
 }
 
 impl GuestIo {
+    /// What an item of a prepared program starts with: the clocks where the preparation
+    /// left them, the random stream from its start, no output. The same for every item.
+    pub fn for_item(&self) -> GuestIo {
+        GuestIo {
+            wall: self.wall.clone(),
+            monotonic: self.monotonic.clone(),
+            slept: self.slept,
+            ..GuestIo::default()
+        }
+    }
+
     /// What the guest's native code wrote to stdout/stderr (capped), as text, with a note of
     /// how much was left out; `None` when it wrote nothing.
     pub fn native_output(&self) -> Option<String> {

@@ -2,32 +2,37 @@
 //!
 //! The host pre-initialises this module once with wizer (`azr_init` builds the interpreter,
 //! imports the common stdlib modules and loads the harness), snapshots its memory, and then
-//! gives every request a *fresh instance* of that snapshot. A request is one JSON document
-//! with a list of items; the harness (`python/harness.py`) evaluates them one by one.
+//! runs every program from that snapshot. A request is one JSON document with the items of
+//! one program; `azr_prepare` compiles and runs the program and reduces its gold values
+//! (`ops.rs`), the host records the memory, and each item then runs with `azr_item` from
+//! that recorded state: the host puts linear memory back between items.
 //!
 //! ABI (all integers are i32 on wasm32):
 //! - export `azr_init()`: wizer's initialisation function; never called after the snapshot.
-//! - export `azr_alloc(len) -> ptr`: a buffer for the host to write the request into.
-//! - export `azr_call(ptr, len) -> status`: runs the request; 0 when every item was answered,
-//!   1 when the harness itself failed (its message went through `item_done` as a fault).
-//! - import `azr.item_start(index)`: before each item, so the host can reset the item's fuel
-//!   and wall-clock budget and knows which item was running if the instance traps.
-//! - import `azr.item_done(ptr, len)`: one JSON result per item, in order.
+//! - export `azr_alloc(len) -> ptr`: a buffer for the host to write a request into.
+//! - export `azr_prepare(ptr, len) -> status`: takes the request; 0 when prepared, 1 when the
+//!   request could not be read (its message went through `item_done` as a fault).
+//! - export `azr_item(index, ptr, len) -> status`: runs item `index`; `ptr`/`len` carry an
+//!   abduction answer's arguments for its second stage (`len` 0: none). Answers through
+//!   `item_done` exactly once.
+//! - import `azr.item_done(ptr, len)`: one JSON result.
 
 use std::cell::RefCell;
 
 use rustpython::InterpreterBuilderExt;
 use rustpython_vm::{
     AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine,
-    builtins::PyBaseExceptionRef,
-    scope::Scope,
+    builtins::PyBaseExceptionRef, scope::Scope,
 };
-use serde::Serialize;
+
+mod judge;
+mod ops;
+
+use ops::{Harness, ItemResult, Prepared};
 
 mod host {
     #[link(wasm_import_module = "azr")]
     unsafe extern "C" {
-        pub fn item_start(index: u32);
         pub fn item_done(ptr: *const u8, len: usize);
     }
 }
@@ -46,26 +51,13 @@ const HARNESS: &str = include_str!("../python/harness.py");
 
 struct Guest {
     interpreter: Interpreter,
-    dispatch: PyObjectRef,
+    harness: Harness,
 }
 
 thread_local! {
     static GUEST: RefCell<Option<Guest>> = const { RefCell::new(None) };
-}
-
-/// One item's answer as the host reads it.
-#[derive(Serialize)]
-struct ItemResult {
-    verdict: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    passed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
-    stdout: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    /// The prepared program: part of the memory the host puts back before every item.
+    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
 }
 
 fn emit(result: &ItemResult) {
@@ -80,22 +72,22 @@ fn emit(result: &ItemResult) {
 fn fault(message: String) {
     emit(&ItemResult {
         verdict: "fault".to_owned(),
-        passed: None,
-        value: None,
-        stdout: String::new(),
         error_type: Some("GuestError".to_owned()),
         error_message: Some(message),
+        ..Default::default()
     });
 }
 
-fn describe(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
-    let name = exc.class().name().to_string();
-    let message = exc
-        .as_object()
+/// An exception's message (its `__str__`, which may be Python code: informational only).
+pub(crate) fn exception_message(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    exc.as_object()
         .str(vm)
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{name}: {message}")
+        .unwrap_or_else(|_| format!("<unprintable {}>", exc.class().name()))
+}
+
+fn describe(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    format!("{}: {}", exc.class().name(), exception_message(vm, exc))
 }
 
 /// The whole Python traceback, for failures of the guest's own start-up code.
@@ -128,7 +120,7 @@ fn build() -> Result<Guest, String> {
     settings.user_site_directory = false;
     settings.ignore_environment = true;
     let interpreter = Interpreter::builder(settings).init_stdlib().build();
-    let dispatch = interpreter.enter(|vm| -> PyResult<PyObjectRef> {
+    let harness = interpreter.enter(|vm| -> PyResult<Harness> {
         let sys = vm.import("sys", 0)?;
         // `os` looks for `posix` among the built-in modules; make ours one.
         let shim_scope = vm.new_scope_with_builtins();
@@ -143,7 +135,10 @@ fn build() -> Result<Guest, String> {
         let modules = sys.get_attr("modules", vm)?;
         modules.set_item("posix", module, vm)?;
         let names = sys.get_attr("builtin_module_names", vm)?;
-        let posix: PyObjectRef = vm.ctx.new_tuple(vec![vm.ctx.new_str("posix").into()]).into();
+        let posix: PyObjectRef = vm
+            .ctx
+            .new_tuple(vec![vm.ctx.new_str("posix").into()])
+            .into();
         let extended = vm._add(&names, &posix)?;
         sys.set_attr("builtin_module_names", extended, vm)?;
 
@@ -154,7 +149,23 @@ fn build() -> Result<Guest, String> {
             .globals
             .set_item("__name__", vm.ctx.new_str("_azr_harness").into(), vm)?;
         vm.run_string(scope.clone(), HARNESS, "<harness>")?;
-        let dispatch = scope.globals.get_item("dispatch", vm)?;
+        let get = |name: &str| scope.globals.get_item(name, vm);
+        let default_banned = get("DEFAULT_BANNED")?
+            .try_to_value::<Vec<String>>(vm)
+            .unwrap_or_default();
+        let collections = vm.import("collections", 0)?;
+        let harness = Harness {
+            begin: get("begin")?,
+            captured: get("captured")?,
+            restart_capture: get("restart_capture")?,
+            banned_import: get("banned_import")?,
+            compile_program: get("compile_program")?,
+            output_limit: get("OutputLimit")?,
+            default_banned,
+            known: judge::KnownTypes {
+                deque: collections.get_attr("deque", vm).ok(),
+            },
+        };
         // Start every program from a collected heap.
         let gc = vm.import("gc", 0)?;
         vm.call_method(&gc, "collect", ())?;
@@ -165,12 +176,12 @@ fn build() -> Result<Guest, String> {
         // change anywhere in the interpreter can make every call grow memory. The pages
         // stay zero, so the snapshot does not carry them.
         drop(std::hint::black_box(Vec::<u8>::with_capacity(HEAP_SLACK)));
-        Ok(dispatch)
+        Ok(harness)
     });
-    match dispatch {
-        Ok(dispatch) => Ok(Guest {
+    match harness {
+        Ok(harness) => Ok(Guest {
             interpreter,
-            dispatch,
+            harness,
         }),
         Err(exc) => {
             let message = interpreter.enter(|vm| traceback(vm, &exc));
@@ -201,90 +212,78 @@ pub extern "C" fn azr_alloc(len: usize) -> *mut u8 {
     ptr
 }
 
-fn tuple_field(vm: &VirtualMachine, obj: &PyObjectRef, index: usize) -> PyResult<PyObjectRef> {
-    obj.get_item(&index, vm)
-}
-
-fn opt_string(vm: &VirtualMachine, obj: PyObjectRef) -> PyResult<Option<String>> {
-    if vm.is_none(&obj) {
-        return Ok(None);
-    }
-    Ok(Some(obj.str(vm)?.to_string_lossy().into_owned()))
-}
-
-fn to_result(vm: &VirtualMachine, tuple: &PyObjectRef) -> PyResult<ItemResult> {
-    let verdict = tuple_field(vm, tuple, 0)?.str(vm)?.to_string_lossy().into_owned();
-    let passed_obj = tuple_field(vm, tuple, 1)?;
-    let passed = if vm.is_none(&passed_obj) {
-        None
-    } else {
-        Some(passed_obj.try_to_bool(vm)?)
-    };
-    let value = opt_string(vm, tuple_field(vm, tuple, 2)?)?;
-    let stdout = opt_string(vm, tuple_field(vm, tuple, 3)?)?.unwrap_or_default();
-    let error_type = opt_string(vm, tuple_field(vm, tuple, 4)?)?;
-    let error_message = opt_string(vm, tuple_field(vm, tuple, 5)?)?;
-    Ok(ItemResult {
-        verdict,
-        passed,
-        value,
-        stdout,
-        error_type,
-        error_message,
+/// Runs `f` with the guest, or reports why there is none.
+fn with_guest(f: impl FnOnce(&Guest) -> i32) -> i32 {
+    GUEST.with(|g| {
+        let guard = g.borrow();
+        match guard.as_ref() {
+            Some(guest) => f(guest),
+            None => {
+                let message = INIT_ERROR
+                    .with(|e| e.borrow().clone())
+                    .unwrap_or_else(|| "guest was not initialised".to_owned());
+                fault(format!("interpreter initialisation failed: {message}"));
+                1
+            }
+        }
     })
 }
 
-/// Runs one request.
+/// Takes a request: compiles and runs its program, reduces its gold values.
 ///
 /// # Safety
 /// `ptr` must point at `len` initialised bytes that the host wrote after `azr_alloc(len)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn azr_call(ptr: *mut u8, len: usize) -> i32 {
+pub unsafe extern "C" fn azr_prepare(ptr: *mut u8, len: usize) -> i32 {
     // SAFETY: the host allocated the buffer with `azr_alloc(len)` and filled it.
     let request = unsafe { Vec::from_raw_parts(ptr, len, len.max(1)) };
-    let Ok(request) = String::from_utf8(request) else {
-        fault("request is not UTF-8".to_owned());
-        return 1;
-    };
-    GUEST.with(|g| {
-        let guard = g.borrow();
-        let Some(guest) = guard.as_ref() else {
-            let message = INIT_ERROR
-                .with(|e| e.borrow().clone())
-                .unwrap_or_else(|| "guest was not initialised".to_owned());
-            fault(format!("interpreter initialisation failed: {message}"));
+    let request: ops::Request = match serde_json::from_slice(&request) {
+        Ok(r) => r,
+        Err(e) => {
+            fault(format!("unreadable request: {e}"));
             return 1;
-        };
-        guest.interpreter.enter(|vm| {
-            let iterator = match guest.dispatch.call((vm.ctx.new_str(request),), vm) {
-                Ok(it) => it,
-                Err(exc) => {
-                    fault(describe(vm, &exc));
-                    return 1;
-                }
-            };
-            let mut index: u32 = 0;
-            loop {
-                // SAFETY: a plain host call with an integer argument.
-                unsafe { host::item_start(index) };
-                match vm.call_method(&iterator, "__next__", ()) {
-                    Ok(tuple) => match to_result(vm, &tuple) {
-                        Ok(result) => emit(&result),
-                        Err(exc) => {
-                            fault(describe(vm, &exc));
-                            return 1;
-                        }
-                    },
-                    Err(exc) if exc.fast_isinstance(vm.ctx.exceptions.stop_iteration) => {
-                        return 0;
-                    }
-                    Err(exc) => {
-                        fault(describe(vm, &exc));
-                        return 1;
-                    }
-                }
-                index += 1;
+        }
+    };
+    with_guest(|guest| {
+        let prepared = guest
+            .interpreter
+            .enter(|vm| Prepared::new(vm, &guest.harness, request));
+        PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
+        0
+    })
+}
+
+/// Runs one item of the prepared request.
+///
+/// # Safety
+/// With `len` > 0, `ptr` must point at `len` initialised bytes from `azr_alloc(len)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn azr_item(index: usize, ptr: *mut u8, len: usize) -> i32 {
+    let arguments = if len == 0 {
+        None
+    } else {
+        // SAFETY: as above.
+        let bytes = unsafe { Vec::from_raw_parts(ptr, len, len.max(1)) };
+        match String::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                fault("arguments are not UTF-8".to_owned());
+                return 1;
             }
+        }
+    };
+    with_guest(|guest| {
+        PREPARED.with(|p| {
+            let guard = p.borrow();
+            let Some(prepared) = guard.as_ref() else {
+                fault("no request was prepared".to_owned());
+                return 1;
+            };
+            let result = guest
+                .interpreter
+                .enter(|vm| prepared.run_item(vm, &guest.harness, index, arguments.as_deref()));
+            emit(&result);
+            0
         })
     })
 }

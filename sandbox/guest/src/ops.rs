@@ -1,0 +1,805 @@
+//! The AZR operations, in two stages that the host separates with a memory reset.
+//!
+//! `prepare` runs once per program: it compiles the program, applies the validation rules,
+//! runs the program's definitions and reduces every gold output to plain data
+//! ([`crate::judge`]). Nothing model-written by a solver has run yet. The host then records
+//! the instance's memory, and before every item puts it back: each item starts from the
+//! prepared state, whatever an earlier item did (patched builtins, modules, hooks, the heap).
+//!
+//! `item` runs one item: it compiles and evaluates the item's own text (an answer, an input),
+//! reduces the result to plain data and compares it with the gold value in Rust. After an
+//! answer has run, no Python code decides anything; what Python computes afterwards (`repr`
+//! of the value, the captured output, an exception's message) only informs.
+//!
+//! An abduction answer that is more than literals (`[1] * 3`, a name) could patch `f` or what
+//! `f` uses before `f` runs on it; its arguments are therefore evaluated in one item call,
+//! returned to the host as plain data, and `f` runs on a rebuilt copy in a second call,
+//! from the prepared state.
+
+use std::collections::HashMap;
+
+use ruff_python_ast::{Expr, Operator, UnaryOp};
+use rustpython_vm::{
+    AsObject, PyObjectRef, PyRef, PyResult, VirtualMachine,
+    builtins::{PyBaseExceptionRef, PyCode, PyDictRef},
+    compiler::Mode,
+    function::FuncArgs,
+    scope::Scope,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::judge::{self, KnownTypes, Unjudgeable, Value};
+
+/// The request the host sends, once per program.
+#[derive(Deserialize)]
+pub struct Request {
+    options: Options,
+    items: Vec<ItemSpec>,
+}
+
+#[derive(Deserialize)]
+struct Options {
+    #[serde(default)]
+    banned_words: Option<Vec<String>>,
+    #[serde(default)]
+    banned_keywords: Vec<String>,
+    #[serde(default = "yes")]
+    require_f: bool,
+    #[serde(default = "default_cap")]
+    stdout_cap: u64,
+    #[serde(default = "default_value_cap")]
+    value_cap: u64,
+    #[serde(default = "default_recursion")]
+    recursion_limit: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_cap() -> u64 {
+    65536
+}
+fn default_value_cap() -> u64 {
+    1 << 20
+}
+fn default_recursion() -> u32 {
+    1000
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum ItemSpec {
+    Run {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        #[serde(default)]
+        input: Option<String>,
+    },
+    Validate {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        input: String,
+    },
+    Deduction {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        gold: String,
+        answer: String,
+    },
+    Abduction {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        gold: String,
+        answer: String,
+    },
+    Induction {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    },
+}
+
+impl ItemSpec {
+    fn program(&self) -> (&str, &[String]) {
+        match self {
+            ItemSpec::Run {
+                program, imports, ..
+            }
+            | ItemSpec::Validate {
+                program, imports, ..
+            }
+            | ItemSpec::Deduction {
+                program, imports, ..
+            }
+            | ItemSpec::Abduction {
+                program, imports, ..
+            }
+            | ItemSpec::Induction {
+                program, imports, ..
+            } => (program, imports),
+        }
+    }
+
+    fn is_check(&self) -> bool {
+        matches!(
+            self,
+            ItemSpec::Deduction { .. } | ItemSpec::Abduction { .. } | ItemSpec::Induction { .. }
+        )
+    }
+}
+
+/// One item's answer as the host reads it.
+#[derive(Serialize, Default)]
+pub struct ItemResult {
+    pub verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub stdout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// An abduction answer's arguments as plain data: the host calls the item again with
+    /// them, from the prepared state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// A failure as an item reports it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    verdict: &'static str,
+    kind: String,
+    message: String,
+}
+
+impl Failure {
+    fn error(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            verdict: "error",
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    fn rejected(kind: &str, message: impl Into<String>) -> Self {
+        Failure {
+            verdict: "rejected",
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn unjudgeable(u: Unjudgeable) -> Self {
+        Failure::error("ValueError", u.message())
+    }
+}
+
+/// The Python side the operations use (held from start-up, before any program ran).
+pub struct Harness {
+    pub begin: PyObjectRef,
+    pub captured: PyObjectRef,
+    pub restart_capture: PyObjectRef,
+    pub banned_import: PyObjectRef,
+    pub compile_program: PyObjectRef,
+    pub output_limit: PyObjectRef,
+    pub default_banned: Vec<String>,
+    pub known: KnownTypes,
+}
+
+/// What `prepare` leaves for the items: all of it is in linear memory, which the host puts
+/// back to this state before every item.
+pub struct Prepared {
+    request: Request,
+    /// The program's code (imports prepended), or why it does not compile.
+    code: Result<PyRef<PyCode>, Failure>,
+    /// The validation rules' verdict on the program.
+    rules: Option<Failure>,
+    /// The namespace after the program's definitions ran, or why they failed.
+    namespace: Result<PyDictRef, Failure>,
+    /// Deduction/abduction gold values by text, reduced in the program's namespace.
+    golds: HashMap<String, Result<Value, Failure>>,
+    /// Induction gold values by text, reduced where only the imports ran.
+    import_golds: HashMap<String, Result<Value, Failure>>,
+    /// The objects whose identities the gold values record, kept alive so that no object an
+    /// answer makes can take one of their addresses. Never read: holding them is the point.
+    #[allow(dead_code)]
+    gold_identities: Vec<PyObjectRef>,
+    /// What the program printed while it was prepared (every item's output starts with it).
+    stdout: String,
+    stdout_overflow: bool,
+}
+
+fn failure_of(vm: &VirtualMachine, exc: &PyBaseExceptionRef, harness: &Harness) -> Failure {
+    let kind = exc.class().name().to_string();
+    if exc.fast_isinstance(
+        harness
+            .output_limit
+            .downcast_ref::<rustpython_vm::builtins::PyType>()
+            .expect("OutputLimit is a class"),
+    ) {
+        return Failure {
+            verdict: "output_limit",
+            kind: "OutputLimit".into(),
+            message: crate::exception_message(vm, exc),
+        };
+    }
+    Failure::error(kind, crate::exception_message(vm, exc))
+}
+
+fn full_source(program: &str, imports: &[String]) -> String {
+    if imports.is_empty() {
+        program.to_owned()
+    } else {
+        format!("{}\n{}", imports.join("\n"), program)
+    }
+}
+
+fn truncate(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(n).collect();
+        format!("{head:?}...")
+    }
+}
+
+fn scope(namespace: &PyDictRef, vm: &VirtualMachine) -> Scope {
+    Scope::with_builtins(None, namespace.clone(), vm)
+}
+
+/// Compiles model-written text natively (no Python-level `compile` that code could patch).
+fn compile(
+    vm: &VirtualMachine,
+    text: &str,
+    what: &str,
+    mode: Mode,
+) -> Result<PyRef<PyCode>, Failure> {
+    vm.compile(text, mode, format!("<{what}>")).map_err(|_| {
+        Failure::error(
+            "SyntaxError",
+            format!("{what} is not valid Python: {}", truncate(text, 200)),
+        )
+    })
+}
+
+fn compile_value(vm: &VirtualMachine, text: &str, what: &str) -> Result<PyRef<PyCode>, Failure> {
+    vm.compile(text, Mode::Eval, format!("<{what}>"))
+        .map_err(|_| {
+            Failure::error(
+                "SyntaxError",
+                format!("{what} is not a Python expression: {}", truncate(text, 200)),
+            )
+        })
+}
+
+/// An argument list as the AZR templates splice it, `f(<text>)`: refused unless the whole of
+/// it is one call of `f`. Returns whether every argument is a literal.
+fn argument_list(text: &str) -> Result<bool, Failure> {
+    let source = format!("f({text})");
+    let refuse = |why: &str| {
+        Failure::error(
+            "SyntaxError",
+            format!("input is not {why}: {}", truncate(text, 200)),
+        )
+    };
+    let parsed = ruff_python_parser::parse_expression(&source)
+        .map_err(|_| refuse("a valid argument list"))?;
+    let Expr::Call(call) = parsed.expr() else {
+        return Err(refuse("a plain argument list"));
+    };
+    let Expr::Name(name) = &*call.func else {
+        return Err(refuse("a plain argument list"));
+    };
+    if name.id.as_str() != "f" {
+        return Err(refuse("a plain argument list"));
+    }
+    let args = &call.arguments;
+    Ok(args.args.iter().all(literal)
+        && args
+            .keywords
+            .iter()
+            .all(|k| k.arg.is_some() && literal(&k.value)))
+}
+
+/// Whether an expression only builds built-in values from constants: evaluating it runs no
+/// code that anything model-written could have defined or patched.
+fn literal(e: &Expr) -> bool {
+    match e {
+        Expr::StringLiteral(_)
+        | Expr::BytesLiteral(_)
+        | Expr::NumberLiteral(_)
+        | Expr::BooleanLiteral(_)
+        | Expr::NoneLiteral(_)
+        | Expr::EllipsisLiteral(_) => true,
+        Expr::List(l) => l.elts.iter().all(literal),
+        Expr::Tuple(t) => t.elts.iter().all(literal),
+        Expr::Set(s) => s.elts.iter().all(literal),
+        Expr::Dict(d) => d
+            .items
+            .iter()
+            .all(|i| i.key.as_ref().is_some_and(literal) && literal(&i.value)),
+        Expr::UnaryOp(u) => matches!(u.op, UnaryOp::USub | UnaryOp::UAdd) && number(&u.operand),
+        Expr::BinOp(b) => {
+            matches!(b.op, Operator::Add | Operator::Sub) && number(&b.left) && number(&b.right)
+        }
+        _ => false,
+    }
+}
+
+fn number(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) => true,
+        Expr::UnaryOp(u) => matches!(u.op, UnaryOp::USub | UnaryOp::UAdd) && number(&u.operand),
+        _ => false,
+    }
+}
+
+impl Prepared {
+    /// Runs the program and reduces the gold values. Python helpers of the harness run here
+    /// only before the program does.
+    pub fn new(vm: &VirtualMachine, harness: &Harness, request: Request) -> Prepared {
+        let o = &request.options;
+        let _ = harness.begin.call((o.stdout_cap, o.recursion_limit), vm);
+        let (program, imports) = request
+            .items
+            .first()
+            .map(|i| i.program())
+            .unwrap_or(("", &[]));
+        let source = full_source(program, imports);
+        let any_validation = request
+            .items
+            .iter()
+            .any(|i| matches!(i, ItemSpec::Validate { .. }));
+        let rules = if any_validation {
+            let banned = o
+                .banned_words
+                .clone()
+                .unwrap_or_else(|| harness.default_banned.clone());
+            let call = harness.banned_import.call(
+                (
+                    vm.ctx.new_str(source.as_str()),
+                    vm.ctx.new_list(
+                        banned
+                            .iter()
+                            .map(|w| vm.ctx.new_str(w.as_str()).into())
+                            .collect(),
+                    ),
+                    vm.ctx.new_list(
+                        o.banned_keywords
+                            .iter()
+                            .map(|w| vm.ctx.new_str(w.as_str()).into())
+                            .collect(),
+                    ),
+                ),
+                vm,
+            );
+            match call {
+                Ok(word) if vm.is_none(&word) => None,
+                Ok(word) => Some(Failure::rejected(
+                    "BannedImport",
+                    format!(
+                        "program uses banned word {}",
+                        word.repr(vm)
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ),
+                )),
+                Err(exc) => Some(failure_of(vm, &exc, harness)),
+            }
+        } else {
+            None
+        };
+
+        // Induction gold values, before the candidate program has run: in a namespace where
+        // only the task's imports did.
+        let mut import_golds = HashMap::new();
+        let mut gold_identities = Vec::new();
+        let induction_golds: Vec<&String> = request
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ItemSpec::Induction { outputs, .. } => Some(outputs),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if !induction_golds.is_empty() {
+            let imports_ns = fresh_namespace(vm, harness).and_then(|ns| {
+                if !imports.is_empty() {
+                    let code = compile(vm, &imports.join("\n"), "imports", Mode::Exec)?;
+                    vm.run_code_obj(code, scope(&ns, vm))
+                        .map_err(|e| failure_of(vm, &e, harness))?;
+                }
+                Ok(ns)
+            });
+            for text in induction_golds {
+                if import_golds.contains_key(text) {
+                    continue;
+                }
+                let gold = match &imports_ns {
+                    Ok(ns) => reduce_gold(vm, harness, ns, text, &mut gold_identities),
+                    Err(f) => Err(f.clone()),
+                };
+                import_golds.insert(text.clone(), gold);
+            }
+        }
+
+        let code = harness
+            .compile_program
+            .call((vm.ctx.new_str(source.as_str()),), vm)
+            .map_err(|e| failure_of(vm, &e, harness))
+            .and_then(|c| {
+                c.downcast::<PyCode>()
+                    .map_err(|_| Failure::error("SystemError", "compile() gave no code"))
+            });
+        // A rejected program is not run for validation; checks of it (which the reference
+        // does not screen) still need its definitions.
+        let run = rules.is_none() || request.items.iter().any(ItemSpec::is_check);
+        let namespace = match (&code, run) {
+            (Ok(code), true) => fresh_namespace(vm, harness).and_then(|ns| {
+                vm.run_code_obj(code.clone(), scope(&ns, vm))
+                    .map_err(|e| failure_of(vm, &e, harness))?;
+                Ok(ns)
+            }),
+            (Err(f), _) => Err(f.clone()),
+            (Ok(_), false) => Err(rules
+                .clone()
+                .unwrap_or_else(|| Failure::error("SystemError", "the program was not run"))),
+        };
+
+        let mut golds = HashMap::new();
+        for item in &request.items {
+            let (ItemSpec::Deduction { gold, .. } | ItemSpec::Abduction { gold, .. }) = item else {
+                continue;
+            };
+            if golds.contains_key(gold) {
+                continue;
+            }
+            let value = match &namespace {
+                Ok(ns) => reduce_gold(vm, harness, ns, gold, &mut gold_identities),
+                Err(f) => Err(f.clone()),
+            };
+            golds.insert(gold.clone(), value);
+        }
+        let (stdout, stdout_overflow) = captured(vm, harness);
+        let _ = harness.restart_capture.call((o.stdout_cap,), vm);
+        Prepared {
+            request,
+            code,
+            rules,
+            namespace,
+            golds,
+            import_golds,
+            gold_identities,
+            stdout,
+            stdout_overflow,
+        }
+    }
+
+    /// Runs item `index` (for an abduction answer's second stage, with its arguments).
+    pub fn run_item(
+        &self,
+        vm: &VirtualMachine,
+        harness: &Harness,
+        index: usize,
+        arguments: Option<&str>,
+    ) -> ItemResult {
+        let Some(item) = self.request.items.get(index) else {
+            return ItemResult {
+                verdict: "fault".into(),
+                error_type: Some("GuestError".into()),
+                error_message: Some(format!("no item {index}")),
+                ..Default::default()
+            };
+        };
+        let outcome = self.operate(vm, harness, item, arguments);
+        let (printed, overflow) = captured(vm, harness);
+        let stdout = format!("{}{}", self.stdout, printed);
+        let mut result = match outcome {
+            Ok(Done::Value(passed, value)) => ItemResult {
+                verdict: "ok".into(),
+                passed,
+                value,
+                ..Default::default()
+            },
+            Ok(Done::Arguments(text)) => ItemResult {
+                verdict: "ok".into(),
+                arguments: Some(text),
+                ..Default::default()
+            },
+            Err(f) => ItemResult {
+                verdict: f.verdict.into(),
+                passed: None,
+                error_type: Some(f.kind),
+                error_message: Some(f.message),
+                ..Default::default()
+            },
+        };
+        let cap = self.request.options.stdout_cap;
+        if overflow || self.stdout_overflow {
+            result.verdict = "output_limit".into();
+            result.error_type = Some("OutputLimit".into());
+            result.error_message = Some(format!("output limit of {cap} characters exceeded"));
+            result.arguments = None;
+        }
+        let value_cap = self.request.options.value_cap as usize;
+        if result.verdict == "ok"
+            && result
+                .value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > value_cap)
+        {
+            result.verdict = "output_limit".into();
+            result.error_type = Some("OutputLimit".into());
+            result.error_message = Some(format!(
+                "repr of the result is longer than {value_cap} characters"
+            ));
+            result.value = None;
+        }
+        if result.verdict != "ok" && item.is_check() {
+            result.passed = Some(false);
+        }
+        result.stdout = stdout.chars().take(cap as usize).collect();
+        result
+    }
+
+    fn namespace(&self) -> Result<&PyDictRef, Failure> {
+        self.namespace.as_ref().map_err(Clone::clone)
+    }
+
+    fn operate(
+        &self,
+        vm: &VirtualMachine,
+        harness: &Harness,
+        item: &ItemSpec,
+        arguments: Option<&str>,
+    ) -> Result<Done, Failure> {
+        let known = &harness.known;
+        let err = |e: PyBaseExceptionRef| failure_of(vm, &e, harness);
+        match item {
+            ItemSpec::Run { input, .. } => {
+                let ns = self.namespace()?;
+                let Some(text) = input else {
+                    return Ok(Done::Value(None, None));
+                };
+                argument_list(text)?;
+                let code = compile_value(vm, &format!("f({text})"), "input")?;
+                let value = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
+                Ok(Done::Value(None, repr(vm, &value)))
+            }
+            ItemSpec::Validate { input, .. } => {
+                if let Some(rejected) = &self.rules {
+                    return Err(rejected.clone());
+                }
+                let ns = self.namespace()?;
+                if self.request.options.require_f
+                    && !ns
+                        .get_item_opt("f", vm)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|f| f.is_callable())
+                {
+                    return Err(Failure::rejected(
+                        "MissingFunction",
+                        "program does not define a function f",
+                    ));
+                }
+                argument_list(input)?;
+                let code = compile_value(vm, &format!("f({input})"), "input")?;
+                let first = vm.run_code_obj(code.clone(), scope(ns, vm)).map_err(err)?;
+                // Reduced before the second call, which could change a value it shares.
+                let once = Value::of(&first, vm, known).map_err(Failure::unjudgeable)?;
+                let second = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
+                let twice = Value::of(&second, vm, known).map_err(Failure::unjudgeable)?;
+                if !judge::equal(&once, &twice).map_err(Failure::unjudgeable)? {
+                    return Err(Failure::rejected(
+                        "NonDeterministic",
+                        "f(input) gave different results on two calls",
+                    ));
+                }
+                Ok(Done::Value(None, repr(vm, &first)))
+            }
+            ItemSpec::Deduction { gold, answer, .. } => {
+                let gold = self.gold(gold)?;
+                let ns = self.namespace()?;
+                let code = compile_value(vm, answer, "answer")?;
+                let value = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
+                let passed = judged(&value, gold, vm, known)?;
+                Ok(Done::Value(Some(passed), repr(vm, &value)))
+            }
+            ItemSpec::Abduction { gold, answer, .. } => {
+                let gold = self.gold(gold)?;
+                let ns = self.namespace()?;
+                let literal = argument_list(answer)?;
+                let value = if literal {
+                    // Literals run no code: `f` is called as the template writes it.
+                    let code = compile_value(vm, &format!("f({answer})"), "input")?;
+                    vm.run_code_obj(code, scope(ns, vm)).map_err(err)?
+                } else if let Some(text) = arguments {
+                    let (args, kwargs): (Value, Value) = serde_json::from_str(text)
+                        .map_err(|e| Failure::error("GuestError", format!("arguments: {e}")))?;
+                    let f =
+                        ns.get_item_opt("f", vm).ok().flatten().ok_or_else(|| {
+                            Failure::error("NameError", "name 'f' is not defined")
+                        })?;
+                    let call = build_call(vm, &args, &kwargs).map_err(err)?;
+                    f.call_with_args(call, vm).map_err(err)?
+                } else {
+                    // First stage: the arguments as plain data, for a clean second stage.
+                    let code =
+                        compile_value(vm, &format!("(lambda *a, **k: (a, k))({answer})"), "input")?;
+                    let pair = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
+                    let reduced = Value::of(&pair, vm, known).map_err(Failure::unjudgeable)?;
+                    let Value::Tuple(parts) = reduced else {
+                        return Err(Failure::error("GuestError", "arguments were not collected"));
+                    };
+                    if !parts.iter().all(Value::is_plain) || parts.len() != 2 {
+                        return Err(Failure::error(
+                            "TypeError",
+                            "an input that is not literals must evaluate to plain data \
+                             (numbers, strings, bytes, None and the built-in containers)",
+                        ));
+                    }
+                    let text = serde_json::to_string(&(&parts[0], &parts[1]))
+                        .map_err(|e| Failure::error("GuestError", e.to_string()))?;
+                    return Ok(Done::Arguments(text));
+                };
+                let passed = judged(&value, gold, vm, known)?;
+                Ok(Done::Value(Some(passed), repr(vm, &value)))
+            }
+            ItemSpec::Induction {
+                inputs, outputs, ..
+            } => {
+                if inputs.len() != outputs.len() {
+                    return Err(Failure::error(
+                        "ValueError",
+                        "induction check needs as many outputs as inputs",
+                    ));
+                }
+                let code = self.code.as_ref().map_err(Clone::clone)?;
+                let mut values = Vec::new();
+                let mut passed = true;
+                for (n, (input, output)) in inputs.iter().zip(outputs).enumerate() {
+                    let gold = self
+                        .import_golds
+                        .get(output)
+                        .cloned()
+                        .unwrap_or_else(|| Err(Failure::error("GuestError", "gold missing")))?;
+                    // The first pair uses the prepared namespace; later ones a fresh run.
+                    let ns = if n == 0 {
+                        self.namespace()?.clone()
+                    } else {
+                        let ns = fresh_namespace(vm, harness)?;
+                        vm.run_code_obj(code.clone(), scope(&ns, vm)).map_err(err)?;
+                        ns
+                    };
+                    argument_list(input)?;
+                    let call = compile_value(vm, &format!("f({input})"), "input")?;
+                    let value = vm.run_code_obj(call, scope(&ns, vm)).map_err(err)?;
+                    let ok = judged(&value, &gold, vm, known)?;
+                    values.push(value);
+                    if !ok {
+                        passed = false;
+                        break;
+                    }
+                }
+                let list: PyObjectRef = vm.ctx.new_list(values).into();
+                Ok(Done::Value(Some(passed), repr(vm, &list)))
+            }
+        }
+    }
+
+    fn gold(&self, text: &str) -> Result<&Value, Failure> {
+        match self.golds.get(text) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(f)) => Err(f.clone()),
+            None => Err(Failure::error("GuestError", "gold value missing")),
+        }
+    }
+}
+
+enum Done {
+    Value(Option<bool>, Option<String>),
+    Arguments(String),
+}
+
+fn judged(
+    value: &PyObjectRef,
+    gold: &Value,
+    vm: &VirtualMachine,
+    known: &KnownTypes,
+) -> Result<bool, Failure> {
+    let value = Value::of(value, vm, known).map_err(Failure::unjudgeable)?;
+    judge::equal(gold, &value).map_err(Failure::unjudgeable)
+}
+
+fn build_call(vm: &VirtualMachine, args: &Value, kwargs: &Value) -> PyResult<FuncArgs> {
+    let Value::Tuple(args) = args else {
+        return Err(vm.new_type_error("arguments are not a tuple"));
+    };
+    let Value::Dict(kwargs) = kwargs else {
+        return Err(vm.new_type_error("keyword arguments are not a dict"));
+    };
+    let mut values = args
+        .iter()
+        .map(|v| v.build(vm))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut names = Vec::with_capacity(kwargs.len());
+    for (k, v) in kwargs {
+        let Value::Str(name) = k else {
+            return Err(vm.new_type_error("keywords must be strings"));
+        };
+        let name = String::from_utf8(name.clone())
+            .map_err(|_| vm.new_type_error("keywords must be UTF-8"))?;
+        names.push(name);
+        values.push(v.build(vm)?);
+    }
+    Ok(FuncArgs::with_kwargs_names(
+        values.into_iter(),
+        names.into_iter(),
+    ))
+}
+
+fn reduce_gold(
+    vm: &VirtualMachine,
+    harness: &Harness,
+    ns: &PyDictRef,
+    text: &str,
+    identities: &mut Vec<PyObjectRef>,
+) -> Result<Value, Failure> {
+    let code = compile_value(vm, text, "gold output")?;
+    let value = vm
+        .run_code_obj(code, scope(ns, vm))
+        .map_err(|e| failure_of(vm, &e, harness))?;
+    // The object is dropped here: only the plain data stays, out of Python's reach (and
+    // the few objects whose identity it records).
+    let (value, kept) = Value::of_kept(&value, vm, &harness.known).map_err(Failure::unjudgeable)?;
+    identities.extend(kept);
+    Ok(value)
+}
+
+/// A module namespace made natively (what the program's definitions run in).
+fn fresh_namespace(vm: &VirtualMachine, _harness: &Harness) -> Result<PyDictRef, Failure> {
+    let ns = vm.ctx.new_dict();
+    let set = |k: &str, v: PyObjectRef| {
+        ns.set_item(k, v, vm)
+            .map_err(|_| Failure::error("SystemError", "cannot make a namespace"))
+    };
+    set("__name__", vm.ctx.new_str("__main__").into())?;
+    set("__builtins__", vm.builtins.clone().into())?;
+    Ok(ns)
+}
+
+fn repr(vm: &VirtualMachine, value: &PyObjectRef) -> Option<String> {
+    value
+        .repr(vm)
+        .ok()
+        .map(|s| s.as_wtf8().to_string_lossy().into_owned())
+}
+
+fn captured(vm: &VirtualMachine, harness: &Harness) -> (String, bool) {
+    let Ok(pair) = harness.captured.call((), vm) else {
+        return (String::new(), false);
+    };
+    let text = pair
+        .get_item(&0, vm)
+        .ok()
+        .and_then(|t| t.str(vm).ok())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let overflow = pair
+        .get_item(&1, vm)
+        .ok()
+        .and_then(|b| b.try_to_bool(vm).ok())
+        .unwrap_or(false);
+    (text, overflow)
+}
