@@ -509,7 +509,7 @@ impl Worker {
             outcomes.push(outcome);
             let last = index + 1 == items.len() || (control.stop_on_failure && failed);
             if alive && last {
-                self.keep(p.instance, &p.overlay);
+                self.keep_prepared(p);
             } else if alive && self.reset_to_prepared(&mut p) {
                 prepared = Some(p);
             }
@@ -518,7 +518,7 @@ impl Worker {
             }
         }
         if let Some(p) = prepared {
-            self.keep(p.instance, &p.overlay);
+            self.keep_prepared(p);
         }
     }
 
@@ -580,6 +580,8 @@ impl Worker {
                 (Some(in_place), Some((_, tracked))) => {
                     let tracked = *tracked;
                     let memory = instance.memory.data(&instance.store);
+                    // The pages stay writable (no fault when an item writes them again):
+                    // every scan reports them, and each reset copies them back from here.
                     in_place.tracker.written(tracked, &mut self.dirty).is_ok()
                         && self.dirty.iter().all(|&(start, end)| {
                             memory.get(start..end).is_some_and(|bytes| {
@@ -587,11 +589,9 @@ impl Worker {
                                 true
                             })
                         })
-                        && in_place.tracker.protect(tracked).is_ok()
                 }
                 _ => false,
             };
-        instance.warm_runs = 0;
         let io = instance.store.data().io.for_item();
         let memory_denied = instance.store.data().limiter.denied;
         Ok(PreparedInstance {
@@ -600,6 +600,7 @@ impl Worker {
             io,
             resettable,
             memory_denied,
+            overlay_protected: false,
         })
     }
 
@@ -661,6 +662,16 @@ impl Worker {
         }
     }
 
+    /// [`Worker::keep`] for a prepared instance.
+    fn keep_prepared(&mut self, p: PreparedInstance) {
+        let protected: &[(usize, usize)] = if p.overlay_protected {
+            &p.overlay.spans
+        } else {
+            &[]
+        };
+        self.keep(p.instance, protected);
+    }
+
     /// Puts a prepared instance's memory back to the prepared state (pages the last item
     /// wrote come back from the recorded ones, or from the snapshot). False when it cannot
     /// be (memory grew, no in-place reset): the instance is then discarded.
@@ -702,6 +713,7 @@ impl Worker {
                 return false;
             }
             instance.warm_runs = 0;
+            p.overlay_protected = true;
         }
         instance.store.data_mut().io = p.io.for_item();
         true
@@ -728,7 +740,7 @@ impl Worker {
     /// Puts the instance back to the snapshot's state and keeps it for the next program; an
     /// instance that cannot be (untracked, grown, or the kernel failed) is dropped. The pages
     /// its program was prepared with are among those put back.
-    fn keep(&mut self, mut instance: GuestInstance, overlay: &Overlay) {
+    fn keep(&mut self, mut instance: GuestInstance, overlay: &[(usize, usize)]) {
         let (Some(in_place), Some((_, tracked))) = (&self.executor.in_place, &instance.tracked)
         else {
             return;
@@ -741,7 +753,10 @@ impl Worker {
             tracing::warn!(error = %e, "finding an instance's dirty pages failed");
             return;
         }
-        self.dirty.extend_from_slice(&overlay.spans);
+        let written: usize = self.dirty.iter().map(|(s, e)| e - s).sum::<usize>() / PAGE;
+        // Pages the preparation wrote that were write-protected since (else they are among
+        // the written ones already).
+        self.dirty.extend_from_slice(overlay);
         let memory = instance.memory.data_mut(&mut instance.store);
         for &(start, end) in &self.dirty {
             match (
@@ -757,8 +772,7 @@ impl Worker {
         // written, they are copied back after every program. That pays while the set is
         // small and current: past `HOT_PAGES`, or every `HOT_RUNS` programs, all of it is
         // write-protected again and the set starts over.
-        let written: usize = self.dirty.iter().map(|(s, e)| e - s).sum::<usize>() / PAGE;
-        if overlay.spans.is_empty() && written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
+        if overlay.is_empty() && written <= HOT_PAGES && instance.warm_runs < HOT_RUNS {
             instance.warm_runs += 1;
         } else {
             if let Err(e) = in_place.tracker.protect(tracked) {
@@ -850,6 +864,9 @@ struct PreparedInstance {
     resettable: bool,
     /// Whether the preparation asked for memory over the cap.
     memory_denied: bool,
+    /// Whether the pages the preparation wrote were write-protected since (a scan no
+    /// longer reports them unless written again).
+    overlay_protected: bool,
 }
 
 /// A new instance of the snapshot (its memory is the snapshot's, copy-on-write).
