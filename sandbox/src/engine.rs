@@ -205,6 +205,8 @@ pub struct Worker {
     executor: Arc<Executor>,
     warm: Option<GuestInstance>,
     dirty: Vec<(usize, usize)>,
+    /// The pages the current program's preparation wrote (one prepared program at a time).
+    overlay: Overlay,
 }
 
 /// Caps linear memory and remembers whether it had to say no, so that the trap that follows
@@ -367,11 +369,20 @@ impl Executor {
 }
 
 impl Worker {
+    /// A worker's state. Make it before the thread locks itself down: it reserves the
+    /// buffer that records a prepared program's pages (at most the instance's memory), so
+    /// that running programs allocates no large block afterwards.
     pub fn new(executor: Arc<Executor>) -> Self {
+        let bytes = executor.in_place.as_ref().map_or(0, |p| p.pristine.len());
         Worker {
             executor,
             warm: None,
             dirty: Vec::new(),
+            overlay: Overlay {
+                spans: Vec::with_capacity(1024),
+                offsets: Vec::with_capacity(1024),
+                bytes: Vec::with_capacity(bytes),
+            },
         }
     }
 
@@ -574,7 +585,8 @@ impl Worker {
             Err(error) => return Err(trap_outcome(&mut instance, &error, limits)),
         }
         // Record the prepared state: the pages the program wrote, and the host's side.
-        let mut overlay = Overlay::default();
+        let overlay = &mut self.overlay;
+        overlay.clear();
         let resettable = instance.memory.data_size(&instance.store) == instance.size
             && match (&self.executor.in_place, &instance.tracked) {
                 (Some(in_place), Some((_, tracked))) => {
@@ -596,7 +608,6 @@ impl Worker {
         let memory_denied = instance.store.data().limiter.denied;
         Ok(PreparedInstance {
             instance,
-            overlay,
             io,
             resettable,
             memory_denied,
@@ -664,12 +675,15 @@ impl Worker {
 
     /// [`Worker::keep`] for a prepared instance.
     fn keep_prepared(&mut self, p: PreparedInstance) {
-        let protected: &[(usize, usize)] = if p.overlay_protected {
-            &p.overlay.spans
+        let protected = if p.overlay_protected {
+            std::mem::take(&mut self.overlay.spans)
         } else {
-            &[]
+            Vec::new()
         };
-        self.keep(p.instance, protected);
+        self.keep(p.instance, &protected);
+        if p.overlay_protected {
+            self.overlay.spans = protected;
+        }
     }
 
     /// Puts a prepared instance's memory back to the prepared state (pages the last item
@@ -694,7 +708,7 @@ impl Worker {
             let mut page = start;
             while page < end {
                 let next = (page + PAGE).min(end);
-                let source = p
+                let source = self
                     .overlay
                     .page(page, next)
                     .or_else(|| in_place.pristine.get(page..next));
@@ -825,7 +839,6 @@ fn trap_outcome(instance: &mut GuestInstance, error: &wasmtime::Error, limits: &
 }
 
 /// The pages a program's preparation wrote, as they were when it ended.
-#[derive(Default)]
 struct Overlay {
     /// Byte ranges `(start, end)` of linear memory, ascending.
     spans: Vec<(usize, usize)>,
@@ -836,6 +849,13 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// Empties it, keeping its buffers.
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.offsets.clear();
+        self.bytes.clear();
+    }
+
     fn record(&mut self, start: usize, end: usize, contents: &[u8]) {
         self.spans.push((start, end));
         self.offsets.push(self.bytes.len());
@@ -854,10 +874,9 @@ impl Overlay {
     }
 }
 
-/// An instance with a program prepared in it, and what putting it back to that state takes.
+/// An instance with a program prepared in it (its recorded pages are the worker's overlay).
 struct PreparedInstance {
     instance: GuestInstance,
-    overlay: Overlay,
     /// The host side (clocks, random stream) as the preparation left it.
     io: GuestIo,
     /// Whether its memory can be put back in place (else every item prepares anew).

@@ -128,13 +128,14 @@ impl Sandbox {
                 .name(format!("azr-worker-{index}"))
                 .stack_size(stack)
                 .spawn(move || {
+                    // Before the lock-down: it reserves its buffers.
+                    let mut worker = Worker::new(executor);
                     let started = init.map_or(Ok(()), |init| init());
                     let failed = started.is_err();
                     let _ = ready.send(started);
                     if failed {
                         return;
                     }
-                    let mut worker = Worker::new(executor);
                     while let Some(job) = queue.pop(index) {
                         let batch = &job.batch;
                         let n = batch.items.len();

@@ -866,6 +866,18 @@ impl SelfPlay {
                 .collect::<Vec<_>>(),
             self.config.optim.gamma,
         );
+        if self.config.optim.lr == 0.0 {
+            // A control run (lr 0): the update would leave every weight as it is (AdamW's
+            // step and weight decay both scale with lr), so its forward and backward passes
+            // are skipped; the advantages and group statistics are still logged.
+            return Ok(Update {
+                groups: adv.groups,
+                stats: metrics::UpdateStats {
+                    samples: trainable.len(),
+                    ..Default::default()
+                },
+            });
+        }
         let temperature = self.config.rollout.temperature;
         // Old log-probs matter only where an advantage is non-zero: elsewhere the PPO term is
         // zero whatever they are, and the trainer skips those samples (see `Trainer::step`).
