@@ -5,12 +5,14 @@
 #   daemon  for the daemon's tests: systemd (`systemd-analyze verify` of the units), strace
 #           (recording a workload's system calls), gdb (making the running daemon attempt a
 #           forbidden call)
+#   trainer a font for the text of `azr-trainer report`'s charts (fonts-dejavu-core)
 set -euo pipefail
 want=()
 case "${1:-all}" in
   guest) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch) ;;
   daemon) want=(systemd strace gdb) ;;
-  all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch systemd strace gdb) ;;
+  trainer) want=(fonts-dejavu-core) ;;
+  all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch systemd strace gdb fonts-dejavu-core) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

@@ -12,6 +12,7 @@ cache="${AZR_CACHE_DIR:-$HOME/.cache/azr-rs}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 
 "$root/scripts/apt-deps.sh" guest
+"$root/scripts/apt-deps.sh" trainer
 guest=$(bash "$root/scripts/build-guest.sh")
 echo "guest: $guest" >&2
 

@@ -11,6 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 cd "$root"
 
 "$root/scripts/apt-deps.sh" guest
+"$root/scripts/apt-deps.sh" trainer
 "$root/scripts/apt-deps.sh" daemon
 bash "$root/scripts/build-guest.sh" >/dev/null
 LIBTORCH=$(bash "$root/scripts/libtorch.sh" | tail -n1)

@@ -355,3 +355,47 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn a_run_with_its_control_then_a_report_of_both() {
+    let dir = temp_dir("control");
+    let config = setup(&dir, 2);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args(["train", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir)
+        .args(["--threads", "2", "--control"]);
+    let out = run(c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let control_dir = dir.join("run-control");
+    assert!(
+        stdout.contains(&format!("compare: azr-trainer report {}", out_dir.display())),
+        "{stdout}"
+    );
+    // Same seeds and steps; lr 0 in the control's saved config, no optimiser step taken.
+    let run_steps = lines(&out_dir.join("metrics.jsonl"));
+    let control = lines(&control_dir.join("metrics.jsonl"));
+    assert_eq!(steps(&run_steps).len(), 2);
+    assert_eq!(steps(&control).len(), 2);
+    let saved = std::fs::read_to_string(control_dir.join("config.toml")).expect("config");
+    assert!(saved.contains("lr = 0.0"), "{saved}");
+    for s in steps(&control) {
+        assert_eq!(s["update"]["optimizer_steps"], 0, "{s}");
+    }
+    // The first step's rollouts come from the same weights and seeds in both runs.
+    let first = |m: &[Value]| steps(m)[0]["groups"]["gen_code_o"]["rewards"].clone();
+    assert_eq!(first(&run_steps), first(&control));
+
+    let png = dir.join("report.png");
+    let mut c = trainer();
+    c.arg("report").arg(&out_dir).arg(&control_dir).arg("--png").arg(&png);
+    let out = run(c);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("run-control"), "{table}");
+    assert!(table.contains("2 steps; zero-variance groups"), "{table}");
+    let bytes = std::fs::read(&png).expect("the chart");
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::remove_dir_all(&dir).ok();
+}

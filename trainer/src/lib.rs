@@ -43,6 +43,7 @@ pub mod generate;
 pub mod loading;
 pub mod memory;
 pub mod model;
+pub mod report;
 pub mod rng;
 pub mod selfplay;
 pub mod threads;

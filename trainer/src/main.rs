@@ -1,7 +1,7 @@
 //! `azr-trainer`: command-line entry to the trainer. Errors are printed as one line with their
 //! context chain; progress and timings go to stderr, results to stdout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -60,6 +60,19 @@ enum Command {
     },
     /// Run Absolute Zero self-play: propose, validate, solve, reward, TRR++ update.
     Train(TrainArgs),
+    /// Draw runs' curves over each other (PNG) and print their table: format-valid rate,
+    /// mean reward, valid proposals, solve rate, zero-variance groups and step time per step.
+    Report {
+        /// Run directories (or metrics.jsonl files), e.g. a run and its control.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The PNG to write (default: report.png in the first run's directory).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Steps at the end that the table's means and bootstrap intervals cover.
+        #[arg(long, default_value_t = 5)]
+        last: usize,
+    },
     /// Score a model's deduction and abduction accuracy on a set of programs, checked in the
     /// sandbox.
     Eval(EvalArgs),
@@ -160,6 +173,11 @@ struct TrainArgs {
     /// (values are TOML; repeatable).
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
+    /// Run the control beside this run: the same config and seeds at lr 0, in OUTPUT-control,
+    /// as a second process with half the threads (its log: OUTPUT-control/train.log).
+    /// Compare them with `azr-trainer report OUTPUT OUTPUT-control`.
+    #[arg(long)]
+    control: bool,
     #[command(flatten)]
     sandbox: SandboxArgs,
     #[command(flatten)]
@@ -271,18 +289,113 @@ fn set_field(config: AzrConfig, assignment: &str) -> Result<AzrConfig> {
     Ok(config)
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    let (threads, placement) = args.placement.apply()?;
+/// This process's arguments for its control run: without `--control`, `--output` and
+/// `--threads`, then with the control's.
+fn control_argv(output: &Path, threads: usize) -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    let mut skip_value = false;
+    for arg in std::env::args_os().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        match text.as_ref() {
+            "--control" => continue,
+            "--output" | "--threads" => {
+                skip_value = true;
+                continue;
+            }
+            t if t.starts_with("--output=") || t.starts_with("--threads=") => continue,
+            _ => argv.push(arg),
+        }
+    }
+    argv.push("--output".into());
+    argv.push(output.into());
+    argv.push("--threads".into());
+    argv.push(threads.to_string().into());
+    argv.push("--set".into());
+    argv.push("optim.lr=0.0".into());
+    argv
+}
+
+fn train(mut args: TrainArgs) -> Result<()> {
+    let mut control = None;
+    if args.control {
+        if args.set.iter().any(|s| s.replace(' ', "").starts_with("optim.lr=")) {
+            bail!("--control runs at lr 0 beside the run; set the run's lr in its config");
+        }
+        let total = args
+            .placement
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let (own, theirs) = ((total / 2).max(1), (total - total / 2).max(1));
+        args.placement.threads = Some(own);
+        let output = run_dir(&args);
+        let mut dir = output.clone().into_os_string();
+        dir.push("-control");
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = std::fs::File::create(dir.join("train.log"))
+            .with_context(|| format!("creating {}", dir.join("train.log").display()))?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(control_argv(&dir, theirs))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the control run")?;
+        eprintln!(
+            "control run (lr 0, {theirs} threads) in {}, pid {}; its log: {}",
+            dir.display(),
+            child.id(),
+            dir.join("train.log").display()
+        );
+        control = Some((child, dir, output));
+    }
+    let result = train_one(args);
+    if let Some((mut child, dir, output)) = control {
+        if !matches!(result, Ok(false)) {
+            // SAFETY: a plain kill(2) of our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        eprintln!("waiting for the control run ({}) to finish", dir.display());
+        let status = child.wait().context("waiting for the control run")?;
+        if !status.success() {
+            eprintln!(
+                "the control run ended with {status}; see {}",
+                dir.join("train.log").display()
+            );
+        }
+        println!(
+            "compare: azr-trainer report {} {}",
+            output.display(),
+            dir.display()
+        );
+    }
+    if result? {
+        eprintln!("stopped early; continue with --resume");
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// The run directory: --output, else runs/<preset or config name>.
+fn run_dir(args: &TrainArgs) -> PathBuf {
     let default_name = args.preset.clone().unwrap_or_else(|| {
         args.config
             .as_ref()
             .and_then(|p| p.file_stem())
             .map_or("azr".into(), |s| s.to_string_lossy().into_owned())
     });
-    let output = args
-        .output
+    args.output
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&default_name));
+        .unwrap_or_else(|| PathBuf::from("runs").join(&default_name))
+}
+
+/// One run; whether it was stopped early.
+fn train_one(args: TrainArgs) -> Result<bool> {
+    let (threads, placement) = args.placement.apply()?;
+    let output = run_dir(&args);
     let saved = output.join("config.toml");
     let mut config = match (&args.config, &args.preset) {
         (Some(path), _) => AzrConfig::load(path)
@@ -336,11 +449,7 @@ fn train(args: TrainArgs) -> Result<()> {
         None => println!("checkpoint: none yet"),
     }
     println!("steps: {}", summary.steps_done);
-    if summary.interrupted {
-        eprintln!("stopped early; continue with --resume");
-        std::process::exit(130);
-    }
-    Ok(())
+    Ok(summary.interrupted)
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -425,6 +534,27 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
+        Command::Report { runs, png, last } => {
+            let loaded = runs
+                .iter()
+                .map(|r| azr_trainer::report::load(r))
+                .collect::<Result<Vec<_>>>()?;
+            if loaded.iter().all(|r| r.steps.is_empty()) {
+                bail!("no step records in {runs:?} (a run writes one per finished step)");
+            }
+            print!("{}", azr_trainer::report::table(&loaded, last.max(1)));
+            let first = &runs[0];
+            let png = png.unwrap_or_else(|| {
+                if first.is_dir() {
+                    first.join("report.png")
+                } else {
+                    first.with_file_name("report.png")
+                }
+            });
+            azr_trainer::report::draw(&loaded, &png)?;
+            println!("chart: {}", png.display());
+            Ok(())
+        }
         Command::InitModel {
             arch,
             output,

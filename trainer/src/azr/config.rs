@@ -557,8 +557,9 @@ impl AzrConfig {
             return bad("rollout token limits must be at least 1");
         }
         let o = &self.optim;
-        if !positive(o.lr) {
-            return bad("optim.lr must be > 0");
+        if !(o.lr.is_finite() && o.lr >= 0.0) {
+            // 0 is a control run: everything as in training, the weights left as they are.
+            return bad("optim.lr must be >= 0 (0: a control run that does not update)");
         }
         if !(o.ppo_clip > 0.0 && o.ppo_clip < 1.0) {
             return bad("optim.ppo_clip must be in (0, 1)");
