@@ -348,6 +348,42 @@ fn eval_scores_deduction_and_abduction_through_a_real_daemon() {
         let acc = score["accuracy"].as_f64().expect("accuracy");
         assert!((0.0..=1.0).contains(&acc), "{name}: {report}");
     }
+
+    // HumanEval-shaped problems, their tests run in the sandbox: a pass@1 score over both.
+    let problems = dir.join("humaneval.jsonl");
+    let lines = [
+        r#"{"task_id": "t/0", "prompt": "def add(a, b):\n    return a + b\n", "test": "def check(c):\n    assert c(1, 2) == 3\n", "entry_point": "add"}"#,
+        r#"{"task_id": "t/1", "prompt": "def sub(a, b):\n", "test": "def check(c):\n    assert c(3, 2) == 1\n", "entry_point": "sub"}"#,
+    ];
+    std::fs::write(
+        &problems,
+        lines.join(
+            "
+",
+        ) + "
+",
+    )
+    .expect("problems file");
+    let mut c = trainer();
+    c.args([
+        "eval",
+        "--threads",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--no-tasks",
+        "--model",
+    ])
+    .arg(&model)
+    .arg("--humaneval")
+    .arg(&problems);
+    let out = run(c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().expect("a report line"))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let he = &report["humaneval"];
+    assert_eq!(he["problems"], 2, "{report}");
+    assert!(he["passed_ids"].as_array().is_some(), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -371,7 +407,10 @@ fn a_run_with_its_control_then_a_report_of_both() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let control_dir = dir.join("run-control");
     assert!(
-        stdout.contains(&format!("compare: azr-trainer report {}", out_dir.display())),
+        stdout.contains(&format!(
+            "compare: azr-trainer report {}",
+            out_dir.display()
+        )),
         "{stdout}"
     );
     // Same seeds and steps; lr 0 in the control's saved config, no optimiser step taken.
@@ -390,7 +429,11 @@ fn a_run_with_its_control_then_a_report_of_both() {
 
     let png = dir.join("report.png");
     let mut c = trainer();
-    c.arg("report").arg(&out_dir).arg(&control_dir).arg("--png").arg(&png);
+    c.arg("report")
+        .arg(&out_dir)
+        .arg(&control_dir)
+        .arg("--png")
+        .arg(&png);
     let out = run(c);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("run-control"), "{table}");

