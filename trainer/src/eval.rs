@@ -90,24 +90,7 @@ pub struct HumanEvalScore {
 
 /// Reads HumanEval problems (JSON lines); `limit` 0 means all.
 pub fn read_humaneval(path: &Path, limit: usize) -> Result<Vec<HumanEvalProblem>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let p: HumanEvalProblem = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a HumanEval problem", path.display(), i + 1))?;
-        out.push(p);
-        if limit > 0 && out.len() >= limit {
-            break;
-        }
-    }
-    if out.is_empty() {
-        bail!("{}: no problems", path.display());
-    }
-    Ok(out)
+    read_jsonl(path, limit, "HumanEval problem")
 }
 
 /// Where a completion of a function body ends (the usual HumanEval stop sequences: the next
@@ -210,6 +193,16 @@ pub fn humaneval(
 
 /// Reads AZR seed records (`snippet`/`program`, `input`, `output`, `imports`).
 pub fn read_programs(path: &Path, limit: usize) -> Result<Vec<Triplet>> {
+    read_jsonl(path, limit, "program record")
+}
+
+/// Reads one JSON record per line (blank lines skipped), at most `limit` (0: all); an
+/// unreadable line is an error that names it.
+fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<T>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
@@ -217,15 +210,15 @@ pub fn read_programs(path: &Path, limit: usize) -> Result<Vec<Triplet>> {
         if line.trim().is_empty() {
             continue;
         }
-        let t: Triplet = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a program record", path.display(), i + 1))?;
-        out.push(t);
+        let record: T = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a {what}", path.display(), i + 1))?;
+        out.push(record);
         if limit > 0 && out.len() >= limit {
             break;
         }
     }
     if out.is_empty() {
-        bail!("{}: no programs", path.display());
+        bail!("{}: no {what}s", path.display());
     }
     Ok(out)
 }
