@@ -252,7 +252,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// What the guest reads as `options` (see `guest/python/harness.py`).
+/// What the guest reads as `options` (see `guest/src/ops.rs`).
 #[derive(Serialize)]
 struct GuestOptions<'a> {
     banned_words: &'a [String],
