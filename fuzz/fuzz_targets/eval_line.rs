@@ -109,6 +109,8 @@ fn fabricate(seed: u64, line: &str, index: usize) -> Outcome {
         },
         value: text(4),
         stdout: text(20).unwrap_or_default(),
+        stderr: String::new(),
+        exit_code: None,
         // Real error types are never empty (Python type names, host trap names).
         error_type: text(36).map(|t| if t.is_empty() { "E".to_owned() } else { t }),
         error_message: text(44),

@@ -52,6 +52,14 @@ fuzz_target!(|data: &[u8]| {
             imports: vec![],
             input: Some("1".into()),
         },
+        // The same text as a whole script reading stdin (a test-case program).
+        Item::Script {
+            program: program.clone(),
+            imports: vec![],
+            stdin: "1\n2 3\n".into(),
+            expected_stdout: None,
+            output_match: Default::default(),
+        },
     ];
     let limits = limits();
     let outcomes = sandbox().run(items.clone(), &limits, &Rules::default());
@@ -71,6 +79,13 @@ fuzz_target!(|data: &[u8]| {
             outcome.stdout.chars().count() as u64 <= limits.stdout_chars,
             "item {i}: stdout over its cap"
         );
+        assert!(
+            outcome.stderr.chars().count() as u64 <= limits.stdout_chars,
+            "item {i}: stderr over its cap"
+        );
+        if matches!(item, Item::Script { .. }) && outcome.verdict == Verdict::Ok {
+            assert_eq!(outcome.exit_code, Some(0), "item {i}: ok with exit status");
+        }
         if let Some(value) = &outcome.value {
             assert!(
                 value.chars().count() as u64 <= limits.value_chars,

@@ -50,6 +50,31 @@ enum Action {
         #[arg(long)]
         abduction: Option<String>,
     },
+    /// Run one test case of a whole program: stdin/stdout (the default), a function call
+    /// (--call), or assert-style test code (--asserts).
+    Test {
+        #[command(flatten)]
+        program: ProgramArgs,
+        /// Text on the program's stdin (`-` reads this command's own stdin).
+        #[arg(long, default_value = "")]
+        stdin: String,
+        /// Expected stdout: the case passes when it matches (by lines, trailing whitespace
+        /// ignored) and the exit status is 0.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Call this function of the program instead (with --arguments and --expected).
+        #[arg(long, requires_all = ["arguments", "expected"], conflicts_with_all = ["asserts", "expect"])]
+        call: Option<String>,
+        /// The call's arguments, as a Python argument list.
+        #[arg(long)]
+        arguments: Option<String>,
+        /// The call's expected value, as a Python expression.
+        #[arg(long)]
+        expected: Option<String>,
+        /// Run this assert-style test code after the program instead.
+        #[arg(long, conflicts_with = "expect")]
+        asserts: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -136,8 +161,50 @@ pub fn run(default_socket: PathBuf, args: ClientArgs) -> Result<()> {
                 None,
             )
         }
+        Action::Test {
+            program,
+            stdin,
+            expect,
+            call,
+            arguments,
+            expected,
+            asserts,
+        } => {
+            use v1::test_task::Kind;
+            let kind = match (call, asserts) {
+                (Some(function), _) => Kind::Call(v1::CallCase {
+                    function,
+                    arguments: arguments.unwrap_or_default(),
+                    expected: expected.unwrap_or_default(),
+                }),
+                (None, Some(test)) => Kind::Asserts(v1::AssertCase { test }),
+                (None, None) => {
+                    let stdin = if stdin == "-" {
+                        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+                    } else {
+                        stdin
+                    };
+                    Kind::Stdio(v1::StdioCase {
+                        stdin,
+                        expected_stdout: expect,
+                        output_match: v1::OutputMatch::Lines as i32,
+                    })
+                }
+            };
+            let task = v1::TestTask {
+                program: Some(program.program()?),
+                kind: Some(kind),
+            };
+            client.test(task, &Default::default())
+        }
     }
     .with_context(context)?;
+    if !outcome.stderr.is_empty() {
+        eprint!("{}", outcome.stderr);
+    }
+    if let Some(code) = outcome.exit_code {
+        eprintln!("exit status {code}");
+    }
     let verdict = v1::Verdict::try_from(outcome.verdict)
         .map(|v| {
             v.as_str_name()

@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     pub drain_timeout_ms: u64,
+    /// Address of the SandboxFusion-compatible HTTP endpoint (`POST /run_code`,
+    /// `GET /v1/ping`); unset (the default): no HTTP listener. TCP carries no peer
+    /// credentials, so anyone who can reach the address may run code: see SECURITY.md.
+    pub http: Option<std::net::SocketAddr>,
+    /// Allow `http` on an address other than loopback (a trust decision: SECURITY.md).
+    pub http_allow_remote: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +74,8 @@ impl Default for ServerConfig {
             max_batch_tasks: 4096,
             max_connections: 256,
             drain_timeout_ms: 30_000,
+            http: None,
+            http_allow_remote: false,
         }
     }
 }

@@ -423,8 +423,8 @@ impl Worker {
                 limits.timeout_ms = limits.timeout_ms.min(left.as_millis().max(1) as u64);
             }
             let rest = &items[outcomes.len()..];
-            let program = rest[0].program();
-            let same = rest.iter().take_while(|i| i.program() == program).count();
+            let key = rest[0].instance_key();
+            let same = rest.iter().take_while(|i| i.instance_key() == key).count();
             let rest = &rest[..same];
             let before = outcomes.len();
             self.run_program(rest, &limits, rules, control, &mut outcomes);
@@ -496,7 +496,7 @@ impl Worker {
                     Ok(p) => p,
                     Err(outcome) => {
                         // The program itself failed to start: every item would, alike.
-                        outcomes.extend(std::iter::repeat_n(outcome, items.len() - index));
+                        outcomes.extend(std::iter::repeat_n(*outcome, items.len() - index));
                         return;
                     }
                 },
@@ -508,7 +508,7 @@ impl Worker {
                     match self.prepare(&bytes, &limits, program) {
                         Ok(q) => p = q,
                         Err(o) => {
-                            outcomes.push(o);
+                            outcomes.push(*o);
                             continue;
                         }
                     }
@@ -516,6 +516,7 @@ impl Worker {
                 (outcome, alive) =
                     self.call_item(&mut p, index, Some(&arguments), &limits, program);
             }
+            let outcome = items[index].judge_output(outcome);
             let failed = outcome.failed();
             outcomes.push(outcome);
             let last = index + 1 == items.len() || (control.stop_on_failure && failed);
@@ -539,13 +540,13 @@ impl Worker {
         request: &[u8],
         limits: &Limits,
         program: &str,
-    ) -> Result<PreparedInstance, Outcome> {
+    ) -> Result<PreparedInstance, Box<Outcome>> {
         let mut instance = self.take_instance().map_err(|e| {
-            Outcome::host(
+            Box::new(Outcome::host(
                 Verdict::Fault,
                 "SandboxFault",
                 format!("starting an instance: {e:#}"),
-            )
+            ))
         })?;
         if instance.size as u64 > limits.memory_bytes {
             let outcome = Outcome::host(
@@ -557,7 +558,7 @@ impl Worker {
                 ),
             );
             self.warm = Some(instance);
-            return Err(outcome);
+            return Err(Box::new(outcome));
         }
         arm(&mut instance, limits);
         crash::running(program);
@@ -574,15 +575,15 @@ impl Worker {
         match result {
             Ok(0) => {}
             Ok(_) => {
-                return Err(state.outcomes.pop().unwrap_or_else(|| {
+                return Err(Box::new(state.outcomes.pop().unwrap_or_else(|| {
                     Outcome::host(
                         Verdict::Fault,
                         "SandboxFault",
                         "the guest refused the request",
                     )
-                }));
+                })));
             }
-            Err(error) => return Err(trap_outcome(&mut instance, &error, limits)),
+            Err(error) => return Err(Box::new(trap_outcome(&mut instance, &error, limits))),
         }
         // Record the prepared state: the pages the program wrote, and the host's side.
         let overlay = &mut self.overlay;

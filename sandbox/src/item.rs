@@ -51,6 +51,73 @@ pub enum Item {
         inputs: Vec<String>,
         outputs: Vec<String>,
     },
+    /// A stdin/stdout test case: the whole `program` runs as `python3 program.py < stdin`
+    /// would (`__main__`, exit status from `SystemExit`). With `expected_stdout`, it passes
+    /// when the exit status is 0 and stdout matches under `output_match`. The expected
+    /// output never enters the guest's Python: the host compares.
+    Script {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        #[serde(default)]
+        stdin: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_stdout: Option<String>,
+        #[serde(default)]
+        output_match: OutputMatch,
+    },
+    /// A function-call test case: `function(<arguments>)` (a function of the program, else a
+    /// method of its `Solution` class) compared with `expected` as the AZR checks compare.
+    /// `arguments` and `expected` are evaluated before the program runs.
+    Call {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        function: String,
+        arguments: String,
+        expected: String,
+    },
+    /// Assert-style test code, run after the program in its namespace; passes when it ends
+    /// without an exception.
+    Assert {
+        program: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imports: Vec<String>,
+        test: String,
+    },
+}
+
+/// How a script's stdout is compared with the expected output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMatch {
+    /// Line by line, trailing whitespace of each line and trailing empty lines ignored (what
+    /// most competitive-programming judges accept).
+    #[default]
+    Lines,
+    /// Character for character.
+    Exact,
+    /// The whitespace-separated tokens, in order.
+    Tokens,
+}
+
+impl OutputMatch {
+    pub fn matches(self, actual: &str, expected: &str) -> bool {
+        match self {
+            OutputMatch::Exact => actual == expected,
+            OutputMatch::Tokens => actual.split_whitespace().eq(expected.split_whitespace()),
+            OutputMatch::Lines => {
+                fn lines(text: &str) -> Vec<&str> {
+                    let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+                    while lines.last().is_some_and(|l| l.is_empty()) {
+                        lines.pop();
+                    }
+                    lines
+                }
+                lines(actual) == lines(expected)
+            }
+        }
+    }
 }
 
 impl Item {
@@ -71,8 +138,42 @@ impl Item {
             }
             | Item::Induction {
                 program, imports, ..
+            }
+            | Item::Script {
+                program, imports, ..
+            }
+            | Item::Call {
+                program, imports, ..
+            }
+            | Item::Assert {
+                program, imports, ..
             } => (program, imports),
         }
+    }
+
+    /// Items with equal keys run from one preparation of their program. Scripts run the
+    /// whole program in each item, so they never share a preparation that ran it.
+    pub fn instance_key(&self) -> (&str, &[String], bool) {
+        let (program, imports) = self.program();
+        (program, imports, matches!(self, Item::Script { .. }))
+    }
+
+    /// A script's verdict on its output, which only the host sees: passes when it ran to
+    /// the end with exit status 0 and its stdout matches.
+    pub fn judge_output(&self, mut outcome: Outcome) -> Outcome {
+        if let Item::Script {
+            expected_stdout: Some(expected),
+            output_match,
+            ..
+        } = self
+        {
+            outcome.passed = Some(
+                outcome.verdict == Verdict::Ok
+                    && outcome.exit_code == Some(0)
+                    && output_match.matches(&outcome.stdout, expected),
+            );
+        }
+        outcome
     }
 
     /// Bytes of model-written text in the item, for request size limits.
@@ -107,6 +208,30 @@ impl Item {
                 inputs,
                 outputs,
             } => program.len() + imports(i) + imports(inputs) + imports(outputs),
+            Item::Script {
+                program,
+                imports: i,
+                stdin,
+                expected_stdout,
+                ..
+            } => {
+                program.len()
+                    + imports(i)
+                    + stdin.len()
+                    + expected_stdout.as_ref().map_or(0, String::len)
+            }
+            Item::Call {
+                program,
+                imports: i,
+                function,
+                arguments,
+                expected,
+            } => program.len() + imports(i) + function.len() + arguments.len() + expected.len(),
+            Item::Assert {
+                program,
+                imports: i,
+                test,
+            } => program.len() + imports(i) + test.len(),
         }
     }
 }
@@ -183,9 +308,16 @@ pub struct Outcome {
     /// `repr` of the result: of `f(input)` for run/validate, of the answer's value for checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// What the program printed (capped).
+    /// What the program printed (capped); for items other than scripts, stderr too.
     #[serde(default)]
     pub stdout: String,
+    /// A script's stderr (capped): its traceback, for one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// A script's exit status as `python3` would end with it (`None` when the host stopped
+    /// it: a timeout, the memory cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +338,8 @@ impl Outcome {
             passed: None,
             value: None,
             stdout: String::new(),
+            stderr: String::new(),
+            exit_code: None,
             error_type: Some(error_type.to_owned()),
             error_message: Some(message.into()),
             fuel_used: 0,
@@ -245,6 +379,10 @@ pub(crate) struct GuestResult {
     /// An abduction answer's arguments as plain data, for the item's second stage.
     #[serde(default)]
     pub arguments: Option<String>,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
 }
 
 impl GuestResult {
@@ -263,6 +401,8 @@ impl GuestResult {
             passed,
             value: self.value,
             stdout: self.stdout,
+            stderr: self.stderr,
+            exit_code: self.exit_code,
             error_type: self.error_type,
             error_message: self.error_message,
             fuel_used: 0,
@@ -288,6 +428,53 @@ mod tests {
     }
 
     #[test]
+    fn output_matching_ignores_what_judges_ignore_and_nothing_more() {
+        let lines = OutputMatch::Lines;
+        assert!(lines.matches("1 2\n3\n", "1 2\n3"));
+        assert!(lines.matches("1 2   \r\n3\n\n\n", "1 2\n3\n"));
+        assert!(!lines.matches("1  2\n3\n", "1 2\n3\n"));
+        assert!(!lines.matches(" 1 2\n3\n", "1 2\n3\n"));
+        assert!(!lines.matches("1 2\n\n3\n", "1 2\n3\n"));
+        assert!(OutputMatch::Tokens.matches("1  2\n\n3", "1 2 3\n"));
+        assert!(!OutputMatch::Tokens.matches("1 2 3 4", "1 2 3"));
+        assert!(!OutputMatch::Exact.matches("1\n", "1"));
+        assert!(OutputMatch::Exact.matches("1\n", "1\n"));
+    }
+
+    #[test]
+    fn a_script_passes_only_with_exit_status_zero_and_matching_output() {
+        let item = Item::Script {
+            program: "print(input())".into(),
+            imports: vec![],
+            stdin: "5\n".into(),
+            expected_stdout: Some("5".into()),
+            output_match: OutputMatch::Lines,
+        };
+        let ran = |verdict, exit_code, stdout: &str| Outcome {
+            stdout: stdout.into(),
+            exit_code,
+            ..Outcome::host(verdict, "", "")
+        };
+        assert_eq!(
+            item.judge_output(ran(Verdict::Ok, Some(0), "5\n")).passed,
+            Some(true)
+        );
+        assert_eq!(
+            item.judge_output(ran(Verdict::Ok, Some(0), "6\n")).passed,
+            Some(false)
+        );
+        assert_eq!(
+            item.judge_output(ran(Verdict::Error, Some(3), "5\n"))
+                .passed,
+            Some(false)
+        );
+        assert_eq!(
+            item.judge_output(ran(Verdict::Timeout, None, "5\n")).passed,
+            Some(false)
+        );
+    }
+
+    #[test]
     fn an_unknown_guest_verdict_is_a_fault_not_a_pass() {
         let r = GuestResult {
             verdict: "weird".into(),
@@ -297,6 +484,8 @@ mod tests {
             error_type: None,
             error_message: None,
             arguments: None,
+            stderr: String::new(),
+            exit_code: None,
         };
         let outcome = r.into_outcome();
         assert_eq!(outcome.verdict, Verdict::Fault);

@@ -40,7 +40,7 @@ pub mod wasi;
 
 pub use engine::{EngineConfig, Executor, InstanceReset, RunControl, Worker, default_cache_dir};
 pub use error::SandboxError;
-pub use item::{Item, Outcome, Verdict};
+pub use item::{Item, Outcome, OutputMatch, Verdict};
 pub use limits::{Limits, Rules};
 pub use pool::{Batch, PoolConfig, Sandbox, SubmitError, ThreadInit};
 

@@ -87,6 +87,14 @@ enum Command {
         /// Run without the seccomp filters (diagnosis only; overrides `hardening.seccomp`).
         #[arg(long)]
         no_seccomp: bool,
+        /// Also serve SandboxFusion's HTTP API (`POST /run_code`, `GET /v1/ping`) on this
+        /// address, e.g. 127.0.0.1:8080 (overrides `server.http`). Loopback only unless
+        /// --http-allow-remote.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Allow --http on a non-loopback address: anyone who reaches it may run code.
+        #[arg(long)]
+        http_allow_remote: bool,
     },
     /// Talk to a running daemon.
     Client(client_cli::ClientArgs),
@@ -141,9 +149,20 @@ fn real_main() -> Result<()> {
             validate,
         } => run_command(&config, file, code, input, validate),
         Command::Bench(args) => bench::run(&config, &args),
-        Command::Serve { socket, no_seccomp } => {
+        Command::Serve {
+            socket,
+            no_seccomp,
+            http,
+            http_allow_remote,
+        } => {
             if let Some(socket) = socket {
                 config.server.socket = socket;
+            }
+            if http.is_some() {
+                config.server.http = http;
+            }
+            if http_allow_remote {
+                config.server.http_allow_remote = true;
             }
             if no_seccomp {
                 config.hardening.seccomp = false;

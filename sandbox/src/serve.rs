@@ -79,6 +79,16 @@ pub fn run(config: &SandboxConfig) -> Result<()> {
     let started = Instant::now();
     // A panic anywhere (a bug) also names the programs that were running.
     azr_sandbox::crash::install_panic_hook();
+    if let Some(addr) = config.server.http
+        && !addr.ip().is_loopback()
+        && !config.server.http_allow_remote
+    {
+        anyhow::bail!(
+            "server.http = {addr} is not a loopback address: anyone who reaches it could run \
+             code in the sandbox; set server.http_allow_remote = true (or --http-allow-remote) \
+             if that is intended (SECURITY.md)"
+        );
+    }
     hardening::apply_rlimits(&config.hardening).context("applying rlimits")?;
     hardening::set_no_new_privs()?;
 
@@ -87,6 +97,18 @@ pub fn run(config: &SandboxConfig) -> Result<()> {
         Some(l) => l,
         None => listener::bind(&config.server.socket, config.server.socket_mode)
             .with_context(|| format!("binding {}", config.server.socket.display()))?,
+    };
+    // Bound here for the same reason as the socket: the filters forbid binding later.
+    let http_listener = match config.server.http {
+        None => None,
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the HTTP endpoint on {addr}"))?;
+            l.set_nonblocking(true)?;
+            // Read now: `getsockname` is not allowed once the filters are in.
+            let addr = l.local_addr().context("reading the HTTP address")?;
+            Some((l, addr))
+        }
     };
     if let (Some(account), Some(path)) = (&account, &listener.owned_path) {
         // The socket must stay usable by the daemon's group once root is gone.
@@ -165,6 +187,15 @@ pub fn run(config: &SandboxConfig) -> Result<()> {
         );
         pair
     };
+    let http_listener = match http_listener {
+        None => None,
+        Some((l, addr)) => {
+            let _guard = runtime.enter();
+            let l = tokio::net::TcpListener::from_std(l).context("registering the HTTP port")?;
+            tracing::info!(%addr, "serving SandboxFusion's HTTP API (POST /run_code)");
+            Some(l)
+        }
+    };
     let service = Service {
         sandbox,
         bounds: RequestBounds {
@@ -183,6 +214,7 @@ pub fn run(config: &SandboxConfig) -> Result<()> {
         .block_on(server::serve(
             listener,
             owned_path,
+            http_listener,
             service,
             peers,
             &config.server,

@@ -278,6 +278,24 @@ impl Client {
         .await
     }
 
+    /// One test case of a test-case program (stdin/stdout, function call or asserts).
+    pub async fn test(
+        &self,
+        task: v1::TestTask,
+        call: &CallOptions,
+    ) -> Result<v1::Outcome, ClientError> {
+        let request = v1::TestRequest {
+            task: Some(task),
+            options: call.options.clone(),
+        };
+        self.with_retries(
+            request,
+            call.timeout,
+            |mut c, r| async move { c.test(r).await },
+        )
+        .await
+    }
+
     /// Runs `tasks` in order, in requests of at most `max_batch_tasks` (sent concurrently,
     /// so they spread over the daemon's workers and over daemons). One outcome per task.
     pub async fn run_batch(
@@ -336,6 +354,27 @@ impl Client {
             },
             call,
             |mut c, r| async move { c.check_batch(r).await },
+        )
+        .await
+    }
+
+    /// A program's test cases (usually `program` with tasks that leave theirs unset).
+    pub async fn test_batch(
+        &self,
+        tasks: Vec<v1::TestTask>,
+        program: Option<v1::Program>,
+        call: &CallOptions,
+    ) -> Result<Vec<v1::Outcome>, ClientError> {
+        self.batched(
+            tasks,
+            |tasks| v1::TestBatchRequest {
+                tasks,
+                options: call.options.clone(),
+                program: program.clone(),
+                stop_on_failure: call.stop_on_failure,
+            },
+            call,
+            |mut c, r| async move { c.test_batch(r).await },
         )
         .await
     }
@@ -551,5 +590,18 @@ impl BlockingClient {
         call: &CallOptions,
     ) -> Result<Vec<v1::Outcome>, ClientError> {
         self.block_on(self.client.check_batch(tasks, program, call))
+    }
+
+    pub fn test(&self, task: v1::TestTask, call: &CallOptions) -> Result<v1::Outcome, ClientError> {
+        self.block_on(self.client.test(task, call))
+    }
+
+    pub fn test_batch(
+        &self,
+        tasks: Vec<v1::TestTask>,
+        program: Option<v1::Program>,
+        call: &CallOptions,
+    ) -> Result<Vec<v1::Outcome>, ClientError> {
+        self.block_on(self.client.test_batch(tasks, program, call))
     }
 }

@@ -14,6 +14,7 @@ when the source does not parse.
 import builtins
 import sys
 import ast
+import io
 import re
 
 _type = type
@@ -98,6 +99,17 @@ def begin(cap, recursion_limit):
 def captured():
     """What the program wrote so far, and whether it passed the cap (informational)."""
     return (_stdout.text() + _stderr.text(), _stdout.overflow or _stderr.overflow)
+
+
+def captured_apart():
+    """A script's stdout and stderr, kept apart, and whether either passed the cap."""
+    return (_stdout.text(), _stderr.text(), _stdout.overflow or _stderr.overflow)
+
+
+def make_stdin(data):
+    """`sys.stdin` for a script: `data` (bytes) read as `python3 prog.py < file` reads it
+    (UTF-8, universal newlines, with a `.buffer` for `sys.stdin.buffer.read()`)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
 
 
 def restart_capture(cap):

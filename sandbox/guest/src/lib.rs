@@ -157,6 +157,8 @@ fn build() -> Result<Guest, String> {
         let harness = Harness {
             begin: get("begin")?,
             captured: get("captured")?,
+            captured_apart: get("captured_apart")?,
+            make_stdin: get("make_stdin")?,
             restart_capture: get("restart_capture")?,
             banned_import: get("banned_import")?,
             compile_program: get("compile_program")?,

@@ -18,10 +18,11 @@
 
 use std::collections::HashMap;
 
+use malachite_bigint::BigInt;
 use ruff_python_ast::{Expr, Operator, UnaryOp};
 use rustpython_vm::{
     AsObject, PyObjectRef, PyRef, PyResult, VirtualMachine,
-    builtins::{PyBaseExceptionRef, PyCode, PyDictRef},
+    builtins::{PyBaseExceptionRef, PyCode, PyDict, PyDictRef, PyFunction, PyInt},
     compiler::Mode,
     function::FuncArgs,
     scope::Scope,
@@ -103,6 +104,31 @@ enum ItemSpec {
         inputs: Vec<String>,
         outputs: Vec<String>,
     },
+    /// The whole program as `__main__`, reading `stdin` (a test case of a stdin/stdout task).
+    Script {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        #[serde(default)]
+        stdin: String,
+    },
+    /// `function(<arguments>)` of the program, compared with `expected` (a test case of a
+    /// function-call task).
+    Call {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        function: String,
+        arguments: String,
+        expected: String,
+    },
+    /// The program, then assert-style `test` code in its namespace.
+    Assert {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        test: String,
+    },
 }
 
 impl ItemSpec {
@@ -122,6 +148,15 @@ impl ItemSpec {
             }
             | ItemSpec::Induction {
                 program, imports, ..
+            }
+            | ItemSpec::Script {
+                program, imports, ..
+            }
+            | ItemSpec::Call {
+                program, imports, ..
+            }
+            | ItemSpec::Assert {
+                program, imports, ..
             } => (program, imports),
         }
     }
@@ -129,7 +164,11 @@ impl ItemSpec {
     fn is_check(&self) -> bool {
         matches!(
             self,
-            ItemSpec::Deduction { .. } | ItemSpec::Abduction { .. } | ItemSpec::Induction { .. }
+            ItemSpec::Deduction { .. }
+                | ItemSpec::Abduction { .. }
+                | ItemSpec::Induction { .. }
+                | ItemSpec::Call { .. }
+                | ItemSpec::Assert { .. }
         )
     }
 }
@@ -151,6 +190,12 @@ pub struct ItemResult {
     /// them, from the prepared state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
+    /// A script's stderr (other items fold it into `stdout`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// A script's exit status, as `python3` would end with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// A failure as an item reports it.
@@ -187,6 +232,8 @@ impl Failure {
 pub struct Harness {
     pub begin: PyObjectRef,
     pub captured: PyObjectRef,
+    pub captured_apart: PyObjectRef,
+    pub make_stdin: PyObjectRef,
     pub restart_capture: PyObjectRef,
     pub banned_import: PyObjectRef,
     pub compile_program: PyObjectRef,
@@ -207,8 +254,14 @@ pub struct Prepared {
     namespace: Result<PyDictRef, Failure>,
     /// Deduction/abduction gold values by text, reduced in the program's namespace.
     golds: HashMap<String, Result<Value, Failure>>,
-    /// Induction gold values by text, reduced where only the imports ran.
+    /// Induction gold values and expected call results by text, reduced where only the
+    /// imports ran.
     import_golds: HashMap<String, Result<Value, Failure>>,
+    /// Call arguments by text, `(args, kwargs)` as plain data, reduced where only the imports
+    /// ran: every call gets a new copy built natively.
+    call_args: HashMap<String, Result<(Value, Value), Failure>>,
+    /// Builtins and module namespaces as they were before the program ran, for assert tests.
+    pristine: Option<Pristine>,
     /// The objects whose identities the gold values record, kept alive so that no object an
     /// answer makes can take one of their addresses. Never read: holding them is the point.
     #[allow(dead_code)]
@@ -399,20 +452,29 @@ impl Prepared {
             None
         };
 
-        // Induction gold values, before the candidate program has run: in a namespace where
-        // only the task's imports did.
+        // Induction gold values and test-case data (expected results, call arguments),
+        // before the candidate program has run: in a namespace where only the task's imports
+        // did. The program can then neither see nor change them.
         let mut import_golds = HashMap::new();
+        let mut call_args = HashMap::new();
         let mut gold_identities = Vec::new();
-        let induction_golds: Vec<&String> = request
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                ItemSpec::Induction { outputs, .. } => Some(outputs),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        if !induction_golds.is_empty() {
+        let mut expected: Vec<&String> = Vec::new();
+        let mut arguments: Vec<&String> = Vec::new();
+        for item in &request.items {
+            match item {
+                ItemSpec::Induction { outputs, .. } => expected.extend(outputs),
+                ItemSpec::Call {
+                    arguments: a,
+                    expected: e,
+                    ..
+                } => {
+                    expected.push(e);
+                    arguments.push(a);
+                }
+                _ => {}
+            }
+        }
+        if !expected.is_empty() || !arguments.is_empty() {
             let imports_ns = fresh_namespace(vm, harness).and_then(|ns| {
                 if !imports.is_empty() {
                     let code = compile(vm, &imports.join("\n"), "imports", Mode::Exec)?;
@@ -421,7 +483,7 @@ impl Prepared {
                 }
                 Ok(ns)
             });
-            for text in induction_golds {
+            for text in expected {
                 if import_golds.contains_key(text) {
                     continue;
                 }
@@ -431,7 +493,22 @@ impl Prepared {
                 };
                 import_golds.insert(text.clone(), gold);
             }
+            for text in arguments {
+                if call_args.contains_key(text) {
+                    continue;
+                }
+                let args = match &imports_ns {
+                    Ok(ns) => reduce_arguments(vm, harness, ns, text),
+                    Err(f) => Err(f.clone()),
+                };
+                call_args.insert(text.clone(), args);
+            }
         }
+        let pristine = request
+            .items
+            .iter()
+            .any(|i| matches!(i, ItemSpec::Assert { .. }))
+            .then(|| Pristine::record(vm));
 
         let code = harness
             .compile_program
@@ -442,8 +519,12 @@ impl Prepared {
                     .map_err(|_| Failure::error("SystemError", "compile() gave no code"))
             });
         // A rejected program is not run for validation; checks of it (which the reference
-        // does not screen) still need its definitions.
-        let run = rules.is_none() || request.items.iter().any(ItemSpec::is_check);
+        // does not screen) still need its definitions. Scripts run whole in their items.
+        let run = (rules.is_none() || request.items.iter().any(ItemSpec::is_check))
+            && request
+                .items
+                .iter()
+                .any(|i| !matches!(i, ItemSpec::Script { .. }));
         let namespace = match (&code, run) {
             (Ok(code), true) => fresh_namespace(vm, harness).and_then(|ns| {
                 vm.run_code_obj(code.clone(), scope(&ns, vm))
@@ -479,6 +560,8 @@ impl Prepared {
             namespace,
             golds,
             import_golds,
+            call_args,
+            pristine,
             gold_identities,
             stdout,
             stdout_overflow,
@@ -501,6 +584,9 @@ impl Prepared {
                 ..Default::default()
             };
         };
+        if let ItemSpec::Script { stdin, .. } = item {
+            return self.run_script(vm, harness, stdin);
+        }
         let outcome = self.operate(vm, harness, item, arguments);
         let (printed, overflow) = captured(vm, harness);
         let stdout = format!("{}{}", self.stdout, printed);
@@ -656,6 +742,38 @@ impl Prepared {
                 let passed = judged(&value, gold, vm, known)?;
                 Ok(Done::Value(Some(passed), repr(vm, &value)))
             }
+            ItemSpec::Script { .. } => Err(Failure::error(
+                "GuestError",
+                "a script runs as a whole, not as an operation",
+            )),
+            ItemSpec::Call {
+                function,
+                arguments,
+                expected,
+                ..
+            } => {
+                let expected = self.import_gold(expected)?;
+                let (args, kwargs) = match self.call_args.get(arguments) {
+                    Some(Ok(pair)) => pair,
+                    Some(Err(f)) => return Err(f.clone()),
+                    None => return Err(Failure::error("GuestError", "arguments missing")),
+                };
+                let target = find_function(vm, self.namespace()?, function).map_err(err)?;
+                let call = build_call(vm, args, kwargs).map_err(err)?;
+                let value = target.call_with_args(call, vm).map_err(err)?;
+                let passed = judged(&value, expected, vm, known)?;
+                Ok(Done::Value(Some(passed), repr(vm, &value)))
+            }
+            ItemSpec::Assert { test, .. } => {
+                let ns = self.namespace()?;
+                if let Some(pristine) = &self.pristine {
+                    pristine.restore(vm);
+                }
+                let test_ns = test_namespace(vm, ns, known).map_err(err)?;
+                let code = compile(vm, test, "test", Mode::Exec)?;
+                vm.run_code_obj(code, scope(&test_ns, vm)).map_err(err)?;
+                Ok(Done::Value(Some(true), None))
+            }
             ItemSpec::Induction {
                 inputs, outputs, ..
             } => {
@@ -698,6 +816,72 @@ impl Prepared {
         }
     }
 
+    /// Runs a script item as `python3 program.py < stdin` would: as `__main__`, the test
+    /// case's input on `sys.stdin`, stdout and stderr apart, the exit status from
+    /// `SystemExit` or from an uncaught exception (whose traceback goes to stderr).
+    fn run_script(&self, vm: &VirtualMachine, harness: &Harness, stdin: &str) -> ItemResult {
+        let ended = self.script(vm, harness, stdin);
+        let (stdout, mut stderr, overflow) = captured_apart(vm, harness);
+        let cap = self.request.options.stdout_cap;
+        let mut result = ItemResult {
+            verdict: "ok".into(),
+            exit_code: Some(0),
+            ..Default::default()
+        };
+        match ended {
+            Ok(0) => {}
+            Ok(code) => {
+                result.verdict = "error".into();
+                result.error_type = Some("SystemExit".into());
+                result.error_message = Some(format!("exit status {code}"));
+                result.exit_code = Some(code);
+            }
+            Err(f) => {
+                if !self.code.is_ok() {
+                    // Never ran: what python3 prints for a program that does not compile.
+                    stderr.push_str(&format!("{}: {}\n", f.kind, f.message));
+                }
+                result.verdict = f.verdict.into();
+                result.error_type = Some(f.kind);
+                result.error_message = Some(f.message);
+                result.exit_code = Some(1);
+            }
+        }
+        if overflow {
+            result.verdict = "output_limit".into();
+            result.error_type = Some("OutputLimit".into());
+            result.error_message = Some(format!("output limit of {cap} characters exceeded"));
+            result.exit_code = None;
+        }
+        result.stdout = stdout.chars().take(cap as usize).collect();
+        result.stderr = stderr.chars().take(cap as usize).collect();
+        result
+    }
+
+    /// The exit status of a script, or the failure that ended it.
+    fn script(&self, vm: &VirtualMachine, harness: &Harness, stdin: &str) -> Result<i32, Failure> {
+        let code = self.code.as_ref().map_err(Clone::clone)?;
+        let err = |e: PyBaseExceptionRef| failure_of(vm, &e, harness);
+        let stream = harness
+            .make_stdin
+            .call((vm.ctx.new_bytes(stdin.as_bytes().to_vec()),), vm)
+            .map_err(err)?;
+        vm.sys_module.set_attr("stdin", stream, vm).map_err(err)?;
+        let ns = fresh_namespace(vm, harness)?;
+        let Err(exc) = vm.run_code_obj(code.clone(), scope(&ns, vm)) else {
+            return Ok(0);
+        };
+        if exc.fast_isinstance(vm.ctx.exceptions.system_exit) {
+            return Ok(exit_status(vm, &exc));
+        }
+        let failure = failure_of(vm, &exc, harness);
+        if failure.verdict != "output_limit" {
+            // The traceback, through `sys.excepthook`, to the captured stderr.
+            vm.print_exception(&exc);
+        }
+        Err(failure)
+    }
+
     fn gold(&self, text: &str) -> Result<&Value, Failure> {
         match self.golds.get(text) {
             Some(Ok(v)) => Ok(v),
@@ -705,6 +889,145 @@ impl Prepared {
             None => Err(Failure::error("GuestError", "gold value missing")),
         }
     }
+
+    fn import_gold(&self, text: &str) -> Result<&Value, Failure> {
+        match self.import_golds.get(text) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(f)) => Err(f.clone()),
+            None => Err(Failure::error("GuestError", "expected value missing")),
+        }
+    }
+}
+
+/// A script's exit status from its `SystemExit`, as the process would end: `None` is 0, an
+/// integer is taken modulo 256, anything else is printed to stderr and gives 1.
+fn exit_status(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> i32 {
+    let code = exc
+        .as_object()
+        .get_attr("code", vm)
+        .unwrap_or_else(|_| vm.ctx.none());
+    if vm.is_none(&code) {
+        return 0;
+    }
+    if let Some(int) = code.downcast_ref::<PyInt>() {
+        let status = int.as_bigint() % BigInt::from(256);
+        let status = if status < BigInt::from(0) {
+            status + 256
+        } else {
+            status
+        };
+        return i32::try_from(status).unwrap_or(1);
+    }
+    if let (Ok(text), Ok(stderr)) = (code.str(vm), vm.sys_module.get_attr("stderr", vm)) {
+        let _ = vm.call_method(&stderr, "write", (text,));
+        let _ = vm.call_method(&stderr, "write", ("\n",));
+    }
+    1
+}
+
+/// `function` in the program's namespace, or else a method of a `Solution` instance (the
+/// LeetCode convention that test-case datasets follow).
+fn find_function(vm: &VirtualMachine, ns: &PyDictRef, function: &str) -> PyResult {
+    if let Some(f) = ns.get_item_opt(function, vm)? {
+        return Ok(f);
+    }
+    if let Some(class) = ns.get_item_opt("Solution", vm)? {
+        let instance = class.call((), vm)?;
+        return instance.get_attr(&vm.ctx.new_str(function), vm);
+    }
+    Err(vm.new_name_error(
+        format!("name '{function}' is not defined"),
+        vm.ctx.new_str(function),
+    ))
+}
+
+/// Builtins and the namespaces of the modules that were loaded before the program ran. Assert
+/// tests run against these, so that a program cannot patch what test code calls
+/// (`builtins.abs`, `math.isclose`, an entry of `sys.modules`).
+struct Pristine {
+    dicts: Vec<(PyDictRef, Vec<(PyObjectRef, PyObjectRef)>)>,
+}
+
+impl Pristine {
+    fn record(vm: &VirtualMachine) -> Pristine {
+        let mut dicts = Vec::new();
+        let builtins = vm.builtins.dict();
+        dicts.push((builtins.clone(), builtins.items_vec()));
+        if let Ok(modules) = vm.sys_module.get_attr("modules", vm)
+            && let Ok(modules) = modules.downcast::<PyDict>()
+        {
+            let entries = modules.items_vec();
+            for (_, module) in &entries {
+                if let Some(dict) = module.dict() {
+                    dicts.push((dict.clone(), dict.items_vec()));
+                }
+            }
+            dicts.push((modules, entries));
+        }
+        Pristine { dicts }
+    }
+
+    fn restore(&self, vm: &VirtualMachine) {
+        for (dict, entries) in &self.dicts {
+            dict.clear();
+            for (key, value) in entries {
+                let _ = dict.set_item(&**key, value.clone(), vm);
+            }
+        }
+    }
+}
+
+/// The namespace assert tests run in: the program's, with every function the program defined
+/// replaced by a native wrapper that lets only plain data out, as a new copy. Test code then
+/// only ever compares built-in values, whose `==` a program cannot redefine. Calls between
+/// the program's own functions go through their own globals and are not wrapped.
+fn test_namespace(vm: &VirtualMachine, ns: &PyDictRef, known: &KnownTypes) -> PyResult<PyDictRef> {
+    let test_ns = vm.ctx.new_dict();
+    for (key, value) in ns.items_vec() {
+        let defined_here = value.downcast_ref::<PyFunction>().is_some()
+            && value
+                .get_attr("__globals__", vm)
+                .is_ok_and(|g| g.is(ns.as_object()));
+        let value = if defined_here {
+            plain_results(vm, value, known)
+        } else {
+            value
+        };
+        test_ns.set_item(&*key, value, vm)?;
+    }
+    Ok(test_ns)
+}
+
+fn plain_results(vm: &VirtualMachine, function: PyObjectRef, known: &KnownTypes) -> PyObjectRef {
+    let deque = known.deque.clone();
+    let name = function
+        .get_attr("__name__", vm)
+        .ok()
+        .and_then(|n| n.str(vm).ok())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "function".to_owned());
+    // Leaked into the guest heap, which the host puts back after the item.
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    vm.new_function(
+        name,
+        move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
+            let result = function.call_with_args(args, vm)?;
+            let known = KnownTypes {
+                deque: deque.clone(),
+            };
+            let value =
+                Value::of(&result, vm, &known).map_err(|u| vm.new_value_error(u.message()))?;
+            if !value.is_plain() {
+                return Err(vm.new_type_error(format!(
+                    "{name}() returned a {} under test: only plain data (numbers, strings, \
+                 bytes, None and the built-in containers) can be checked",
+                    result.class().name()
+                )));
+            }
+            value.build(vm)
+        },
+    )
+    .into()
 }
 
 enum Done {
@@ -767,6 +1090,37 @@ fn reduce_gold(
     Ok(value)
 }
 
+/// A call's argument list (`1, [2, 3], key='x'`) as plain `(args, kwargs)`.
+fn reduce_arguments(
+    vm: &VirtualMachine,
+    harness: &Harness,
+    ns: &PyDictRef,
+    text: &str,
+) -> Result<(Value, Value), Failure> {
+    argument_list(text)?;
+    let code = compile_value(
+        vm,
+        &format!("(lambda *a, **k: (a, k))({text})"),
+        "arguments",
+    )?;
+    let pair = vm
+        .run_code_obj(code, scope(ns, vm))
+        .map_err(|e| failure_of(vm, &e, harness))?;
+    let reduced = Value::of(&pair, vm, &harness.known).map_err(Failure::unjudgeable)?;
+    match reduced {
+        Value::Tuple(mut parts) if parts.len() == 2 && parts.iter().all(Value::is_plain) => {
+            let kwargs = parts.pop().unwrap_or(Value::None);
+            let args = parts.pop().unwrap_or(Value::None);
+            Ok((args, kwargs))
+        }
+        _ => Err(Failure::error(
+            "TypeError",
+            "call arguments must be plain data (numbers, strings, bytes, None and the \
+             built-in containers)",
+        )),
+    }
+}
+
 /// A module namespace made natively (what the program's definitions run in).
 fn fresh_namespace(vm: &VirtualMachine, _harness: &Harness) -> Result<PyDictRef, Failure> {
     let ns = vm.ctx.new_dict();
@@ -802,4 +1156,24 @@ fn captured(vm: &VirtualMachine, harness: &Harness) -> (String, bool) {
         .and_then(|b| b.try_to_bool(vm).ok())
         .unwrap_or(false);
     (text, overflow)
+}
+
+fn captured_apart(vm: &VirtualMachine, harness: &Harness) -> (String, String, bool) {
+    let Ok(triple) = harness.captured_apart.call((), vm) else {
+        return (String::new(), String::new(), false);
+    };
+    let text = |i: usize| {
+        triple
+            .get_item(&i, vm)
+            .ok()
+            .and_then(|t| t.str(vm).ok())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let overflow = triple
+        .get_item(&2, vm)
+        .ok()
+        .and_then(|b| b.try_to_bool(vm).ok())
+        .unwrap_or(false);
+    (text(0), text(1), overflow)
 }

@@ -8,7 +8,7 @@ use azr_proto::v1;
 use tonic::Status;
 
 use crate::{
-    item::{Item, Outcome, Verdict},
+    item::{Item, Outcome, OutputMatch, Verdict},
     limits::{Limits, Rules},
 };
 
@@ -170,6 +170,59 @@ pub fn check_item(
     }
 }
 
+pub fn test_item(
+    task: &v1::TestTask,
+    shared: Option<&v1::Program>,
+    at: &str,
+) -> Result<Item, Status> {
+    use v1::test_task::Kind;
+    let (program, imports) = program(task.program.as_ref(), shared, at)?;
+    match &task.kind {
+        None => Err(Status::invalid_argument(format!(
+            "{at}.kind is unset: give one of stdio, call, asserts"
+        ))),
+        Some(Kind::Stdio(case)) => {
+            let output_match = match v1::OutputMatch::try_from(case.output_match) {
+                Ok(v1::OutputMatch::Lines) => OutputMatch::Lines,
+                Ok(v1::OutputMatch::Exact) => OutputMatch::Exact,
+                Ok(v1::OutputMatch::Tokens) => OutputMatch::Tokens,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "{at}.stdio.output_match: {} is not an OutputMatch",
+                        case.output_match
+                    )));
+                }
+            };
+            Ok(Item::Script {
+                program,
+                imports,
+                stdin: case.stdin.clone(),
+                expected_stdout: case.expected_stdout.clone(),
+                output_match,
+            })
+        }
+        Some(Kind::Call(case)) => {
+            if case.function.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "{at}.call.function is empty"
+                )));
+            }
+            Ok(Item::Call {
+                program,
+                imports,
+                function: case.function.clone(),
+                arguments: case.arguments.clone(),
+                expected: case.expected.clone(),
+            })
+        }
+        Some(Kind::Asserts(case)) => Ok(Item::Assert {
+            program,
+            imports,
+            test: case.test.clone(),
+        }),
+    }
+}
+
 /// Converts the task of a single-task request.
 pub fn single<T>(
     task: Option<&T>,
@@ -234,6 +287,8 @@ pub fn outcome(o: Outcome) -> v1::Outcome {
         passed: o.passed,
         value: o.value,
         stdout: o.stdout,
+        stderr: o.stderr,
+        exit_code: o.exit_code,
         error_type: o.error_type,
         error_message: o.error_message,
         fuel_used: o.fuel_used,

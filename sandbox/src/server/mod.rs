@@ -6,7 +6,9 @@
 //! is answered with `DEADLINE_EXCEEDED` by the service itself, and SIGTERM drains in-flight
 //! requests before the socket is removed.
 
+pub mod authority;
 pub mod convert;
+pub mod http_api;
 pub mod listener;
 pub mod service;
 pub mod stats;
@@ -26,7 +28,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
-    net::UnixListener,
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
     sync::Semaphore,
 };
@@ -46,13 +48,16 @@ const GRPC_INVALID_ARGUMENT: &str = "3";
 pub async fn serve(
     listener: UnixListener,
     owned_path: Option<PathBuf>,
+    http_listener: Option<TcpListener>,
     service: Service,
     peers: PeerPolicy,
     config: &ServerConfig,
 ) -> io::Result<()> {
     let draining = service.draining.clone();
     let stats = service.stats.clone();
-    let grpc = SandboxServer::new(service)
+    let service = Arc::new(service);
+    let http_service = service.clone();
+    let grpc = SandboxServer::from_arc(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
     let graceful = GracefulShutdown::new();
@@ -68,19 +73,39 @@ pub async fn serve(
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors or a peer that went away: not a reason to stop
-                    // serving everyone else.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted.map(|(stream, _)| Accepted::Unix(stream)),
+            accepted = accept_tcp(http_listener.as_ref()) => accepted.map(Accepted::Tcp),
             _ = term.recv() => break,
             _ = int.recv() => break,
+        };
+        let stream = match accepted {
+            Ok(Accepted::Unix(stream)) => stream,
+            Ok(Accepted::Tcp(stream)) => {
+                let service = http_service.clone();
+                let max_body = config.max_request_bytes;
+                let svc = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move { http_api::handle(&service, request, max_body).await }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("HTTP connection ended: {e}");
+                    }
+                    drop(permit);
+                });
+                continue;
+            }
+            Err(e) => {
+                // Out of descriptors or a peer that went away: not a reason to stop
+                // serving everyone else.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let allowed = match stream.peer_cred() {
             Ok(cred) => {
@@ -130,8 +155,14 @@ pub async fn serve(
                 Ok(response)
             }
         });
+        // The filter assumes the protocol defaults for these two settings; say them.
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            .max_frame_size(authority::MAX_FRAME_SIZE as u32)
+            .header_table_size(authority::HEADER_TABLE_SIZE as u32)
+            .serve_connection(
+                TokioIo::new(authority::Filtered::new(stream)),
+                TowerToHyperService::new(svc),
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -144,6 +175,7 @@ pub async fn serve(
     tracing::info!("shutting down: draining requests in flight");
     draining.store(true, Ordering::Relaxed);
     drop(listener);
+    drop(http_listener);
     if let Some(path) = &owned_path
         && let Err(e) = std::fs::remove_file(path)
     {
@@ -160,4 +192,17 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+enum Accepted {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+/// The next connection of the HTTP listener; never, when there is none.
+async fn accept_tcp(listener: Option<&TcpListener>) -> io::Result<TcpStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     engine::RunControl,
-    item::Item,
+    item::{Item, Outcome},
     limits::{Limits, Rules},
     pool::{Batch, Sandbox, SubmitError},
 };
@@ -80,8 +80,24 @@ impl Service {
         rules: Rules,
         stop_on_failure: bool,
     ) -> Result<Vec<v1::Outcome>, Status> {
+        let deadline = deadline(request, Instant::now()).map_err(|s| self.bad(s))?;
+        let outcomes = self
+            .execute_items(items, limits, rules, stop_on_failure, deadline)
+            .await?;
+        Ok(outcomes.into_iter().map(convert::outcome).collect())
+    }
+
+    /// Queues `items` and waits for their outcomes (or `deadline`): what every front end
+    /// (gRPC, HTTP) does with a checked request.
+    pub async fn execute_items(
+        &self,
+        items: Vec<Item>,
+        limits: Limits,
+        rules: Rules,
+        stop_on_failure: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Outcome>, Status> {
         let started = Instant::now();
-        let deadline = deadline(request, started).map_err(|s| self.bad(s))?;
         if self.draining.load(Ordering::Relaxed) {
             return Err(Status::unavailable("the sandbox daemon is shutting down"));
         }
@@ -146,7 +162,7 @@ impl Service {
             )));
         }
         self.stats.answered(Answer::Ok);
-        Ok(outcomes.into_iter().map(convert::outcome).collect())
+        Ok(outcomes)
     }
 
     async fn single<T>(
@@ -267,6 +283,30 @@ impl sandbox_server::Sandbox for Service {
             body.program.as_ref(),
             &self.bounds,
             convert::check_item,
+        );
+        self.many(&request, items, body.options.as_ref(), body.stop_on_failure)
+            .await
+    }
+
+    async fn test(
+        &self,
+        request: Request<v1::TestRequest>,
+    ) -> Result<Response<v1::Outcome>, Status> {
+        let body = request.get_ref();
+        let item = convert::single(body.task.as_ref(), convert::test_item);
+        self.single(&request, item, body.options.as_ref()).await
+    }
+
+    async fn test_batch(
+        &self,
+        request: Request<v1::TestBatchRequest>,
+    ) -> Result<Response<v1::BatchResponse>, Status> {
+        let body = request.get_ref();
+        let items = convert::batch(
+            &body.tasks,
+            body.program.as_ref(),
+            &self.bounds,
+            convert::test_item,
         );
         self.many(&request, items, body.options.as_ref(), body.stop_on_failure)
             .await

@@ -1,0 +1,314 @@
+//! An opt-in HTTP/1.1 front door that speaks SandboxFusion's API (`POST /run_code`,
+//! `GET /v1/ping`), so that code that already scores with SandboxFusion (veRL's
+//! `reward.sandbox_fusion.url`, its `sandbox_fusion` reward module) runs on this sandbox by
+//! changing one URL.
+//!
+//! Python only: a request for another language is answered `SandboxError` with a message.
+//! A `run_code` request becomes one stdin/stdout task ([`Item::Script`]) on the same queue,
+//! workers, limits and seccomp filters as the gRPC side; `run_timeout` and `memory_limit_MB`
+//! lower the daemon's limits (never raise them); `compile_timeout`, `files` and
+//! `fetch_files` are accepted and ignored (the guest has no files). TCP has no peer
+//! credentials: whoever reaches the port may run code in the sandbox. That is why the
+//! listener is loopback-only unless the configuration says otherwise (SECURITY.md).
+
+use std::{
+    convert::Infallible,
+    time::{Duration, Instant},
+};
+
+use http::{Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use serde::{Deserialize, Serialize};
+use tonic::Code;
+
+use super::{service::Service, stats::Answer};
+use crate::item::{Item, Outcome, OutputMatch, Verdict};
+
+/// `RunCodeRequest` (SandboxFusion `sandbox/server/sandbox_api.py`).
+#[derive(Debug, Deserialize)]
+pub struct RunCodeRequest {
+    pub code: String,
+    pub language: String,
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Seconds.
+    #[serde(default = "ten")]
+    pub run_timeout: f64,
+    /// Megabytes; -1 (the default) for the daemon's limit.
+    #[serde(default = "minus_one", rename = "memory_limit_MB")]
+    pub memory_limit_mb: i64,
+    /// Accepted and ignored: nothing is compiled.
+    #[serde(default)]
+    pub compile_timeout: Option<f64>,
+    /// Accepted and ignored: the guest has no files.
+    #[serde(default)]
+    pub files: Option<serde_json::Value>,
+    #[serde(default)]
+    pub fetch_files: Option<serde_json::Value>,
+}
+
+fn ten() -> f64 {
+    10.0
+}
+fn minus_one() -> i64 {
+    -1
+}
+
+/// `RunCodeResponse`.
+#[derive(Debug, Serialize)]
+pub struct RunCodeResponse {
+    /// `Success`, `Failed` (non-zero exit status or time limit) or `SandboxError`.
+    pub status: &'static str,
+    pub message: String,
+    pub compile_result: Option<CommandRunResult>,
+    pub run_result: Option<CommandRunResult>,
+    pub executor_pod_name: Option<String>,
+    pub files: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `CommandRunResult`.
+#[derive(Debug, Serialize)]
+pub struct CommandRunResult {
+    /// `Finished`, `Error` (the sandbox failed) or `TimeLimitExceeded`.
+    pub status: &'static str,
+    pub execution_time: Option<f64>,
+    pub return_code: Option<i32>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+impl RunCodeResponse {
+    fn sandbox_error(message: impl Into<String>) -> Self {
+        RunCodeResponse {
+            status: "SandboxError",
+            message: message.into(),
+            compile_result: None,
+            run_result: None,
+            executor_pod_name: None,
+            files: serde_json::Map::new(),
+        }
+    }
+
+    /// What a SandboxFusion Python runner reports for a process that ended this way.
+    pub fn from_outcome(o: Outcome) -> Self {
+        let seconds = Some(o.micros as f64 / 1e6);
+        let error_line = o.error_line();
+        let mut stderr = o.stderr;
+        // How a process that CPython ran would have ended where the sandbox stopped it.
+        let (status, return_code) = match o.verdict {
+            Verdict::Ok | Verdict::Error => ("Finished", Some(o.exit_code.unwrap_or(1))),
+            Verdict::Timeout | Verdict::OutOfFuel => ("TimeLimitExceeded", None),
+            Verdict::OutOfMemory | Verdict::OutputLimit | Verdict::Fault | Verdict::Rejected => {
+                if let Some(line) = error_line {
+                    if !stderr.is_empty() && !stderr.ends_with('\n') {
+                        stderr.push('\n');
+                    }
+                    stderr.push_str(&line);
+                    stderr.push('\n');
+                }
+                ("Finished", Some(1))
+            }
+            Verdict::Skipped => {
+                return RunCodeResponse::sandbox_error("the request was not run");
+            }
+        };
+        let run_status = if status == "Finished" && return_code == Some(0) {
+            "Success"
+        } else {
+            "Failed"
+        };
+        RunCodeResponse {
+            status: run_status,
+            message: String::new(),
+            compile_result: None,
+            run_result: Some(CommandRunResult {
+                status,
+                execution_time: seconds,
+                return_code,
+                stdout: Some(o.stdout),
+                stderr: Some(stderr),
+            }),
+            executor_pod_name: None,
+            files: serde_json::Map::new(),
+        }
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// FastAPI's shape for errors, which SandboxFusion's clients already log.
+fn detail(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "detail": message }))
+}
+
+/// How long a request waits for room in a full queue before it is answered 503.
+const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Answers one HTTP request.
+pub async fn handle(
+    service: &Service,
+    request: http::Request<Incoming>,
+    max_body: usize,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    Ok(match (method, path.as_str()) {
+        (Method::GET, "/v1/ping") => json(StatusCode::OK, &"pong"),
+        (Method::POST, "/run_code") => {
+            let body = match Limited::new(request.into_body(), max_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    service.stats.answered(Answer::Invalid);
+                    let status = if e.is::<http_body_util::LengthLimitError>() {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    return Ok(detail(status, &format!("reading the request body: {e}")));
+                }
+            };
+            match serde_json::from_slice::<RunCodeRequest>(&body) {
+                Ok(run) => run_code(service, run).await,
+                Err(e) => {
+                    service.stats.answered(Answer::Invalid);
+                    detail(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("not a RunCodeRequest: {e}"),
+                    )
+                }
+            }
+        }
+        (_, "/v1/ping" | "/run_code") => {
+            detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        }
+        _ => detail(StatusCode::NOT_FOUND, "Not Found"),
+    })
+}
+
+async fn run_code(service: &Service, run: RunCodeRequest) -> Response<Body> {
+    let language = run.language.to_ascii_lowercase();
+    if language != "python" && language != "python3" {
+        return json(
+            StatusCode::OK,
+            &RunCodeResponse::sandbox_error(format!(
+                "language {:?} is not supported: azr-sandbox runs Python only",
+                run.language
+            )),
+        );
+    }
+    let mut limits = service.bounds.limits.clone();
+    if run.run_timeout.is_finite() && run.run_timeout > 0.0 {
+        let ms = (run.run_timeout * 1000.0).ceil().max(1.0);
+        limits.timeout_ms = limits.timeout_ms.min(ms as u64);
+    }
+    if run.memory_limit_mb > 0 {
+        let bytes = (run.memory_limit_mb as u64).saturating_mul(1 << 20);
+        limits.memory_bytes = limits.memory_bytes.min(bytes);
+    }
+    let item = Item::Script {
+        program: run.code,
+        imports: Vec::new(),
+        stdin: run.stdin.unwrap_or_default(),
+        expected_stdout: None,
+        output_match: OutputMatch::default(),
+    };
+    let rules = service.bounds.rules.clone();
+    let patience = Instant::now() + QUEUE_PATIENCE;
+    loop {
+        let answer = service
+            .execute_items(
+                vec![item.clone()],
+                limits.clone(),
+                rules.clone(),
+                false,
+                None,
+            )
+            .await;
+        match answer {
+            Ok(mut outcomes) => {
+                return match outcomes.pop() {
+                    Some(o) => json(StatusCode::OK, &RunCodeResponse::from_outcome(o)),
+                    None => json(
+                        StatusCode::OK,
+                        &RunCodeResponse::sandbox_error("the sandbox returned no outcome"),
+                    ),
+                };
+            }
+            // HTTP clients send one case per request and rarely retry: wait for room
+            // rather than refuse, up to a point.
+            Err(status)
+                if status.code() == Code::ResourceExhausted && Instant::now() < patience =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => {
+                let code = match status.code() {
+                    Code::ResourceExhausted | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                return detail(code, status.message());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(verdict: Verdict, exit_code: Option<i32>) -> Outcome {
+        Outcome {
+            stdout: "out\n".into(),
+            stderr: "err\n".into(),
+            exit_code,
+            micros: 1_500,
+            ..Outcome::host(verdict, "X", "y")
+        }
+    }
+
+    #[test]
+    fn outcomes_read_as_a_sandboxfusion_process_result() {
+        let ok = RunCodeResponse::from_outcome(outcome(Verdict::Ok, Some(0)));
+        assert_eq!(ok.status, "Success");
+        let run = ok.run_result.expect("run result");
+        assert_eq!((run.status, run.return_code), ("Finished", Some(0)));
+        assert_eq!(run.stdout.as_deref(), Some("out\n"));
+        assert_eq!(run.execution_time, Some(0.0015));
+
+        let exited = RunCodeResponse::from_outcome(outcome(Verdict::Error, Some(3)));
+        assert_eq!(exited.status, "Failed");
+        assert_eq!(exited.run_result.and_then(|r| r.return_code), Some(3));
+
+        let slow = RunCodeResponse::from_outcome(outcome(Verdict::Timeout, None));
+        assert_eq!(slow.status, "Failed");
+        let run = slow.run_result.expect("run result");
+        assert_eq!((run.status, run.return_code), ("TimeLimitExceeded", None));
+
+        let big = RunCodeResponse::from_outcome(outcome(Verdict::OutOfMemory, None));
+        let run = big.run_result.expect("run result");
+        assert_eq!(run.return_code, Some(1));
+        assert!(run.stderr.unwrap_or_default().ends_with("X: y\n"));
+    }
+
+    #[test]
+    fn requests_take_sandboxfusion_defaults_and_ignore_what_cannot_apply() {
+        let run: RunCodeRequest = serde_json::from_str(
+            r#"{"code": "print(1)", "language": "python", "files": {"a.txt": null},
+                "fetch_files": [], "compile_timeout": 3}"#,
+        )
+        .expect("parses");
+        assert_eq!(run.run_timeout, 10.0);
+        assert_eq!(run.memory_limit_mb, -1);
+        assert!(run.stdin.is_none());
+    }
+}

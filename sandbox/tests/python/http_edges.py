@@ -1,0 +1,40 @@
+"""Edges of the SandboxFusion-compatible endpoint, with `requests` as its clients use it.
+
+Usage: http_edges.py BASE_URL. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import requests
+
+
+def run(base: str, body: dict[str, Any]) -> Any:
+    return requests.post(f"{base}/run_code", json=body, timeout=60).json()
+
+
+def main() -> None:
+    base = sys.argv[1]
+    result = {
+        "ping": requests.get(f"{base}/v1/ping", timeout=10).json(),
+        "cpp": run(base, {"code": "int main() {}", "language": "cpp"}),
+        "bad_json": requests.post(f"{base}/run_code", data=b"{", timeout=10).status_code,
+        "not_found": requests.get(f"{base}/nothing", timeout=10).status_code,
+        "exit_3": run(base, {"code": "import sys\nsys.exit(3)", "language": "python"}),
+        "stdin": run(
+            base,
+            {
+                "code": "print(sum(map(int, input().split())))",
+                "stdin": "1 2 3\n",
+                "language": "python",
+            },
+        ),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
