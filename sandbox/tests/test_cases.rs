@@ -471,3 +471,58 @@ fn the_modules_verls_wrapper_imports_all_load() {
     let expected: String = modules.iter().map(|m| format!("{m} ok\n")).collect();
     assert_eq!(o.stdout, expected, "{o:?}");
 }
+
+/// Scripts of every verdict kind through the served daemon (seccomp on): each is answered
+/// and the daemon stays the same process.
+#[test]
+fn the_served_daemon_answers_scripts_of_every_verdict_kind_and_stays_up() {
+    let mut daemon = support::Daemon::start("");
+    let pid = daemon.pid();
+    let cases: [(&[v1::Verdict], &str); 6] = [
+        (&[v1::Verdict::Ok], "print(input())"),
+        (&[v1::Verdict::Error], "raise ValueError('x')"),
+        (
+            &[v1::Verdict::Timeout, v1::Verdict::OutOfFuel],
+            "while True:\n    pass",
+        ),
+        (&[v1::Verdict::OutOfMemory], "x = bytearray(1024 ** 3)"),
+        (
+            &[v1::Verdict::OutputLimit],
+            "while True:\n    print('x' * 1000)",
+        ),
+        (&[v1::Verdict::Fault], "x = \"é"),
+    ];
+    daemon.block_on(async {
+        let client = daemon.client();
+        let options = CallOptions {
+            options: Some(v1::Options {
+                limits: Some(v1::Limits {
+                    timeout_ms: Some(3_000),
+                    ..Default::default()
+                }),
+                rules: None,
+            }),
+            ..CallOptions::default()
+        };
+        for (kinds, source) in cases {
+            let task = v1::TestTask {
+                program: Some(v1::Program {
+                    source: source.into(),
+                    imports: vec![],
+                }),
+                kind: Some(v1::test_task::Kind::Stdio(v1::StdioCase {
+                    stdin: "1\n".into(),
+                    expected_stdout: None,
+                    output_match: 0,
+                })),
+            };
+            let o = client.test(task, &options).await.expect("answered");
+            assert!(
+                kinds.iter().any(|k| *k as i32 == o.verdict),
+                "{source}: {o:?}"
+            );
+        }
+    });
+    assert!(daemon.alive(), "the daemon died");
+    assert_eq!(daemon.pid(), pid);
+}
