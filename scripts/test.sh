@@ -2,7 +2,9 @@
 # Runs the whole test suite, installing what the tests need first (idempotent and cached):
 # Debian packages for the guest and the daemon's tests, the wasm guest, libtorch 2.11, the
 # two GGUF models, the transformers reference venv (for the trainer's parity tests) and the
-# client venv (stock grpcio, veRL's SandboxFusion client, for the daemon's client tests),
+# client venv (stock grpcio, veRL's SandboxFusion client, for the daemon's client tests), the
+# Python package installed into a fresh venv, TRL and veRL's reward loop in the reference
+# venv, HumanEval's completions and cases (for the verdict-parity tests),
 # then `cargo test` on the workspace: real guest, real wasmtime, real libtorch, CPython and
 # transformers as baselines; then a short fuzz run of every cargo-fuzz target (see below).
 set -euo pipefail
@@ -20,6 +22,10 @@ export LIBTORCH
 bash "$root/scripts/models.sh" >/dev/null
 bash "$root/scripts/reference-venv.sh" >/dev/null
 bash "$root/scripts/client-venv.sh" >/dev/null
+bash "$root/scripts/package-venv.sh" >/dev/null
+bash "$root/scripts/package-venv.sh" --oldest >/dev/null
+bash "$root/scripts/trl-venv.sh" >/dev/null
+bash "$root/scripts/humaneval-cases.sh" >/dev/null
 
 cargo test --workspace --locked --no-fail-fast "$@"
 

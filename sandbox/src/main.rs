@@ -77,8 +77,9 @@ enum Command {
         #[arg(long, requires = "input")]
         validate: bool,
     },
-    /// Measure the sandbox against CPython baselines on the AZR seed programs.
-    Bench(bench::BenchArgs),
+    /// Measure the sandbox against CPython baselines (AZR's workloads unless a subcommand
+    /// names another).
+    Bench(bench::BenchCommand),
     /// Serve `azr.sandbox.v1` on a Unix socket until SIGTERM (see policies/sandbox.toml).
     Serve {
         /// Socket path to bind (overrides `server.socket`; ignored under socket activation).
@@ -148,7 +149,11 @@ fn real_main() -> Result<()> {
             input,
             validate,
         } => run_command(&config, file, code, input, validate),
-        Command::Bench(args) => bench::run(&config, &args),
+        Command::Bench(bench::BenchCommand { kind: None, azr }) => bench::run(&config, &azr),
+        Command::Bench(bench::BenchCommand {
+            kind: Some(bench::BenchKind::TestCases(args)),
+            ..
+        }) => bench::test_cases::run(&config, &args),
         Command::Serve {
             socket,
             no_seccomp,

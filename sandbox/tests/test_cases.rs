@@ -353,6 +353,27 @@ fn an_assert_test_cannot_be_forged() {
     assert_eq!(one(asserts(honest, test)).passed, Some(true));
 }
 
+/// Assert cases of one program share its preparation; what one case's test code patches
+/// (builtins, a module's namespace, `sys.modules`) is put back before the next case runs.
+#[test]
+fn an_assert_case_cannot_change_what_the_next_case_sees() {
+    let program = "import math\ndef add(a, b):\n    return a + b";
+    let patch = "import builtins, math, sys\nbuiltins.abs = lambda x: 0\n\
+                 math.isclose = lambda *a, **k: True\ndel math.floor\n\
+                 sys.modules['json'] = None\nassert add(1, 2) == 3";
+    let check = "import json, math\nassert abs(-2) == 2\nassert not math.isclose(add(1, 2), 4)\n\
+                 assert math.floor(2.5) == 2\nassert json.dumps([1]) == '[1]'";
+    let outcomes = items(vec![
+        asserts(program, check),
+        asserts(program, patch),
+        asserts(program, check),
+        asserts(program, patch),
+        asserts(program, check),
+    ]);
+    let passed: Vec<_> = outcomes.iter().map(|o| o.passed).collect();
+    assert_eq!(passed, [Some(true); 5], "{outcomes:#?}");
+}
+
 #[test]
 fn test_case_rpcs_answer_over_the_socket() {
     let daemon = support::Daemon::start("");

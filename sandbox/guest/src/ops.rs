@@ -945,34 +945,69 @@ fn find_function(vm: &VirtualMachine, ns: &PyDictRef, function: &str) -> PyResul
 /// tests run against these, so that a program cannot patch what test code calls
 /// (`builtins.abs`, `math.isclose`, an entry of `sys.modules`).
 struct Pristine {
-    dicts: Vec<(PyDictRef, Vec<(PyObjectRef, PyObjectRef)>)>,
+    dicts: Vec<Recorded>,
+}
+
+/// A dict as it was, and its write count when it last was so.
+struct Recorded {
+    dict: PyDictRef,
+    entries: Vec<(PyObjectRef, PyObjectRef)>,
+    writes: std::cell::Cell<u64>,
+}
+
+impl Recorded {
+    fn new(dict: PyDictRef, entries: Vec<(PyObjectRef, PyObjectRef)>) -> Recorded {
+        let writes = std::cell::Cell::new(dict.write_count());
+        Recorded {
+            dict,
+            entries,
+            writes,
+        }
+    }
 }
 
 impl Pristine {
     fn record(vm: &VirtualMachine) -> Pristine {
         let mut dicts = Vec::new();
         let builtins = vm.builtins.dict();
-        dicts.push((builtins.clone(), builtins.items_vec()));
+        dicts.push(Recorded::new(builtins.clone(), builtins.items_vec()));
         if let Ok(modules) = vm.sys_module.get_attr("modules", vm)
             && let Ok(modules) = modules.downcast::<PyDict>()
         {
             let entries = modules.items_vec();
             for (_, module) in &entries {
                 if let Some(dict) = module.dict() {
-                    dicts.push((dict.clone(), dict.items_vec()));
+                    let items = dict.items_vec();
+                    dicts.push(Recorded::new(dict, items));
                 }
             }
-            dicts.push((modules, entries));
+            dicts.push(Recorded::new(modules, entries));
         }
         Pristine { dicts }
     }
 
+    /// Puts back the dicts that changed. A dict not written since it was last known to be
+    /// as recorded is skipped without a look at its entries (most are, in most cases); one
+    /// written to is compared by identity, and rebuilt only if it differs.
     fn restore(&self, vm: &VirtualMachine) {
-        for (dict, entries) in &self.dicts {
-            dict.clear();
-            for (key, value) in entries {
-                let _ = dict.set_item(&**key, value.clone(), vm);
+        for recorded in &self.dicts {
+            let dict = &recorded.dict;
+            if dict.write_count() == recorded.writes.get() {
+                continue;
             }
+            let now = dict.items_vec();
+            let unchanged = now.len() == recorded.entries.len()
+                && now
+                    .iter()
+                    .zip(&recorded.entries)
+                    .all(|((k, v), (k0, v0))| k.is(k0) && v.is(v0));
+            if !unchanged {
+                dict.clear();
+                for (key, value) in &recorded.entries {
+                    let _ = dict.set_item(&**key, value.clone(), vm);
+                }
+            }
+            recorded.writes.set(dict.write_count());
         }
     }
 }

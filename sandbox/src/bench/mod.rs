@@ -1,4 +1,6 @@
 //! `azr-sandbox bench`: the sandbox against CPython baselines, measured in the same run.
+//! `bench test-cases` (`test_cases.rs`) measures test-case scoring on HumanEval; plain `bench`
+//! measures AZR's workloads, below.
 //!
 //! Workloads, on the AZR seed programs (`7b_seed_io.jsonl`):
 //! - V: validation of every program (run + determinism re-run + repr), one fresh instance
@@ -25,7 +27,27 @@ use std::{
 use anyhow::{Context, Result, bail};
 use azr_sandbox::{Item, Sandbox, Verdict, config::SandboxConfig};
 
-const BASELINE_SCRIPT: &str = include_str!("../bench/cpython_baseline.py");
+mod daemon;
+pub mod test_cases;
+
+const BASELINE_SCRIPT: &str = include_str!("../../bench/cpython_baseline.py");
+
+/// `azr-sandbox bench [test-cases]`: AZR's workloads by default (flags below).
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub kind: Option<BenchKind>,
+    #[command(flatten)]
+    pub azr: BenchArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum BenchKind {
+    /// HumanEval's completions scored against their test cases, through gRPC and HTTP,
+    /// against a python3-process-per-test baseline.
+    TestCases(test_cases::TestCasesArgs),
+}
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -323,134 +345,108 @@ fn daemon_figures(
     out: &mut impl Write,
 ) -> Result<()> {
     use azr_sandbox_client::{CallOptions, Client, v1};
-    let dir = std::env::temp_dir().join(format!("azr-bench-daemon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("sandbox.sock");
-    let config_path = dir.join("sandbox.toml");
-    std::fs::write(&config_path, toml::to_string(config)?)?;
-    let exe = std::env::current_exe().context("finding the azr-sandbox binary")?;
-    let log_path = dir.join("daemon.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(exe)
-        .arg("--config")
-        .arg(&config_path)
-        .arg("serve")
-        .arg("--socket")
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting the daemon")?;
     // One client thread: a call's reply then wakes the thread that waits for it, with no
     // hand-off between runtime threads (the daemon's side is what is measured).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let client = Client::connect([&socket])?;
-        let started = Instant::now();
-        while client.health().await.is_err() {
-            if started.elapsed() > Duration::from_secs(120) {
-                bail!("the daemon did not start serving");
+        let daemon = daemon::DaemonChild::start(config, None).await?;
+        let client = Client::connect([&daemon.socket])?;
+        let figures = async {
+            let program = |s: &Seed| {
+                Some(v1::Program {
+                    source: s.snippet.clone(),
+                    imports: s.imports.clone(),
+                })
+            };
+            let call = CallOptions::default();
+            // One trivial check at a time.
+            let trivial = v1::CheckTask {
+                program: Some(v1::Program {
+                    source: "def f(x):\n    return x".into(),
+                    imports: vec![],
+                }),
+                kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+                    gold_output: "1".into(),
+                    answer: "1".into(),
+                })),
+            };
+            for _ in 0..50 {
+                client.check(trivial.clone(), &call).await?;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let program = |s: &Seed| {
-            Some(v1::Program {
-                source: s.snippet.clone(),
-                imports: s.imports.clone(),
-            })
-        };
-        let call = CallOptions::default();
-        // One trivial check at a time.
-        let trivial = v1::CheckTask {
-            program: Some(v1::Program {
-                source: "def f(x):\n    return x".into(),
-                imports: vec![],
-            }),
-            kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
-                gold_output: "1".into(),
-                answer: "1".into(),
-            })),
-        };
-        for _ in 0..50 {
-            client.check(trivial.clone(), &call).await?;
-        }
-        let mut latencies = Vec::with_capacity(args.latency_calls);
-        for _ in 0..args.latency_calls {
-            let t = Instant::now();
-            client.check(trivial.clone(), &call).await?;
-            latencies.push(t.elapsed());
-        }
-        latencies.sort();
-        // Workload S as the trainer sends it: per program one validation, then one batch of
-        // 8 deduction + 8 abduction checks against it; programs in flight concurrently.
-        let one_program = |s: &Seed| {
-            let client = &client;
-            let call = &call;
-            let s = s.clone();
-            async move {
-                let task = v1::ValidateTask {
-                    program: program(&s),
-                    input: s.input.clone(),
-                };
-                client.validate(task, call).await?;
-                let mut checks = Vec::with_capacity(16);
-                for _ in 0..8 {
-                    checks.push(v1::CheckTask {
-                        program: None,
-                        kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
-                            gold_output: s.output.clone(),
-                            answer: s.output.clone(),
-                        })),
-                    });
-                }
-                for _ in 0..8 {
-                    checks.push(v1::CheckTask {
-                        program: None,
-                        kind: Some(v1::check_task::Kind::Abduction(v1::Abduction {
-                            gold_output: s.output.clone(),
-                            answer: s.input.clone(),
-                        })),
-                    });
-                }
-                client.check_batch(checks, program(&s), call).await?;
-                Ok::<_, anyhow::Error>(())
+            let mut latencies = Vec::with_capacity(args.latency_calls);
+            for _ in 0..args.latency_calls {
+                let t = Instant::now();
+                client.check(trivial.clone(), &call).await?;
+                latencies.push(t.elapsed());
             }
-        };
-        let mut rates = Vec::new();
-        for _ in 0..args.rounds {
-            let t = Instant::now();
-            let mut pending = seeds.iter().map(one_program);
-            // Keep a few programs per worker in flight, as a training loop would.
-            let in_flight = config.workers() * 4;
-            let mut running = Vec::new();
-            loop {
-                while running.len() < in_flight {
-                    match pending.next() {
-                        Some(f) => running.push(Box::pin(f)),
-                        None => break,
+            latencies.sort();
+            // Workload S as the trainer sends it: per program one validation, then one batch of
+            // 8 deduction + 8 abduction checks against it; programs in flight concurrently.
+            let one_program = |s: &Seed| {
+                let client = &client;
+                let call = &call;
+                let s = s.clone();
+                async move {
+                    let task = v1::ValidateTask {
+                        program: program(&s),
+                        input: s.input.clone(),
+                    };
+                    client.validate(task, call).await?;
+                    let mut checks = Vec::with_capacity(16);
+                    for _ in 0..8 {
+                        checks.push(v1::CheckTask {
+                            program: None,
+                            kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+                                gold_output: s.output.clone(),
+                                answer: s.output.clone(),
+                            })),
+                        });
                     }
+                    for _ in 0..8 {
+                        checks.push(v1::CheckTask {
+                            program: None,
+                            kind: Some(v1::check_task::Kind::Abduction(v1::Abduction {
+                                gold_output: s.output.clone(),
+                                answer: s.input.clone(),
+                            })),
+                        });
+                    }
+                    client.check_batch(checks, program(&s), call).await?;
+                    Ok::<_, anyhow::Error>(())
                 }
-                if running.is_empty() {
-                    break;
+            };
+            let mut rates = Vec::new();
+            for _ in 0..args.rounds {
+                let t = Instant::now();
+                let mut pending = seeds.iter().map(one_program);
+                // Keep a few programs per worker in flight, as a training loop would.
+                let in_flight = config.workers() * 4;
+                let mut running = Vec::new();
+                loop {
+                    while running.len() < in_flight {
+                        match pending.next() {
+                            Some(f) => running.push(Box::pin(f)),
+                            None => break,
+                        }
+                    }
+                    if running.is_empty() {
+                        break;
+                    }
+                    let (done, _, rest) = select_first(running).await;
+                    done?;
+                    running = rest;
                 }
-                let (done, _, rest) = select_first(running).await;
-                done?;
-                running = rest;
+                rates.push(seeds.len() as f64 / t.elapsed().as_secs_f64());
             }
-            rates.push(seeds.len() as f64 / t.elapsed().as_secs_f64());
-        }
-        Ok::<_, anyhow::Error>((latencies, median(rates)))
+            Ok::<_, anyhow::Error>((latencies, median(rates)))
+        };
+        figures
+            .await
+            .with_context(|| format!("the daemon's log:\n{}", daemon.log()))
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let (latencies, s_daemon) = result.with_context(|| format!("the daemon's log:\n{log}"))?;
+    let (latencies, s_daemon) = result?;
     writeln!(
         out,
         "trivial check over the Unix socket (daemon, seccomp on): p50 {:.3} ms, p99 {:.3} ms   (goals < 1 ms, < 5 ms)",
