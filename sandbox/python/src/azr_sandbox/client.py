@@ -121,15 +121,43 @@ def _chunks(tasks: list[T], size: int) -> list[list[T]]:
     return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
 
-def _test_request(
+def _test_requests(
     program: str | Program,
     cases: Sequence[TestCase],
     imports: Iterable[str],
     stop_on_failure: bool,
     limits: Limits | None,
-) -> tuple[Any, list[Any], Any, bool]:
+    max_batch_tasks: int,
+) -> list[Any]:
+    """One program's cases as `TestBatchRequest`s of at most `max_batch_tasks` tasks."""
+    prog, options = _program(program, imports), _options(limits)
     tasks = [c.to_proto() for c in cases]
-    return _program(program, imports), tasks, _options(limits), stop_on_failure
+    return [
+        pb.TestBatchRequest(
+            tasks=chunk, program=prog, options=options, stop_on_failure=stop_on_failure
+        )
+        for chunk in _chunks(tasks, max_batch_tasks)
+    ]
+
+
+def _run_request(
+    program: str | Program, input: str | None, imports: Iterable[str], limits: Limits | None
+) -> Any:
+    task = pb.RunTask(program=_program(program, imports))
+    if input is not None:
+        task.input = input
+    return pb.RunRequest(task=task, options=_options(limits))
+
+
+def _health(r: Any) -> dict[str, Any]:
+    return {
+        "status": r.status,
+        "version": r.version,
+        "guest": r.guest,
+        "workers": r.workers,
+        "queue_capacity": r.queue_capacity,
+        "max_batch_tasks": r.max_batch_tasks,
+    }
 
 
 class _Config:
@@ -231,15 +259,7 @@ class Sandbox(_Config):
 
     def health(self) -> dict[str, Any]:
         """The daemon's status, version, guest, workers and limits."""
-        r = self._call("Health", pb.HealthRequest())
-        return {
-            "status": r.status,
-            "version": r.version,
-            "guest": r.guest,
-            "workers": r.workers,
-            "queue_capacity": r.queue_capacity,
-            "max_batch_tasks": r.max_batch_tasks,
-        }
+        return _health(self._call("Health", pb.HealthRequest()))
 
     def run(
         self,
@@ -250,12 +270,8 @@ class Sandbox(_Config):
         limits: Limits | None = None,
     ) -> Outcome:
         """Runs a program; with `input` (Python argument source), `repr(f(<input>))`."""
-        task = pb.RunTask(program=_program(program, imports))
-        if input is not None:
-            task.input = input
-        return Outcome.from_proto(
-            self._call("Run", pb.RunRequest(task=task, options=_options(limits)))
-        )
+        request = _run_request(program, input, imports, limits)
+        return Outcome.from_proto(self._call("Run", request))
 
     def check(
         self,
@@ -293,16 +309,11 @@ class Sandbox(_Config):
     ) -> list[Outcome]:
         """Runs one program against its test cases in one batch (split if larger than the
         daemon accepts); returns one outcome per case, in order."""
-        prog, tasks, options, stop = _test_request(program, cases, imports, stop_on_failure, limits)
-        outcomes: list[Outcome] = []
-        for chunk in _chunks(tasks, self.max_batch_tasks):
-            request = pb.TestBatchRequest(
-                tasks=chunk, program=prog, options=options, stop_on_failure=stop
-            )
-            outcomes.extend(
-                Outcome.from_proto(o) for o in self._call("TestBatch", request).outcomes
-            )
-        return outcomes
+        requests = _test_requests(
+            program, cases, imports, stop_on_failure, limits, self.max_batch_tasks
+        )
+        replies = [self._call("TestBatch", r) for r in requests]
+        return [Outcome.from_proto(o) for reply in replies for o in reply.outcomes]
 
 
 class AsyncSandbox(_Config):
@@ -350,15 +361,7 @@ class AsyncSandbox(_Config):
         raise AssertionError("unreachable")
 
     async def health(self) -> dict[str, Any]:
-        r = await self._call("Health", pb.HealthRequest())
-        return {
-            "status": r.status,
-            "version": r.version,
-            "guest": r.guest,
-            "workers": r.workers,
-            "queue_capacity": r.queue_capacity,
-            "max_batch_tasks": r.max_batch_tasks,
-        }
+        return _health(await self._call("Health", pb.HealthRequest()))
 
     async def run(
         self,
@@ -368,11 +371,8 @@ class AsyncSandbox(_Config):
         imports: Iterable[str] = (),
         limits: Limits | None = None,
     ) -> Outcome:
-        task = pb.RunTask(program=_program(program, imports))
-        if input is not None:
-            task.input = input
-        r = await self._call("Run", pb.RunRequest(task=task, options=_options(limits)))
-        return Outcome.from_proto(r)
+        request = _run_request(program, input, imports, limits)
+        return Outcome.from_proto(await self._call("Run", request))
 
     async def check(
         self,
@@ -408,11 +408,9 @@ class AsyncSandbox(_Config):
         limits: Limits | None = None,
     ) -> list[Outcome]:
         """As `Sandbox.test`; the parts of a split batch are sent concurrently."""
-        prog, tasks, options, stop = _test_request(program, cases, imports, stop_on_failure, limits)
-        requests = [
-            pb.TestBatchRequest(tasks=chunk, program=prog, options=options, stop_on_failure=stop)
-            for chunk in _chunks(tasks, self.max_batch_tasks)
-        ]
+        requests = _test_requests(
+            program, cases, imports, stop_on_failure, limits, self.max_batch_tasks
+        )
         replies = await asyncio.gather(*(self._call("TestBatch", r) for r in requests))
         return [Outcome.from_proto(o) for reply in replies for o in reply.outcomes]
 
