@@ -6,12 +6,14 @@
 #           (recording a workload's system calls), gdb (making the running daemon attempt a
 #           forbidden call)
 #   trainer a font for the text of `azr-trainer report`'s charts (fonts-dejavu-core)
+#   node    Node.js and npm, for the daemon's grpc-js client test (when node is missing)
 set -euo pipefail
 want=()
 case "${1:-all}" in
   guest) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch) ;;
   daemon) want=(systemd strace gdb) ;;
   trainer) want=(fonts-dejavu-core) ;;
+  node) want=(nodejs npm) ;;
   all) want=(rustc-web cargo-web rust-web-src wasi-libc lld-16 patch systemd strace gdb fonts-dejavu-core) ;;
 esac
 missing=()

@@ -4,7 +4,7 @@
 # two GGUF models, the transformers reference venv (for the trainer's parity tests) and the
 # client venv (stock grpcio, veRL's SandboxFusion client, for the daemon's client tests), the
 # Python package installed into a fresh venv, TRL and veRL's reward loop in the reference
-# venv, HumanEval's completions and cases (for the verdict-parity tests),
+# venv, HumanEval's completions and cases (for the verdict-parity tests), Node's grpc-js,
 # then `cargo test` on the workspace: real guest, real wasmtime, real libtorch, CPython and
 # transformers as baselines; then a short fuzz run of every cargo-fuzz target (see below).
 set -euo pipefail
@@ -26,6 +26,7 @@ bash "$root/scripts/package-venv.sh" >/dev/null
 bash "$root/scripts/package-venv.sh" --oldest >/dev/null
 bash "$root/scripts/trl-venv.sh" >/dev/null
 bash "$root/scripts/humaneval-cases.sh" >/dev/null
+bash "$root/scripts/node-clients.sh" >/dev/null
 
 cargo test --workspace --locked --no-fail-fast "$@"
 
