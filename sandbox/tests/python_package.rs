@@ -157,6 +157,26 @@ fn check_package_clients(python: &str) {
     assert_eq!(rewards["trl_chat"], serde_json::json!([1.0, 0.5]), "{r}");
 }
 
+/// Channels reconnect by themselves: the same client objects, sync and async, work again
+/// after the daemon restarts on the same socket, and fail clearly while it is down.
+#[test]
+fn the_clients_reconnect_after_the_daemon_restarts() {
+    let python = script_output("package-venv.sh");
+    let dir = std::env::temp_dir().join(format!("azr-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let r = run_python(
+        &python,
+        "package_restart.py",
+        &[env!("CARGO_BIN_EXE_azr-sandbox"), &dir.to_string_lossy()],
+        false,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r["before"], serde_json::json!([true, true]), "{r}");
+    assert_eq!(r["down"], "UNAVAILABLE", "{r}");
+    assert_eq!(r["after"], serde_json::json!([true, true, true]), "{r}");
+}
+
 /// The README's client example, run as written (the socket path swapped for the test's).
 #[test]
 fn the_readmes_python_example_runs_as_written() {
