@@ -126,7 +126,7 @@ fn check_package_clients(python: &str) {
     let rewards = &r["rewards"];
     assert_eq!(
         rewards["verl_scores"],
-        serde_json::json!([1.0, 0.5, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]),
+        serde_json::json!([1.0, 0.5, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0]),
         "{r}"
     );
     assert_eq!(
@@ -139,7 +139,8 @@ fn check_package_clients(python: &str) {
             "ok",
             "ok",
             "ok",
-            "wrong_answer"
+            "wrong_answer",
+            "ok"
         ]),
         "{r}"
     );

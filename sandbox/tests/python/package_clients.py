@@ -131,6 +131,18 @@ def unavailable() -> dict[str, Any]:
     return result
 
 
+class Strict(list[Any]):
+    """A sequence whose truth value is an error, as a numpy array's is."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+
+class Array(Strict):
+    def tolist(self) -> list[Any]:
+        return list(self)
+
+
 def reward_functions(socket: str) -> dict[str, Any]:
     """veRL's and TRL's conventions: stdin/stdout and fn_name test cases, AZR tasks."""
     os.environ["AZR_SANDBOX_SOCKET"] = socket
@@ -162,6 +174,11 @@ def reward_functions(socket: str) -> dict[str, Any]:
             ("<answer>21</answer>", abduction),
             ("<answer>\ndef f(x):\n    return 2 * x\n</answer>", induction),
             ("<answer>20</answer>", abduction),
+            # veRL's datasets hold numpy arrays: no truth value, `tolist` for the data.
+            (
+                fn_code,
+                {"fn_name": "add", "inputs": Strict([Array([1, 2])]), "outputs": Strict(["3"])},
+            ),
         ]
         return list(
             await asyncio.gather(

@@ -89,12 +89,36 @@ def parse_ground_truth(ground_truth: str | Mapping[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _listed(truth: Mapping[str, Any], key: str) -> list[Any]:
+    """A list field of a ground truth, missing or null as empty. Sequences of any kind are
+    accepted: veRL's datasets often hold numpy arrays, whose truth value is an error."""
+    value = truth.get(key)
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)):
+        raise TypeError(f"ground truth field {key!r} must be a list")
+    return list(value)
+
+
+def _plain(value: Any) -> Any:
+    """Python data for a value that may come from numpy (`tolist` gives Python scalars and
+    lists, whose repr is source the sandbox can read)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def _literal(value: Any) -> str:
     """Python source for a JSON value (`true` -> `True`)."""
-    return repr(value)
+    return repr(_plain(value))
 
 
 def _arguments(value: Any) -> str:
+    value = _plain(value)
     if isinstance(value, list):
         return ", ".join(_literal(v) for v in value)
     if isinstance(value, str):
@@ -120,8 +144,8 @@ def test_cases(truth: Mapping[str, Any]) -> list[TestCase]:
     cases: list[TestCase] = []
     if "test" in truth and "entry_point" in truth:
         cases.append(AssertCase(f"{truth['test']}\n\ncheck({truth['entry_point']})\n"))
-    inputs = truth.get("inputs") or []
-    outputs = truth.get("outputs") or []
+    inputs = _listed(truth, "inputs")
+    outputs = _listed(truth, "outputs")
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     fn_name = truth.get("fn_name")
@@ -129,10 +153,10 @@ def test_cases(truth: Mapping[str, Any]) -> list[TestCase]:
         if fn_name:
             cases.append(CallCase(str(fn_name), _arguments(given), _expected(expected)))
         else:
-            stdin = given if isinstance(given, str) else json.dumps(given)
-            want = expected if isinstance(expected, str) else json.dumps(expected)
+            stdin = given if isinstance(given, str) else json.dumps(_plain(given))
+            want = expected if isinstance(expected, str) else json.dumps(_plain(expected))
             cases.append(StdioCase(stdin, want))
-    for test in truth.get("assert_case") or []:
+    for test in _listed(truth, "assert_case"):
         cases.append(AssertCase(str(test)))
     if not cases:
         raise ValueError("ground truth has no test cases")
@@ -186,14 +210,14 @@ async def _azr(
     answer = extract_answer(solution_str)
     if answer is None:
         return Score(0.0, "no_answer", 0, 1, 0.0, task)
-    imports = [str(i) for i in truth.get("imports") or []]
+    imports = [str(i) for i in _listed(truth, "imports")]
     if task == "induction":
         program = Program(answer, imports)
         outcome = await sandbox.check(
             "induction",
             program,
-            inputs=[str(i) for i in truth.get("inputs") or []],
-            outputs=[str(o) for o in truth.get("outputs") or []],
+            inputs=[str(i) for i in _listed(truth, "inputs")],
+            outputs=[str(o) for o in _listed(truth, "outputs")],
         )
     else:
         program = Program(str(truth["program"]), imports)
