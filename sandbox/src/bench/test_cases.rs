@@ -230,15 +230,16 @@ pub fn run(config: &SandboxConfig, args: &TestCasesArgs) -> Result<()> {
     Ok(())
 }
 
-/// Drives `jobs` through `in_flight` concurrent tasks; each job returns whether the
-/// completion was judged rightly. Returns the round's figures.
+/// Drives `job` through `in_flight` concurrent tasks; a job gets its task's number and the
+/// completion's index, and returns whether the completion was judged rightly. Returns the
+/// round's figures.
 async fn drive<F, Fut>(
     completions: &Arc<Vec<Completion>>,
     in_flight: usize,
     job: F,
 ) -> Result<Round>
 where
-    F: Fn(usize, Completion) -> Fut + Clone + Send + 'static,
+    F: Fn(usize, Arc<Vec<Completion>>, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<bool>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
@@ -253,7 +254,7 @@ where
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(c) = completions.get(i) else { break };
                 let t = Instant::now();
-                let right = job(worker, c.clone()).await?;
+                let right = job(worker, completions.clone(), i).await?;
                 latencies.push(t.elapsed());
                 if !right {
                     wrong.push(format!("{} ({})", c.task_id, c.variant));
@@ -287,9 +288,10 @@ async fn grpc_round(
         stop_on_failure: args.stop_on_failure,
         ..CallOptions::default()
     };
-    drive(completions, in_flight, move |_, c| {
+    drive(completions, in_flight, move |_, completions, i| {
         let (client, call) = (client.clone(), call.clone());
         async move {
+            let c = &completions[i];
             let tasks = c
                 .cases
                 .iter()
@@ -325,9 +327,10 @@ async fn http_round(
             .map(|_| tokio::sync::Mutex::new(None))
             .collect(),
     );
-    drive(completions, in_flight, move |worker, c| {
+    drive(completions, in_flight, move |worker, completions, i| {
         let connections = connections.clone();
         async move {
+            let c = &completions[i];
             let mut slot = connections[worker].lock().await;
             if slot.as_ref().is_none_or(|s| s.is_closed()) {
                 let stream = tokio::net::TcpStream::connect(addr).await?;

@@ -16,7 +16,7 @@ import tiny_model
 
 
 def train(conversational: bool, out_dir: str) -> dict[str, Any]:
-    from azr_sandbox.trl import make_sandbox_reward
+    from azr_sandbox.trl import completion_text, make_sandbox_reward
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -26,7 +26,7 @@ def train(conversational: bool, out_dir: str) -> dict[str, Any]:
     async def sandbox_reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> Any:
         # The random model writes no code block: append one per row, half right, half wrong,
         # so the scores are known and vary within each group.
-        texts = [tiny_model_text(c) for c in completions]
+        texts = [completion_text(c) for c in completions]
         fixed = [
             t
             + (
@@ -85,12 +85,6 @@ def train(conversational: bool, out_dir: str) -> dict[str, Any]:
         "calls": calls,
         "seconds": time.monotonic() - started,
     }
-
-
-def tiny_model_text(completion: Any) -> str:
-    from azr_sandbox.trl import completion_text
-
-    return completion_text(completion)
 
 
 def main() -> None:
