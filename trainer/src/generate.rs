@@ -8,7 +8,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::model::{AttnMask, KvCache, Model, left_pad, positions_and_bias};
+use crate::model::{AttnMask, KvCache, Model, Precision, left_pad, positions_and_bias};
 use crate::rng::SplitMix64;
 use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
@@ -27,6 +27,9 @@ pub struct SamplingParams {
     pub stop_strings: Vec<String>,
     /// Seed of the sampling generator; the same seed reproduces the same samples.
     pub seed: Option<u64>,
+    /// The weights decoding reads: f32, or the int8 rollout copy (see [`Precision`]). The
+    /// prompt's forward pass (many rows, compute-bound) always runs in f32.
+    pub precision: Precision,
 }
 
 impl Default for SamplingParams {
@@ -37,6 +40,7 @@ impl Default for SamplingParams {
             top_p: 1.0,
             stop_strings: vec![],
             seed: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -220,8 +224,14 @@ pub fn generate(
             let next = Tensor::from_slice(&next_v)
                 .view([active.len() as i64, 1])
                 .to_device(device);
-            let hidden = model.forward_hidden(&next, &positions, &bias, Some(&mut cache));
-            logits = model.logits(&hidden.select(1, -1));
+            let hidden = model.forward_hidden_at(
+                &next,
+                &positions,
+                &bias,
+                Some(&mut cache),
+                params.precision,
+            );
+            logits = model.logits_at(&hidden.select(1, -1), params.precision);
         }
         Ok(())
     })?;

@@ -11,6 +11,7 @@ use azr_trainer::azr::config::AzrConfig;
 use azr_trainer::azr::task::TaskType;
 use azr_trainer::device::{Placement, set_threads};
 use azr_trainer::generate::{SamplingParams, generate_text};
+use azr_trainer::model::Precision;
 use azr_trainer::selfplay::sandbox::{Sandbox, SandboxSpec};
 use azr_trainer::selfplay::{RunOptions, SelfPlay};
 use clap::{Parser, Subcommand};
@@ -52,6 +53,10 @@ enum Command {
         stop: Vec<String>,
         #[arg(long)]
         seed: Option<u64>,
+        /// The weights decoding reads: f32, or int8 (the rollout copy self-play samples from;
+        /// needs AVX2, f32 elsewhere).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         #[command(flatten)]
         placement: PlacementArgs,
         /// Print one JSON object (ids, text, per-token log-probs, finish) instead of the text.
@@ -115,7 +120,19 @@ enum Command {
         /// checkout this binary was built from).
         #[arg(long)]
         reference_script: Option<PathBuf>,
-        /// Device, dtype and threads; transformers runs with the same.
+        /// Also run llama.cpp on the same GGUF file, with this python (the venv
+        /// scripts/llama-cpp-venv.sh makes): bench/llama_cpp_reference.py.
+        #[arg(long)]
+        compare_llama_cpp: Option<PathBuf>,
+        /// The weights our decoding reads: int8 (the rollout copy self-play samples from) or
+        /// f32. Prefill and the training step are f32 either way.
+        #[arg(long, default_value = "int8")]
+        precision: Precision,
+        /// Also measure our own decoding at this precision, taking turns with the other sides
+        /// (e.g. f32, to see what the int8 rollout copy gains in one run).
+        #[arg(long)]
+        compare_precision: Option<Precision>,
+        /// Device, dtype and threads; the reference sides run with the same.
         #[command(flatten)]
         placement: PlacementArgs,
     },
@@ -639,6 +656,7 @@ fn run(cli: Cli) -> Result<()> {
             chat,
             stop,
             seed,
+            precision,
             placement,
             json,
         } => {
@@ -658,6 +676,7 @@ fn run(cli: Cli) -> Result<()> {
                 top_p,
                 stop_strings: stop,
                 seed,
+                precision,
             };
             let t1 = Instant::now();
             let out = generate_text(&loaded.model, &loaded.tokenizer, &prompt, chat, &params)
@@ -691,6 +710,9 @@ fn run(cli: Cli) -> Result<()> {
             only,
             compare,
             reference_script,
+            compare_llama_cpp,
+            precision,
+            compare_precision,
             placement,
         } => {
             let device = placement.device.clone();
@@ -715,65 +737,114 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|&m| !(no_train && m == Measure::Train))
                 .collect();
             eprintln!("azr-trainer bench: {threads} threads, {spec:?}");
-            let mut reference = match compare {
-                Some(python) => {
-                    let script = reference_script.unwrap_or_else(|| {
-                        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference.py")
-                    });
-                    if !script.is_file() {
-                        bail!("{} not found (give --reference-script)", script.display());
-                    }
-                    let kind = if placement.kind == tch::Kind::BFloat16 {
-                        "bf16"
-                    } else {
-                        "f32"
-                    };
-                    let mut cmd = std::process::Command::new(&python);
-                    cmd.arg(&script).arg("--model").arg(&model).args([
-                        "--threads",
-                        &threads.to_string(),
-                        "--device",
-                        &device,
-                        "--dtype",
-                        kind,
-                        "--serve",
-                    ]);
-                    eprintln!("starting the transformers side ({})", python.display());
-                    Some(
-                        azr_trainer::bench::Reference::spawn(cmd)
-                            .context("starting bench/reference.py")?,
-                    )
+            let bench_script = |given: Option<PathBuf>, name: &str| -> Result<PathBuf> {
+                let script = given.unwrap_or_else(|| {
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("bench")
+                        .join(name)
+                });
+                if !script.is_file() {
+                    bail!("{} not found (give --reference-script)", script.display());
                 }
+                Ok(script)
+            };
+            let mut references = Vec::new();
+            if let Some(python) = compare {
+                let script = bench_script(reference_script, "reference.py")?;
+                let kind = if placement.kind == tch::Kind::BFloat16 {
+                    "bf16"
+                } else {
+                    "f32"
+                };
+                let mut cmd = std::process::Command::new(&python);
+                cmd.arg(&script).arg("--model").arg(&model).args([
+                    "--threads",
+                    &threads.to_string(),
+                    "--device",
+                    &device,
+                    "--dtype",
+                    kind,
+                    "--serve",
+                ]);
+                eprintln!("starting the transformers side ({})", python.display());
+                references.push(
+                    azr_trainer::bench::Reference::spawn("transformers", cmd)
+                        .context("starting bench/reference.py")?,
+                );
+            }
+            if let Some(python) = compare_llama_cpp {
+                if model.extension().and_then(|e| e.to_str()) != Some("gguf") {
+                    bail!("--compare-llama-cpp needs a .gguf model (llama.cpp reads only those)");
+                }
+                let script = bench_script(None, "llama_cpp_reference.py")?;
+                let mut cmd = std::process::Command::new(&python);
+                cmd.arg(&script).arg("--model").arg(&model).args([
+                    "--threads",
+                    &threads.to_string(),
+                    "--serve",
+                ]);
+                eprintln!("starting the llama.cpp side ({})", python.display());
+                references.push(
+                    azr_trainer::bench::Reference::spawn("llama.cpp", cmd)
+                        .context("starting bench/llama_cpp_reference.py")?,
+                );
+            }
+            let int8 = precision == Precision::Int8 || compare_precision == Some(Precision::Int8);
+            if int8 && !azr_trainer::model::linear::int8_available() {
+                eprintln!("no int8 kernel on this CPU (it needs AVX2 and FMA): decoding reads f32");
+            } else if int8 && loaded.model.device() == tch::Device::Cpu {
+                let m = azr_trainer::bench::mismatch::measure(&loaded.model, &loaded.tokenizer)
+                    .context("measuring the int8 copy against f32")?;
+                println!("mismatch int8 vs f32: {}", serde_json::to_value(&m)?);
+            }
+            let train = measures.contains(&Measure::Train);
+            let mut ours = azr_trainer::bench::Ours::new(&loaded.model, &spec, train, precision)?;
+            let mut other_precision = match compare_precision {
+                Some(p) if p == precision => bail!("--compare-precision equals --precision"),
+                Some(p) => Some(azr_trainer::bench::Ours::new(
+                    &loaded.model,
+                    &spec,
+                    train,
+                    p,
+                )?),
                 None => None,
             };
-            let (ours, theirs) = azr_trainer::bench::run(
-                &loaded.model,
-                &spec,
-                &measures,
-                reference.as_mut(),
-                |line| eprintln!("{line}"),
-            )
-            .context("running the benchmark")?;
-            drop(reference);
-            let ours = serde_json::to_value(ours.result(&spec))?;
-            println!("azr-trainer:  {ours}");
-            if let Some(theirs) = theirs {
-                let theirs = serde_json::to_value(theirs.result(&spec))?;
-                println!("transformers: {theirs}");
+            let mut sides: Vec<&mut dyn azr_trainer::bench::Side> = vec![&mut ours];
+            if let Some(other) = other_precision.as_mut() {
+                sides.push(other);
+            }
+            for r in &mut references {
+                sides.push(r);
+            }
+            let names: Vec<String> = sides.iter().map(|s| s.name()).collect();
+            let times =
+                azr_trainer::bench::run(&spec, &measures, &mut sides, |line| eprintln!("{line}"))
+                    .context("running the benchmark")?;
+            drop(sides);
+            drop(references);
+            let results: Vec<serde_json::Value> = times
+                .iter()
+                .map(|t| serde_json::to_value(t.result(&spec)))
+                .collect::<Result<_, _>>()?;
+            for (name, r) in names.iter().zip(&results) {
+                println!("{name}: {r}");
+            }
+            let ours = &results[0];
+            for (name, theirs) in names.iter().zip(&results).skip(1) {
                 for key in [
                     "prefill_tokens_per_s",
                     "decode_b1_tokens_per_s",
                     "decode_b8_tokens_per_s",
                 ] {
                     if let (Some(a), Some(b)) = (ours[key].as_f64(), theirs[key].as_f64()) {
-                        println!("{key}: {a:.1} vs {b:.1} -> {:.2}x", a / b);
+                        println!("{key}: {a:.1} vs {b:.1} ({name}) -> {:.2}x", a / b);
                     }
                 }
                 if let (Some(a), Some(b)) = (
                     ours["train_step_s"].as_f64(),
                     theirs["train_step_s"].as_f64(),
                 ) {
-                    println!("train_step_s: {a:.2} vs {b:.2} -> {:.2}x", b / a);
+                    println!("train_step_s: {a:.2} vs {b:.2} ({name}) -> {:.2}x", b / a);
                 }
             }
             Ok(())

@@ -27,6 +27,7 @@ fn sampling(step: usize) -> SamplingParams {
         top_p: 1.0,
         stop_strings: vec![],
         seed: Some(1000 + step as u64),
+        ..Default::default()
     }
 }
 

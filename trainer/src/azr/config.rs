@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AzrError;
 use super::task::TaskType;
+use crate::model::Precision;
 
 /// The whole configuration of a self-play run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +102,11 @@ pub struct RolloutConfig {
     pub assistant_prefix: String,
     /// Sequences generated together in one batch (bounds the KV cache's memory).
     pub generation_batch: usize,
+    /// The weights rollouts are sampled from: `"int8"`, a per-row int8 copy of the f32
+    /// weights made again after every update (a quarter of the bytes a CPU decode step
+    /// streams), or `"f32"`. Log-probs for the update are recomputed in f32 either way.
+    /// Where the int8 kernel cannot run (no AVX2, a GPU) decoding reads f32.
+    pub precision: Precision,
 }
 
 /// The policy update: PPO-clip on TRR++ advantages, AdamW.
@@ -129,6 +135,11 @@ pub struct OptimConfig {
     /// Coefficient of a token-level KL penalty in the reward (`kl_ctrl.kl_coef`); 0 = none
     /// and no reference model is needed.
     pub kl_coef: f64,
+    /// Truncated importance sampling for rollouts sampled from other weights than the f32
+    /// policy (the int8 copy): each token's term is weighted by
+    /// min(p_f32 / p_sampled, tis_cap). 0 = off (the default; the metrics'
+    /// `rollout_logprob_gap` says when it is worth turning on; 2 is a common cap).
+    pub tis_cap: f64,
 }
 
 /// Rewards of both roles.
@@ -353,6 +364,7 @@ impl Default for RolloutConfig {
             chat_template: false,
             assistant_prefix: String::new(),
             generation_batch: 64,
+            precision: Precision::Int8,
         }
     }
 }
@@ -370,6 +382,7 @@ impl Default for OptimConfig {
             gradient_checkpointing: true,
             gamma: 1.0,
             kl_coef: 0.0,
+            tis_cap: 0.0,
         }
     }
 }
@@ -539,6 +552,9 @@ impl AzrConfig {
             return bad(
                 "optim.kl_coef: a KL penalty needs a reference model, which is not supported; use 0",
             );
+        }
+        if !(self.optim.tis_cap == 0.0 || self.optim.tis_cap >= 1.0) {
+            return bad("optim.tis_cap must be 0 (off) or at least 1 (a cap on p_f32 / p_sampled)");
         }
         if !self.validation.check_determinism {
             return bad("validation.check_determinism: the sandbox always re-runs f(x); use true");

@@ -3,11 +3,12 @@
 //! batch 1 and 8, and the time of one PPO training step. Medians over `repeats` runs after a
 //! warm-up run.
 //!
-//! With a reference the two sides take turns, measurement by measurement (ours then theirs,
-//! then theirs then ours, …): the shared CPUs this runs on drift in speed by tens of percent
-//! over minutes, and timing one side after the other would measure that drift as much as the
-//! code.
+//! With other sides (transformers, llama.cpp, our own path at another precision) every side
+//! takes turns, measurement by measurement, each round starting with the next side: the
+//! shared CPUs this runs on drift in speed by tens of percent over minutes, and timing one
+//! side after the other would measure that drift as much as the code.
 
+pub mod mismatch;
 pub mod reference;
 
 pub use reference::Reference;
@@ -18,7 +19,7 @@ use serde::Serialize;
 use tch::Tensor;
 
 use crate::device::synchronize;
-use crate::model::{KvCache, Model, left_pad, positions_and_bias};
+use crate::model::{KvCache, Model, Precision, left_pad, positions_and_bias};
 use crate::train::{Sample, TrainConfig, Trainer};
 use crate::{Error, Result};
 
@@ -111,9 +112,9 @@ impl Measure {
     }
 }
 
-/// Prefill of `prompts`, then `steps` single-token decode steps (greedy), under no_grad; the
-/// seconds of the decode steps alone.
-fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize) -> Result<f64> {
+/// Prefill of `prompts`, then `steps` single-token decode steps (greedy) from the weights
+/// `precision` names, under no_grad; the seconds of the decode steps alone.
+fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize, precision: Precision) -> Result<f64> {
     tch::no_grad(|| {
         let (ids, mut mask) = left_pad(prompts, 0, model.device())?;
         let mut cache = KvCache::new(model.config.num_layers);
@@ -125,8 +126,10 @@ fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize) -> Result<f64> {
         for _ in 0..steps {
             mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
             let (pos, bias) = positions_and_bias(&mask, 1, model.kind());
-            let hidden = model.forward_hidden(&next, &pos, &bias, Some(&mut cache));
-            next = model.logits(&hidden.select(1, -1)).argmax(-1, true);
+            let hidden = model.forward_hidden_at(&next, &pos, &bias, Some(&mut cache), precision);
+            next = model
+                .logits_at(&hidden.select(1, -1), precision)
+                .argmax(-1, true);
         }
         // Reading the last token back forces the work to finish (matters on CUDA).
         let _ = Vec::<i64>::try_from(next.flatten(0, -1))?;
@@ -134,9 +137,18 @@ fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize) -> Result<f64> {
     })
 }
 
-/// Our side: a model and the inputs of every measurement.
+/// One side of a comparison: takes a measurement once and says how long it took.
+pub trait Side {
+    /// What the side is called in progress lines and results.
+    fn name(&self) -> String;
+    /// Takes measurement `m` once; its seconds.
+    fn once(&mut self, m: Measure) -> Result<f64>;
+}
+
+/// Our side: a model, the precision decoding reads, and the inputs of every measurement.
 pub struct Ours<'m> {
     model: &'m Model,
+    precision: Precision,
     spec: BenchSpec,
     prompt: Vec<i64>,
     short: Vec<Vec<i64>>,
@@ -145,8 +157,14 @@ pub struct Ours<'m> {
 
 impl<'m> Ours<'m> {
     /// `train` = false leaves out the training step (it needs optimizer state, three times the
-    /// model's memory).
-    pub fn new(model: &'m Model, spec: &BenchSpec, train: bool) -> Result<Self> {
+    /// model's memory). Decoding reads the weights `precision` names (prefill and training
+    /// are f32 whatever it is).
+    pub fn new(
+        model: &'m Model,
+        spec: &BenchSpec,
+        train: bool,
+        precision: Precision,
+    ) -> Result<Self> {
         let vocab = model.config.vocab_size;
         if spec.prefill_tokens + spec.decode_tokens + 1
             > model.config.max_position_embeddings as usize
@@ -176,17 +194,27 @@ impl<'m> Ours<'m> {
         } else {
             None
         };
+        if precision == Precision::Int8 {
+            // The copy is made once per weight version; made here, its cost is not timed.
+            model.refresh_rollout_copy();
+        }
         Ok(Ours {
             model,
+            precision,
             spec: spec.clone(),
             prompt: ids(spec.prefill_tokens, 0, vocab),
             short: (0..8).map(|i| ids(16, i + 1, vocab)).collect(),
             train,
         })
     }
+}
 
-    /// Takes measurement `m` once; its seconds.
-    pub fn once(&mut self, m: Measure) -> Result<f64> {
+impl Side for Ours<'_> {
+    fn name(&self) -> String {
+        format!("azr-trainer {}", self.precision.name())
+    }
+
+    fn once(&mut self, m: Measure) -> Result<f64> {
         let model = self.model;
         match m {
             Measure::Prefill => {
@@ -202,8 +230,15 @@ impl<'m> Ours<'m> {
                 })?;
                 Ok(t.elapsed().as_secs_f64())
             }
-            Measure::DecodeB1 => decode(model, &self.short[..1], self.spec.decode_tokens),
-            Measure::DecodeB8 => decode(model, &self.short, self.spec.decode_tokens),
+            Measure::DecodeB1 => decode(
+                model,
+                &self.short[..1],
+                self.spec.decode_tokens,
+                self.precision,
+            ),
+            Measure::DecodeB8 => {
+                decode(model, &self.short, self.spec.decode_tokens, self.precision)
+            }
             Measure::Train => {
                 let (trainer, samples) = self.train.as_mut().ok_or_else(|| {
                     Error::InvalidArgument("bench made without the training step".into())
@@ -249,54 +284,37 @@ impl Times {
     }
 }
 
-/// Runs each of `measures` `spec.repeats` times after a warm-up, ours alone or taking turns
-/// with `reference`; `progress` gets a line after each round. Returns our times and the
-/// reference's.
+/// Runs each of `measures` `spec.repeats` times on every side after a warm-up on each, the
+/// sides taking turns (round r starts with side r mod the number of sides, so that no side
+/// always runs on caches or clocks another just left); `progress` gets a line after each
+/// round. Returns every side's times, in the order of `sides`.
 pub fn run(
-    model: &Model,
     spec: &BenchSpec,
     measures: &[Measure],
-    mut reference: Option<&mut Reference>,
+    sides: &mut [&mut dyn Side],
     mut progress: impl FnMut(String),
-) -> Result<(Times, Option<Times>)> {
-    let mut ours = Ours::new(model, spec, measures.contains(&Measure::Train))?;
-    let mut mine = Times::default();
-    let mut theirs = Times::default();
+) -> Result<Vec<Times>> {
+    let mut times = vec![Times::default(); sides.len()];
     let repeats = spec.repeats.max(1);
     for &m in measures {
         // Warm-up: first-call allocations, lazy initialisation, CUDA kernel selection.
-        ours.once(m)?;
-        if let Some(r) = reference.as_deref_mut() {
-            r.once(m)?;
+        for side in sides.iter_mut() {
+            side.once(m)?;
         }
         for round in 0..repeats {
-            let (a, b) = match reference.as_deref_mut() {
-                None => (ours.once(m)?, None),
-                // Alternate who goes first, so that neither side always runs on caches or
-                // clocks the other just left.
-                Some(r) if round % 2 == 0 => {
-                    let a = ours.once(m)?;
-                    (a, Some(r.once(m)?))
-                }
-                Some(r) => {
-                    let b = r.once(m)?;
-                    (ours.once(m)?, Some(b))
-                }
-            };
-            mine.of(m).push(a);
-            let line = match b {
-                Some(b) => {
-                    theirs.of(m).push(b);
-                    format!(
-                        "{} {}/{repeats}: {a:.3} s, transformers {b:.3} s",
-                        m.name(),
-                        round + 1
-                    )
-                }
-                None => format!("{} {}/{repeats}: {a:.3} s", m.name(), round + 1),
-            };
+            let mut line = format!("{} {}/{repeats}:", m.name(), round + 1);
+            let mut taken = vec![0.0; sides.len()];
+            for turn in 0..sides.len() {
+                let i = (round + turn) % sides.len();
+                taken[i] = sides[i].once(m)?;
+            }
+            for (i, (side, t)) in sides.iter().zip(&taken).enumerate() {
+                times[i].of(m).push(*t);
+                let sep = if i == 0 { "" } else { "," };
+                line.push_str(&format!("{sep} {} {t:.3} s", side.name()));
+            }
             progress(line);
         }
     }
-    Ok((mine, reference.map(|_| theirs)))
+    Ok(times)
 }

@@ -1,6 +1,10 @@
-//! The transformers side of `bench --compare`: `bench/reference.py --serve` kept running beside
-//! us, asked for one measurement at a time so that the two sides take turns (see
-//! [`super::run`]).
+//! A reference side of `bench`: a process kept running beside us (`bench/reference.py --serve`
+//! for transformers, `bench/llama_cpp_reference.py --serve` for llama.cpp), asked for one
+//! measurement at a time so that the sides take turns (see [`super::run`]).
+//!
+//! The protocol: the process prints `{"ready": true}` once its model is loaded, then for each
+//! measurement name read from stdin prints `{"seconds": S}`, or `{"error": "..."}` for one it
+//! cannot take.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -8,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::Measure;
+use super::{Measure, Side};
 use crate::{Error, Result};
 
 /// How much of the reference's stderr is kept for error messages.
@@ -20,6 +24,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A running `reference.py --serve`.
 pub struct Reference {
+    name: String,
     child: Child,
     stdin: ChildStdin,
     /// Its stdout's lines, read on a thread so that waiting for one can time out.
@@ -28,9 +33,9 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Starts `command` (a `reference.py … --serve` invocation) and waits until it has loaded
-    /// the model.
-    pub fn spawn(mut command: Command) -> Result<Self> {
+    /// Starts `command` (a `--serve` invocation of a reference script) and waits until it has
+    /// loaded the model. `name` labels its results.
+    pub fn spawn(name: &str, mut command: Command) -> Result<Self> {
         let program = command.get_program().to_string_lossy().into_owned();
         let mut child = command
             .stdin(Stdio::piped())
@@ -74,6 +79,7 @@ impl Reference {
             }
         });
         let mut reference = Reference {
+            name: name.to_string(),
             child,
             stdin,
             lines,
@@ -92,6 +98,13 @@ impl Reference {
             .and_then(|()| self.stdin.flush())
             .map_err(|e| self.died(&e.to_string()))?;
         let reply = self.reply()?;
+        if let Some(error) = reply.get("error").and_then(serde_json::Value::as_str) {
+            return Err(Error::Reference(format!(
+                "{} cannot take `{}`: {error}",
+                self.name,
+                m.name()
+            )));
+        }
         reply
             .get("seconds")
             .and_then(serde_json::Value::as_f64)
@@ -136,6 +149,16 @@ impl Reference {
             })
             .unwrap_or_default();
         Error::Reference(format!("{what} ({status}): {last}"))
+    }
+}
+
+impl Side for Reference {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn once(&mut self, m: Measure) -> Result<f64> {
+        Reference::once(self, m)
     }
 }
 

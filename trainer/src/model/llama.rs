@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
-use super::linear::Linear;
+use super::linear::{Linear, Precision};
 use super::norm::rms_norm;
 use super::rotary;
 use super::{Arch, AttnMask, Config, hf_base_config};
@@ -327,13 +327,25 @@ impl Model {
         ids: &Tensor,
         positions: &Tensor,
         bias: &AttnMask,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor {
+        self.forward_hidden_at(ids, positions, bias, cache, Precision::F32)
+    }
+
+    /// [`Model::forward_hidden`] from the weights `precision` names (see [`Precision`]).
+    pub fn forward_hidden_at(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &AttnMask,
         mut cache: Option<&mut KvCache>,
+        precision: Precision,
     ) -> Tensor {
         let rope = self.rope(positions);
         let mut x = self.embed(ids);
         for l in 0..self.layers.len() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            x = self.layer(l, &x, &rope, bias, slot);
+            x = self.layer_at(l, &x, &rope, bias, slot, precision);
         }
         self.final_norm(&x)
     }
@@ -378,13 +390,25 @@ impl Model {
         bias: &AttnMask,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Tensor {
+        self.layer_at(l, x, rope, bias, cache, Precision::F32)
+    }
+
+    fn layer_at(
+        &self,
+        l: usize,
+        x: &Tensor,
+        rope: &Rope,
+        bias: &AttnMask,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        precision: Precision,
+    ) -> Tensor {
         let c = &self.config;
         let layer = &self.layers[l];
         let (b, t) = (x.size()[0], x.size()[1]);
         let h = rms_norm(x, &layer.input_norm, c.rms_norm_eps);
         let a = &layer.attn;
         let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-        let qkv = a.qkv.forward(&h);
+        let qkv = a.qkv.forward_at(&h, precision);
         let [q, k, v]: [Tensor; 3] = split_last(&qkv, &[q_out, kv_out, kv_out])
             .try_into()
             .unwrap_or_else(|_| unreachable!("split into three sizes gives three parts"));
@@ -434,20 +458,50 @@ impl Model {
             .reshape([b, t, c.num_heads * c.head_dim]);
         // `x + …`, never `+=`: tch's `+=` adds in place, which would overwrite the residual
         // stream that autograd saved for the norms' backward pass.
-        let x = x + a.o.forward(&attn);
+        let x = x + a.o.forward_at(&attn, precision);
         let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
-        let gate_up = layer.gate_up.forward(&h);
+        let gate_up = layer.gate_up.forward_at(&h, precision);
         let i = c.intermediate_size;
         let [gate, up]: [Tensor; 2] = split_last(&gate_up, &[i, i])
             .try_into()
             .unwrap_or_else(|_| unreachable!("split into two sizes gives two parts"));
-        let mlp = layer.down.forward(&(gate.silu() * up));
+        let mlp = layer.down.forward_at(&(gate.silu() * up), precision);
         x + mlp
     }
 
     /// Logits (always f32, whatever the model dtype) of hidden states `[..., H]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        self.lm_head.forward(hidden).to_kind(Kind::Float)
+        self.logits_at(hidden, Precision::F32)
+    }
+
+    /// [`Model::logits`] from the weights `precision` names.
+    pub fn logits_at(&self, hidden: &Tensor, precision: Precision) -> Tensor {
+        self.lm_head
+            .forward_at(hidden, precision)
+            .to_kind(Kind::Float)
+    }
+
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.attn.qkv, &l.attn.o, &l.gate_up, &l.down])
+            .chain(std::iter::once(&self.lm_head))
+    }
+
+    /// Makes the int8 rollout copy of every weight that changed since its copy was made
+    /// (after a load or an optimiser step), so that generation does not pay for it in its
+    /// first step. Does nothing where the int8 kernel does not run.
+    pub fn refresh_rollout_copy(&self) {
+        if super::linear::int8_available() {
+            for linear in self.linears() {
+                linear.refresh_int8();
+            }
+        }
+    }
+
+    /// Bytes held by the int8 rollout copies.
+    pub fn rollout_copy_bytes(&self) -> usize {
+        self.linears().map(Linear::int8_bytes).sum()
     }
 
     /// All weights under their Hugging Face names (tied `lm_head` omitted); the parts of a

@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{Error, Result};
 
+pub use linear::Precision;
 pub use llama::{KvCache, Model};
 
 /// The architectures the trainer runs.

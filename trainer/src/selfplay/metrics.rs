@@ -137,6 +137,12 @@ pub struct UpdateStats {
     pub loss: f64,
     /// Largest gradient norm before clipping.
     pub grad_norm: f64,
+    /// Mean |log p_f32 − log p_sampled| over the tokens that learned: how far the weights
+    /// rollouts were sampled from (the int8 copy) are from the f32 policy the update uses.
+    /// `None` when no token learned.
+    pub rollout_logprob_gap: Option<f64>,
+    /// Seconds spent making the int8 rollout copy after the update.
+    pub rollout_copy_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -48,7 +48,7 @@ use crate::azr::trrpp;
 use crate::azr::{Buffers, buffer::Pushed};
 use crate::device::Placement;
 use crate::generate::{SamplingParams, generate, response_logprobs};
-use crate::model::Model;
+use crate::model::{Model, Precision};
 use crate::tokenizer::TextTokenizer;
 use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
 use metrics::{GroupTally, MetricsLog, Progress, StepRecord, Times};
@@ -87,7 +87,17 @@ struct Rollout {
     group: Group,
     prompt: Vec<i64>,
     response: Vec<i64>,
+    /// Log-probs of `response` as it was sampled (from the rollout copy's weights).
+    sampled_logprobs: Vec<f32>,
     reward: f64,
+}
+
+/// One generated response.
+struct Generated {
+    tokens: Vec<i64>,
+    logprobs: Vec<f32>,
+    /// The decoded tokens, special tokens skipped.
+    text: String,
 }
 
 /// A prompt ready for generation.
@@ -351,14 +361,13 @@ impl SelfPlay {
         Ok(Some(Encoded { ids }))
     }
 
-    /// Generates one response per prompt, `generation_batch` at a time. Returns the response
-    /// tokens and text (the decoded tokens, special tokens skipped) per prompt.
+    /// Generates one response per prompt, `generation_batch` at a time.
     fn generate(
         &self,
         prompts: &[Vec<i64>],
         seed: u64,
         times: &mut Times,
-    ) -> Result<Vec<(Vec<i64>, String)>> {
+    ) -> Result<Vec<Generated>> {
         let t = Instant::now();
         let r = &self.config.rollout;
         let positions = self.model.config.max_position_embeddings as usize;
@@ -373,11 +382,16 @@ impl SelfPlay {
                 // instruct model spends on closing remarks.
                 stop_strings: vec!["</answer>".into()],
                 seed: Some(seed.wrapping_add(i as u64)),
+                precision: r.precision,
             };
             for c in generate(&self.model, &self.tokenizer, chunk, &params)? {
                 times.generated_tokens += c.tokens.len();
                 let text = self.tokenizer.decode(&c.tokens, true)?;
-                out.push((c.tokens, text));
+                out.push(Generated {
+                    tokens: c.tokens,
+                    logprobs: c.logprobs,
+                    text,
+                });
             }
             self.check_stop()?;
         }
@@ -476,11 +490,17 @@ impl SelfPlay {
         let c = &self.config;
         let mut proposals = Vec::with_capacity(prompts.len());
         let mut items = Vec::new();
-        for ((task, enc, refs), (response, text)) in prompts.into_iter().zip(responses) {
+        for ((task, enc, refs), g) in prompts.into_iter().zip(responses) {
+            let Generated {
+                tokens: response,
+                logprobs: sampled_logprobs,
+                text,
+            } = g;
             let mut p = Proposal {
                 task,
                 prompt: enc.ids,
                 response,
+                sampled_logprobs,
                 references: refs,
                 text: text.clone(),
                 format_ok: false,
@@ -690,7 +710,7 @@ impl SelfPlay {
         let est_responses = self.generate(&est_prompts, rng.random::<u64>(), &mut times)?;
         let mut checks = Vec::new();
         let mut ranges = Vec::new();
-        for (&i, (_, text)) in est_owner.iter().zip(&est_responses) {
+        for (&i, Generated { text, .. }) in est_owner.iter().zip(&est_responses) {
             let (Some(task), start) = (&proposals[i].solve, checks.len()) else {
                 continue;
             };
@@ -757,6 +777,7 @@ impl SelfPlay {
                     group,
                     prompt: p.prompt.clone(),
                     response: p.response.clone(),
+                    sampled_logprobs: p.sampled_logprobs.clone(),
                     reward,
                 });
             }
@@ -787,7 +808,7 @@ impl SelfPlay {
         let responses = self.generate(&ids, rng.random::<u64>(), &mut times)?;
         let mut checks = Vec::new();
         let mut read = Vec::new();
-        for ((task, _), (_, text)) in solve_tasks.iter().zip(&responses) {
+        for ((task, _), Generated { text, .. }) in solve_tasks.iter().zip(&responses) {
             let answer = read_solver_answer(text, task.task_type(), c.reward.format_reward);
             let start = checks.len();
             if let Some(a) = &answer.answer {
@@ -797,9 +818,14 @@ impl SelfPlay {
         }
         self.check_stop()?;
         let results = self.check(&checks, &mut times);
-        for (((task, prompt), (response, text)), (format_ok, range)) in
+        for (((task, prompt), generated), (format_ok, range)) in
             solve_tasks.into_iter().zip(responses).zip(read)
         {
+            let Generated {
+                tokens: response,
+                logprobs: sampled_logprobs,
+                text,
+            } = generated;
             let verdicts: Vec<Option<bool>> =
                 results[range].iter().map(|r| Some(r.passed)).collect();
             let acc = if format_ok {
@@ -828,6 +854,7 @@ impl SelfPlay {
                 group,
                 prompt,
                 response,
+                sampled_logprobs,
                 reward,
             });
         }
@@ -903,9 +930,27 @@ impl SelfPlay {
                 old[i] = all[..trainable[i].response.len()].to_vec();
             }
         }
+        // How far the sampling weights (the int8 rollout copy) are from the f32 policy the
+        // update uses, on the tokens that learn; and, when asked, truncated importance
+        // sampling: each token's advantage weighted by min(p_f32 / p_sampled, cap), which
+        // (a weight being positive) is the PPO term multiplied by that weight.
+        let (mut gap_sum, mut gap_tokens) = (0.0f64, 0usize);
+        let tis_cap = self.config.optim.tis_cap;
+        let mut advantages = adv.per_rollout.clone();
+        for &i in &learning {
+            let sampled = &trainable[i].sampled_logprobs;
+            for (t, (f32_lp, s_lp)) in old[i].iter().zip(sampled).enumerate() {
+                gap_sum += f64::from((f32_lp - s_lp).abs());
+                gap_tokens += 1;
+                if tis_cap > 0.0 {
+                    let w = f64::from(f32_lp - s_lp).exp().min(tis_cap);
+                    advantages[i][t] = (f64::from(advantages[i][t]) * w) as f32;
+                }
+            }
+        }
         let mut samples: Vec<Sample> = trainable
             .iter()
-            .zip(&adv.per_rollout)
+            .zip(&advantages)
             .zip(old)
             .map(|((r, a), old_logprobs)| Sample {
                 prompt: r.prompt.clone(),
@@ -916,6 +961,7 @@ impl SelfPlay {
             .collect();
         let mut stats = metrics::UpdateStats {
             samples: samples.len(),
+            rollout_logprob_gap: (gap_tokens > 0).then(|| gap_sum / gap_tokens as f64),
             ..Default::default()
         };
         if samples.is_empty() {
@@ -944,6 +990,13 @@ impl SelfPlay {
         } else {
             0.0
         };
+        if self.config.rollout.precision == Precision::Int8 && stats.optimizer_steps > 0 {
+            // The next step samples from the updated weights: their int8 copy is made now,
+            // and its cost shows in the step's metrics.
+            let t = Instant::now();
+            self.model.refresh_rollout_copy();
+            stats.rollout_copy_s = t.elapsed().as_secs_f64();
+        }
         Ok(Update {
             groups: adv.groups,
             stats,
@@ -956,6 +1009,7 @@ struct Proposal {
     task: TaskType,
     prompt: Vec<i64>,
     response: Vec<i64>,
+    sampled_logprobs: Vec<f32>,
     references: Vec<Triplet>,
     /// The decoded response, for `rollouts.jsonl`.
     text: String,

@@ -6,11 +6,16 @@
 //! - more rows, f32 on CPU (prefill, teacher-forced log-probs) through a [`Linear`]:
 //!   [`packed`], MKL's product with the weight packed once into MKL's own layout and reused
 //!   until the weight changes, where `linear` repacks it on every call;
-//! - everything else, and every product autograd must record (the two paths above are
-//!   invisible to it): libtorch's `linear`.
+//! - 1–16 rows when generation asks for [`Precision::Int8`]: [`int8`], the weight's int8
+//!   rollout copy, a quarter of the bytes to stream per decode step;
+//! - everything else, and every product autograd must record (the paths above are invisible
+//!   to it): libtorch's `linear`.
 
 mod few_rows;
+mod int8;
 mod packed;
+
+pub use int8::available as int8_available;
 
 use tch::{Device, Kind, Tensor};
 
@@ -19,6 +24,41 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     packed: packed::Cache,
+    int8: int8::Cache,
+}
+
+/// The weights a forward pass reads: the f32 ones, or the int8 rollout copy where it applies
+/// (products of up to 16 rows outside autograd: decoding). Training, teacher-forced log-probs
+/// and checkpoints always use f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "unknown precision `{other}` (expected f32 or int8)"
+            ))),
+        }
+    }
 }
 
 impl Linear {
@@ -27,18 +67,38 @@ impl Linear {
             weight,
             bias,
             packed: packed::Cache::default(),
+            int8: int8::Cache::default(),
         }
     }
 
     /// `x · wᵀ + b` over the last dimension of `x`, as `Tensor::linear`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_at(x, Precision::F32)
+    }
+
+    /// [`Linear::forward`] from the weights `precision` names, where that path applies.
+    pub fn forward_at(&self, x: &Tensor, precision: Precision) -> Tensor {
         let (w, b) = (&self.weight, self.bias.as_ref());
         match inference_rows(x, w, b) {
-            Some(rows) => few_rows::linear(x, w, b, rows)
+            Some(rows) => (precision == Precision::Int8)
+                .then(|| self.int8.linear(x, w, b, rows))
+                .flatten()
+                .or_else(|| few_rows::linear(x, w, b, rows))
                 .or_else(|| self.packed.linear(x, w, b, rows))
                 .unwrap_or_else(|| x.linear(w, b)),
             None => x.linear(w, b),
         }
+    }
+
+    /// Makes the int8 rollout copy now if the weight changed since it was made (otherwise
+    /// the first int8 product does).
+    pub fn refresh_int8(&self) {
+        self.int8.refresh(&self.weight);
+    }
+
+    /// Bytes held by the int8 rollout copy (0 until it is first made).
+    pub fn int8_bytes(&self) -> usize {
+        self.int8.bytes()
     }
 }
 
