@@ -178,7 +178,8 @@ pub fn generate(
     // `active[row]` is the prompt index of each row still in the batch; finished rows are
     // dropped from the batch (and the cache) so they cost nothing afterwards.
     let mut active: Vec<usize> = (0..b).collect();
-    let mut cache = KvCache::new(c.num_layers);
+    let mut cache =
+        KvCache::with_capacity(c.num_layers, ids.size()[1] + params.max_new_tokens as i64);
     tch::no_grad(|| -> Result<()> {
         let (positions, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
         let hidden = model.forward_hidden(&ids, &positions, &bias, Some(&mut cache));

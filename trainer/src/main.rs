@@ -106,6 +106,10 @@ enum Command {
         model: PathBuf,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Prompt tokens before the decode measurements' steps (attention over a long cache
+        /// is part of self-play's decoding; the llama.cpp and transformers sides use 16).
+        #[arg(long, default_value_t = 16)]
+        decode_context: usize,
         /// Skip the training step (it needs about four times the model's memory).
         #[arg(long)]
         no_train: bool,
@@ -132,6 +136,9 @@ enum Command {
         /// (e.g. f32, to see what the int8 rollout copy gains in one run).
         #[arg(long)]
         compare_precision: Option<Precision>,
+        /// Skip the int8 copy's mismatch against f32 (printed before the measurements).
+        #[arg(long)]
+        no_mismatch: bool,
         /// Device, dtype and threads; the reference sides run with the same.
         #[command(flatten)]
         placement: PlacementArgs,
@@ -706,6 +713,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             model,
             repeats,
+            decode_context,
             no_train,
             only,
             compare,
@@ -713,6 +721,7 @@ fn run(cli: Cli) -> Result<()> {
             compare_llama_cpp,
             precision,
             compare_precision,
+            no_mismatch,
             placement,
         } => {
             let device = placement.device.clone();
@@ -720,6 +729,7 @@ fn run(cli: Cli) -> Result<()> {
             let loaded = azr_trainer::load(&model, placement).context("loading the model")?;
             let spec = azr_trainer::bench::BenchSpec {
                 repeats,
+                decode_context,
                 ..Default::default()
             };
             use azr_trainer::bench::Measure;
@@ -748,6 +758,11 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(script)
             };
+            if decode_context != 16 && (compare.is_some() || compare_llama_cpp.is_some()) {
+                bail!(
+                    "the reference sides decode after 16 prompt tokens: leave --decode-context at 16"
+                );
+            }
             let mut references = Vec::new();
             if let Some(python) = compare {
                 let script = bench_script(reference_script, "reference.py")?;
@@ -789,9 +804,11 @@ fn run(cli: Cli) -> Result<()> {
                         .context("starting bench/llama_cpp_reference.py")?,
                 );
             }
-            let int8 = precision == Precision::Int8 || compare_precision == Some(Precision::Int8);
+            let int8 = (precision == Precision::Int8 || compare_precision == Some(Precision::Int8))
+                && !no_mismatch;
             if int8 && !azr_trainer::model::linear::int8_available() {
                 eprintln!("no int8 kernel on this CPU (it needs AVX2 and FMA): decoding reads f32");
+                println!("mismatch int8 vs f32: none (int8 unavailable here)");
             } else if int8 && loaded.model.device() == tch::Device::Cpu {
                 let m = azr_trainer::bench::mismatch::measure(&loaded.model, &loaded.tokenizer)
                     .context("measuring the int8 copy against f32")?;

@@ -27,6 +27,9 @@ use crate::{Error, Result};
 pub struct BenchSpec {
     pub prefill_tokens: usize,
     pub decode_tokens: usize,
+    /// Prompt tokens before the decode steps (self-play decodes after prompts of hundreds to
+    /// a thousand tokens, where attention over the cache costs as much as the weights).
+    pub decode_context: usize,
     pub train_samples: usize,
     pub train_prompt_tokens: usize,
     pub train_response_tokens: usize,
@@ -38,6 +41,7 @@ impl Default for BenchSpec {
         BenchSpec {
             prefill_tokens: 128,
             decode_tokens: 32,
+            decode_context: 16,
             train_samples: 4,
             train_prompt_tokens: 64,
             train_response_tokens: 64,
@@ -117,7 +121,8 @@ impl Measure {
 fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize, precision: Precision) -> Result<f64> {
     tch::no_grad(|| {
         let (ids, mut mask) = left_pad(prompts, 0, model.device())?;
-        let mut cache = KvCache::new(model.config.num_layers);
+        let mut cache =
+            KvCache::with_capacity(model.config.num_layers, ids.size()[1] + steps as i64);
         let (pos, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
         let hidden = model.forward_hidden(&ids, &pos, &bias, Some(&mut cache));
         let mut next = model.logits(&hidden.select(1, -1)).argmax(-1, true);
@@ -166,8 +171,9 @@ impl<'m> Ours<'m> {
         precision: Precision,
     ) -> Result<Self> {
         let vocab = model.config.vocab_size;
-        if spec.prefill_tokens + spec.decode_tokens + 1
+        if spec.prefill_tokens.max(spec.decode_context) + spec.decode_tokens + 1
             > model.config.max_position_embeddings as usize
+            || spec.decode_context == 0
         {
             return Err(Error::InvalidArgument(
                 "bench sequence longer than the model allows".into(),
@@ -203,7 +209,9 @@ impl<'m> Ours<'m> {
             precision,
             spec: spec.clone(),
             prompt: ids(spec.prefill_tokens, 0, vocab),
-            short: (0..8).map(|i| ids(16, i + 1, vocab)).collect(),
+            short: (0..8)
+                .map(|i| ids(spec.decode_context, i + 1, vocab))
+                .collect(),
             train,
         })
     }

@@ -46,22 +46,96 @@ pub struct Rope {
 }
 
 /// Per-layer keys and values of everything seen so far, `[B, kv_heads, S, head_dim]`.
+///
+/// Why preallocated: appending a step's keys by concatenation copies the whole cache, every
+/// layer, every token; at self-play's lengths (prompts of a thousand tokens, batches of 16)
+/// that copy outweighs the step's own work. Each layer's keys and values live in a buffer
+/// with room for `capacity` positions; a step writes its positions in place and attention
+/// reads a view of the filled part. A step past the capacity doubles it (one copy).
 #[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
+    /// Positions each layer's buffer is made for when the first step arrives (0: exactly
+    /// the first step's).
+    capacity: i64,
+}
+
+/// One layer's buffers `[B, kv_heads, capacity, head_dim]` and how many positions are filled.
+#[derive(Debug)]
+pub struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: i64,
+}
+
+impl LayerCache {
+    /// Writes this step's keys and values `[B, kv_heads, T, head_dim]` after the filled part
+    /// (growing the buffers if they are full) and returns views of everything filled.
+    fn append(
+        slot: &mut Option<LayerCache>,
+        k: Tensor,
+        v: Tensor,
+        capacity: i64,
+    ) -> (Tensor, Tensor) {
+        let t = k.size()[2];
+        let layer = match slot {
+            Some(layer) => layer,
+            None => {
+                let shape = |x: &Tensor| {
+                    let mut s = x.size();
+                    s[2] = capacity.max(t);
+                    s
+                };
+                slot.insert(LayerCache {
+                    k: Tensor::empty(shape(&k).as_slice(), (k.kind(), k.device())),
+                    v: Tensor::empty(shape(&v).as_slice(), (v.kind(), v.device())),
+                    len: 0,
+                })
+            }
+        };
+        let room = layer.k.size()[2];
+        if layer.len + t > room {
+            let grown = (2 * room).max(layer.len + t);
+            let grow = |x: &Tensor| {
+                let mut shape = x.size();
+                shape[2] = grown;
+                let bigger = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
+                bigger
+                    .narrow(2, 0, layer.len)
+                    .copy_(&x.narrow(2, 0, layer.len));
+                bigger
+            };
+            layer.k = grow(&layer.k);
+            layer.v = grow(&layer.v);
+        }
+        layer.k.narrow(2, layer.len, t).copy_(&k);
+        layer.v.narrow(2, layer.len, t).copy_(&v);
+        layer.len += t;
+        (
+            layer.k.narrow(2, 0, layer.len),
+            layer.v.narrow(2, 0, layer.len),
+        )
+    }
 }
 
 impl KvCache {
     pub fn new(num_layers: i64) -> Self {
+        Self::with_capacity(num_layers, 0)
+    }
+
+    /// A cache whose buffers hold `capacity` positions before they must grow: the prompt's
+    /// length plus the tokens to generate.
+    pub fn with_capacity(num_layers: i64, capacity: i64) -> Self {
         KvCache {
             layers: (0..num_layers).map(|_| None).collect(),
+            capacity,
         }
     }
 
     /// Number of positions cached.
     pub fn len(&self) -> i64 {
         match self.layers.first() {
-            Some(Some((k, _))) => k.size()[2],
+            Some(Some(layer)) => layer.len,
             _ => 0,
         }
     }
@@ -72,9 +146,9 @@ impl KvCache {
 
     /// Keeps only the batch rows `rows` (a 1-D int64 tensor of indices), in that order.
     pub fn keep_rows(&mut self, rows: &Tensor) {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.index_select(0, rows);
-            *v = v.index_select(0, rows);
+        for layer in self.layers.iter_mut().flatten() {
+            layer.k = layer.k.index_select(0, rows);
+            layer.v = layer.v.index_select(0, rows);
         }
     }
 }
@@ -344,7 +418,7 @@ impl Model {
         let rope = self.rope(positions);
         let mut x = self.embed(ids);
         for l in 0..self.layers.len() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            let slot = cache.as_deref_mut().map(|c| (&mut c.layers[l], c.capacity));
             x = self.layer_at(l, &x, &rope, bias, slot, precision);
         }
         self.final_norm(&x)
@@ -388,7 +462,7 @@ impl Model {
         x: &Tensor,
         rope: &Rope,
         bias: &AttnMask,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut Option<LayerCache>, i64)>,
     ) -> Tensor {
         self.layer_at(l, x, rope, bias, cache, Precision::F32)
     }
@@ -399,7 +473,7 @@ impl Model {
         x: &Tensor,
         rope: &Rope,
         bias: &AttnMask,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut Option<LayerCache>, i64)>,
         precision: Precision,
     ) -> Tensor {
         let c = &self.config;
@@ -418,18 +492,30 @@ impl Model {
         let k = rotary::apply(&heads(&k, c.num_kv_heads), rope);
         let v = heads(&v, c.num_kv_heads).transpose(1, 2);
         let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2)),
-                    None => (k, v),
-                };
-                *slot = Some((k.shallow_clone(), v.shallow_clone()));
-                (k, v)
-            }
+            Some((slot, capacity)) => LayerCache::append(slot, k, v, capacity),
             None => (k, v),
         };
         let s = k.size()[2];
         let rep = c.num_heads / c.num_kv_heads;
+        if let (1, true, AttnMask::Bias(bias)) = (t, rep > 1, bias) {
+            // One new position (a decode step): the `rep` query heads that share a key/value
+            // head are the rows of one attention over it, so the keys and values are read
+            // in place rather than copied `rep` times. The bias `[B, 1, 1, S]` applies to
+            // every row alike, as it does to every head.
+            let q = q.reshape([b, c.num_kv_heads, rep, c.head_dim]);
+            let attn = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(bias),
+                0.0,
+                false,
+                None,
+                false,
+            );
+            let attn = attn.reshape([b, t, c.num_heads * c.head_dim]);
+            return self.layer_rest(layer, x, &attn, precision);
+        }
         // Grouped-query attention: each key/value head serves `rep` query heads. (Expanding here
         // measured no slower than SDPA's `enable_gqa` on CPU.)
         let expand = |x: &Tensor| {
@@ -456,9 +542,17 @@ impl Model {
         let attn = attn
             .transpose(1, 2)
             .reshape([b, t, c.num_heads * c.head_dim]);
+        self.layer_rest(layer, x, &attn, precision)
+    }
+
+    /// The rest of a decoder block after attention `[B, T, heads · head_dim]`: the output
+    /// projection, the residual, the MLP.
+    fn layer_rest(&self, layer: &Layer, x: &Tensor, attn: &Tensor, precision: Precision) -> Tensor {
+        let c = &self.config;
+        let a = &layer.attn;
         // `x + …`, never `+=`: tch's `+=` adds in place, which would overwrite the residual
         // stream that autograd saved for the norms' backward pass.
-        let x = x + a.o.forward_at(&attn, precision);
+        let x = x + a.o.forward_at(attn, precision);
         let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
         let gate_up = layer.gate_up.forward_at(&h, precision);
         let i = c.intermediate_size;
