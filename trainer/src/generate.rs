@@ -174,16 +174,37 @@ pub fn generate(
     if params.max_new_tokens == 0 {
         return Ok(out);
     }
-    let (ids, mut mask) = left_pad(prompts, 0, device)?;
+    // A prompt given several times (a group of rollouts, a solve rate's samples) is run
+    // through the model once; its keys, values and last logits are then copied to each of
+    // its rows, which sample independently from there.
+    let mut unique: Vec<Vec<i64>> = Vec::new();
+    let mut first_seen = std::collections::HashMap::new();
+    let row_of: Vec<i64> = prompts
+        .iter()
+        .map(|p| {
+            *first_seen.entry(p.as_slice()).or_insert_with(|| {
+                unique.push(p.clone());
+                unique.len() as i64 - 1
+            })
+        })
+        .collect();
+    let (ids, unique_mask) = left_pad(&unique, 0, device)?;
     // `active[row]` is the prompt index of each row still in the batch; finished rows are
     // dropped from the batch (and the cache) so they cost nothing afterwards.
     let mut active: Vec<usize> = (0..b).collect();
     let mut cache =
         KvCache::with_capacity(c.num_layers, ids.size()[1] + params.max_new_tokens as i64);
+    let mut mask = unique_mask.shallow_clone();
     tch::no_grad(|| -> Result<()> {
-        let (positions, bias) = positions_and_bias(&mask, ids.size()[1], model.kind());
+        let (positions, bias) = positions_and_bias(&unique_mask, ids.size()[1], model.kind());
         let hidden = model.forward_hidden(&ids, &positions, &bias, Some(&mut cache));
         let mut logits = model.logits(&hidden.select(1, -1));
+        if unique.len() < b {
+            let rows = Tensor::from_slice(&row_of).to_device(device);
+            cache.keep_rows(&rows);
+            mask = unique_mask.index_select(0, &rows);
+            logits = logits.index_select(0, &rows);
+        }
         for step in 0..params.max_new_tokens {
             let (next_v, lp_v) = pick(&logits, params, &mut rng)?;
             let mut continuing = Vec::with_capacity(active.len());

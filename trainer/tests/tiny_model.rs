@@ -594,3 +594,46 @@ fn the_rollout_copy_follows_the_weights_after_a_training_step() {
         "int8 copy far from the updated f32 weights: {gap}"
     );
 }
+
+#[test]
+fn a_prompt_given_several_times_is_computed_once_and_its_rows_sample_independently() {
+    let model = tiny_model(Arch::Qwen2);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let p = prompts();
+    let repeated = vec![
+        p[1].clone(),
+        p[0].clone(),
+        p[1].clone(),
+        p[2].clone(),
+        p[1].clone(),
+    ];
+    // Greedy: every copy continues exactly as the prompt alone does.
+    let batched = generate(&model, &tok, &repeated, &SamplingParams::greedy(10)).unwrap();
+    for (prompt, got) in repeated.iter().zip(&batched) {
+        let alone = generate(
+            &model,
+            &tok,
+            std::slice::from_ref(prompt),
+            &SamplingParams::greedy(10),
+        )
+        .unwrap();
+        assert_eq!(got.tokens, alone[0].tokens);
+        assert!(max_abs_diff(&got.logprobs, &alone[0].logprobs) < 1e-4);
+    }
+    // Sampled: the copies draw their own tokens (with this seed they do not all agree).
+    let params = SamplingParams {
+        temperature: 1.0,
+        seed: Some(7),
+        ..SamplingParams::greedy(12)
+    };
+    let same = vec![p[1].clone(); 4];
+    let sampled = generate(&model, &tok, &same, &params).unwrap();
+    assert!(
+        sampled.iter().any(|c| c.tokens != sampled[0].tokens),
+        "copies of one prompt sampled the same tokens"
+    );
+    let again = generate(&model, &tok, &same, &params).unwrap();
+    for (a, b) in sampled.iter().zip(&again) {
+        assert_eq!(a.tokens, b.tokens, "a seed must reproduce its samples");
+    }
+}

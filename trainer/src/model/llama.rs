@@ -144,7 +144,8 @@ impl KvCache {
         self.len() == 0
     }
 
-    /// Keeps only the batch rows `rows` (a 1-D int64 tensor of indices), in that order.
+    /// Keeps the batch rows `rows` (a 1-D int64 tensor of indices), in that order; an index
+    /// given twice copies its row.
     pub fn keep_rows(&mut self, rows: &Tensor) {
         for layer in self.layers.iter_mut().flatten() {
             layer.k = layer.k.index_select(0, rows);
