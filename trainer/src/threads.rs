@@ -89,3 +89,26 @@ pub fn for_each_part(parts: usize, work: &(dyn Fn(usize) + Sync)) {
     // and returns after all of them have finished; `job` outlives the call.
     unsafe { (rt.parallel)(run, &job as *const Job as *mut c_void, threads, 0) };
 }
+
+/// Calls `work(start, end)` on disjoint ranges that cover `0..n`, one per libtorch thread,
+/// each a multiple of `step` long (but the last): how the matrix kernels split a product's
+/// output columns. One call on this thread when `parallel` is false, with one thread, or
+/// when `n` is under two steps.
+pub fn for_column_ranges(
+    n: usize,
+    step: usize,
+    parallel: bool,
+    work: &(dyn Fn(usize, usize) + Sync),
+) {
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+    let step = step.max(1);
+    if !parallel || threads == 1 || n < 2 * step {
+        work(0, n);
+        return;
+    }
+    let per_part = n.div_ceil(threads).next_multiple_of(step);
+    for_each_part(n.div_ceil(per_part), &|part| {
+        let start = part * per_part;
+        work(start, (start + per_part).min(n));
+    });
+}

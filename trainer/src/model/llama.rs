@@ -504,16 +504,7 @@ impl Model {
             // in place rather than copied `rep` times. The bias `[B, 1, 1, S]` applies to
             // every row alike, as it does to every head.
             let q = q.reshape([b, c.num_kv_heads, rep, c.head_dim]);
-            let attn = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(bias),
-                0.0,
-                false,
-                None,
-                false,
-            );
+            let attn = attend(&q, &k, &v, &AttnMask::Bias(bias.shallow_clone()));
             let attn = attn.reshape([b, t, c.num_heads * c.head_dim]);
             return self.layer_rest(layer, x, &attn, precision);
         }
@@ -525,24 +516,10 @@ impl Model {
                 .reshape([b, c.num_heads, s, c.head_dim])
         };
         let (k, v) = (expand(&k), expand(&v));
-        let attn = match bias {
-            AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
-                &q, &k, &v, None, 0.0, true, None, false,
-            ),
-            AttnMask::Bias(bias) => Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(bias),
-                0.0,
-                false,
-                None,
-                false,
-            ),
-        };
-        let attn = attn
-            .transpose(1, 2)
-            .reshape([b, t, c.num_heads * c.head_dim]);
+        let attn =
+            attend(&q, &k, &v, bias)
+                .transpose(1, 2)
+                .reshape([b, t, c.num_heads * c.head_dim]);
         self.layer_rest(layer, x, &attn, precision)
     }
 
@@ -629,6 +606,18 @@ impl Model {
         let mut v: Vec<_> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+}
+
+/// Scaled dot-product attention of `q` over `k`, `v` under `mask`.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
+    match mask {
+        AttnMask::Causal => {
+            Tensor::scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, true, None, false)
+        }
+        AttnMask::Bias(bias) => {
+            Tensor::scaled_dot_product_attention(q, k, v, Some(bias), 0.0, false, None, false)
+        }
     }
 }
 

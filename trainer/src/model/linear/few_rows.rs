@@ -91,19 +91,10 @@ unsafe impl Sync for Operands {}
 /// written.
 unsafe fn product(ops: Operands) {
     let Operands { m, n, k, .. } = ops;
-    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
-    let panel = panel_rows(m.min(8));
-    if threads == 1 || m * n * k < MIN_PARALLEL_WORK || n < 2 * panel {
-        // SAFETY: forwarded from the caller.
-        unsafe { columns(ops, 0, n) };
-        return;
-    }
-    let per_thread = n.div_ceil(threads).next_multiple_of(panel);
-    let parts = n.div_ceil(per_thread);
-    crate::threads::for_each_part(parts, &|part| {
-        let start = part * per_thread;
-        // SAFETY: forwarded from the caller; the parts' column ranges are disjoint.
-        unsafe { columns(ops, start, (start + per_thread).min(n)) };
+    let parallel = m * n * k >= MIN_PARALLEL_WORK;
+    crate::threads::for_column_ranges(n, panel_rows(m.min(8)), parallel, &|n0, n1| {
+        // SAFETY: forwarded from the caller; the ranges are disjoint and within 0..n.
+        unsafe { columns(ops, n0, n1) }
     });
 }
 

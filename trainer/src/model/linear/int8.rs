@@ -23,6 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tch::{Device, Kind, Tensor};
 
+use super::WeightKey;
 use super::few_rows::MAX_ROWS;
 
 /// Below this many multiply-adds a product runs on one thread: waking another costs more.
@@ -30,9 +31,8 @@ const MIN_PARALLEL_WORK: usize = 1 << 16;
 
 /// The quantised weight and what it was made from.
 struct Quantized {
-    /// The weight's version counter and data address when quantised.
-    version: i64,
-    source: usize,
+    /// The weight it was made from.
+    key: WeightKey,
     /// `n × k` values, row-major.
     values: Vec<i8>,
     /// One per output row.
@@ -64,10 +64,8 @@ impl Cache {
     fn current(&self, w: &Tensor) -> MutexGuard<'_, Option<Quantized>> {
         // A poisoned lock only means another product panicked; the copy is checked below.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (version, source) = (w.internal_version(), w.data_ptr() as usize);
-        let fresh = slot
-            .as_ref()
-            .is_some_and(|q| q.version == version && q.source == source);
+        let key = WeightKey::of(w);
+        let fresh = slot.as_ref().is_some_and(|q| q.key == key);
         if !fresh {
             *slot = None;
             let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
@@ -76,8 +74,7 @@ impl Cache {
             let data = unsafe { std::slice::from_raw_parts(w.data_ptr() as *const f32, n * k) };
             let (values, scales) = quantize(data, n, k);
             *slot = Some(Quantized {
-                version,
-                source,
+                key,
                 values,
                 scales,
             });
@@ -217,20 +214,10 @@ unsafe impl Sync for Operands {}
 /// is written; the CPU has AVX2 and FMA.
 unsafe fn product(ops: Operands) {
     let Operands { m, n, k, .. } = ops;
-    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
-    let panel = panel_rows(m.min(ROW_BLOCK));
-    if threads == 1 || m * n * k < MIN_PARALLEL_WORK || n < 2 * panel {
-        // SAFETY: forwarded from the caller.
-        unsafe { columns(ops, 0, n) };
-        return;
-    }
-    // One part per thread: `for_each_part` starts a thread per part.
-    let per_part = n.div_ceil(threads).next_multiple_of(panel);
-    let parts = n.div_ceil(per_part);
-    crate::threads::for_each_part(parts, &|part| {
-        let start = part * per_part;
-        // SAFETY: forwarded from the caller; the parts' column ranges are disjoint.
-        unsafe { columns(ops, start, (start + per_part).min(n)) };
+    let parallel = m * n * k >= MIN_PARALLEL_WORK;
+    crate::threads::for_column_ranges(n, panel_rows(m.min(ROW_BLOCK)), parallel, &|n0, n1| {
+        // SAFETY: forwarded from the caller; the ranges are disjoint and within 0..n.
+        unsafe { columns(ops, n0, n1) }
     });
 }
 

@@ -130,6 +130,24 @@ fn inference_rows(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Option<i64> {
     Some(x_shape[..x_shape.len() - 1].iter().product::<i64>())
 }
 
+/// What a copy of a weight (packed, quantised) was made from: the weight's version counter,
+/// which every write bumps, and its data address, which a load or a move changes. A copy
+/// whose key differs from the weight's is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WeightKey {
+    version: i64,
+    source: usize,
+}
+
+impl WeightKey {
+    fn of(w: &Tensor) -> Self {
+        WeightKey {
+            version: w.internal_version(),
+            source: w.data_ptr() as usize,
+        }
+    }
+}
+
 /// Marks `w` as written (bumps its version counter, shared with every view of it), for code
 /// that writes a weight's memory directly rather than through a libtorch operation: a
 /// [`Linear`] then repacks it before its next product instead of using a stale copy.

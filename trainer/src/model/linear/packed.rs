@@ -18,13 +18,13 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
+use super::WeightKey;
 use super::few_rows::MAX_ROWS;
 
 /// The packed copy of one weight, and what it was packed from.
 struct Packed {
-    /// The weight's version counter and data address when packed.
-    version: i64,
-    source: usize,
+    /// The weight it was packed from.
+    key: WeightKey,
     /// MKL's packed matrix; never moved (MKL forbids copying it elsewhere).
     buffer: Tensor,
 }
@@ -57,10 +57,8 @@ impl Cache {
         // A poisoned lock only means another product panicked; the cache is rebuilt below
         // if its state is not the current weight's.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (version, source) = (w.internal_version(), w.data_ptr() as usize);
-        let fresh = slot
-            .as_ref()
-            .is_some_and(|p| p.version == version && p.source == source);
+        let key = WeightKey::of(w);
+        let fresh = slot.as_ref().is_some_and(|p| p.key == key);
         if !fresh {
             *slot = None;
             // SAFETY: MKL's documented query; no memory is touched.
@@ -85,11 +83,7 @@ impl Cache {
                     buffer.data_ptr() as *mut c_float,
                 )
             };
-            *slot = Some(Packed {
-                version,
-                source,
-                buffer,
-            });
+            *slot = Some(Packed { key, buffer });
         }
         let packed = slot.as_ref()?;
         let x = x.contiguous();
