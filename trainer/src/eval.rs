@@ -21,7 +21,7 @@ use crate::azr::parse::{format_ok, generation_text, read_estimate_answer};
 use crate::azr::prompts::solve_prompt;
 use crate::azr::task::{SolveTask, TaskType, Triplet};
 use crate::generate::{SamplingParams, generate};
-use crate::model::Model;
+use crate::model::{Model, Precision};
 use crate::selfplay::sandbox::Sandbox;
 use crate::tokenizer::TextTokenizer;
 
@@ -38,6 +38,9 @@ pub struct EvalOptions {
     /// 0: greedy.
     pub temperature: f64,
     pub seed: u64,
+    /// The weights decoding reads: f32 (the model as trained), or the int8 rollout copy
+    /// self-play samples from (faster on CPU; see [`Precision`]).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,6 +66,8 @@ pub struct EvalReport {
     pub scores: BTreeMap<String, TypeScore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub humaneval: Option<HumanEvalScore>,
+    /// The weights decoding read (`f32` or the int8 rollout copy).
+    pub precision: Precision,
     pub seconds: f64,
 }
 
@@ -132,6 +137,7 @@ pub fn humaneval(
     problems: &[HumanEvalProblem],
     batch: usize,
     max_new_tokens: usize,
+    precision: Precision,
 ) -> Result<HumanEvalScore> {
     let started = std::time::Instant::now();
     let positions = model.config.max_position_embeddings as usize;
@@ -156,6 +162,7 @@ pub fn humaneval(
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let params = SamplingParams {
             stop_strings: HUMANEVAL_STOPS.iter().map(|s| (*s).to_owned()).collect(),
+            precision,
             ..SamplingParams::greedy(max_new_tokens.min(positions - longest))
         };
         let completions = generate(model, tokenizer, &prompts, &params)?;
@@ -279,6 +286,7 @@ pub fn evaluate(
                 stop_strings: vec!["</answer>".into()],
                 temperature: opts.temperature,
                 seed: Some(opts.seed.wrapping_add(n as u64)),
+                precision: opts.precision,
                 ..SamplingParams::greedy(opts.max_new_tokens)
             };
             let completions = generate(model, tokenizer, &prompts, &params)?;
@@ -320,6 +328,7 @@ pub fn evaluate(
         programs: programs.len(),
         scores,
         humaneval: None,
+        precision: opts.precision,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

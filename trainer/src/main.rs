@@ -243,6 +243,10 @@ struct EvalArgs {
     /// Prompts generated together.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// The weights decoding reads: f32 (the model as trained) or int8 (the rollout copy
+    /// self-play samples from: faster on CPU, within the KL `bench` prints).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Per-execution limit in the sandbox, seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout_s: f64,
@@ -556,6 +560,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             samples: args.samples,
             temperature: args.temperature,
             seed: args.seed,
+            precision: args.precision,
         },
     )?;
     if let Some(problems) = &humaneval {
@@ -566,6 +571,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             problems,
             args.batch,
             args.max_new_tokens,
+            args.precision,
         )?);
     }
     println!("{}", serde_json::to_string(&report)?);
