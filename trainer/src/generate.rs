@@ -241,19 +241,10 @@ pub fn generate(
                 next_v = continuing.iter().map(|&r| next_v[r]).collect();
                 active = continuing.iter().map(|&r| active[r]).collect();
             }
-            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
-            let (positions, bias) = positions_and_bias(&mask, 1, model.kind());
             let next = Tensor::from_slice(&next_v)
                 .view([active.len() as i64, 1])
                 .to_device(device);
-            let hidden = model.forward_hidden_at(
-                &next,
-                &positions,
-                &bias,
-                Some(&mut cache),
-                params.precision,
-            );
-            logits = model.logits_at(&hidden.select(1, -1), params.precision);
+            logits = decode_step(model, &mut mask, &mut cache, &next, params.precision);
         }
         Ok(())
     })?;
@@ -270,6 +261,22 @@ pub fn generate(
         };
     }
     Ok(out)
+}
+
+/// One decode step: `next` `[B, 1]` (one new token per row) through the model after what
+/// `cache` holds, from the weights `precision` names; `mask` `[B, S]` gains the new column.
+/// Returns the logits `[B, V]` of the next position.
+pub fn decode_step(
+    model: &Model,
+    mask: &mut Tensor,
+    cache: &mut KvCache,
+    next: &Tensor,
+    precision: Precision,
+) -> Tensor {
+    *mask = Tensor::cat(&[&*mask, &mask.ones_like().narrow(1, 0, 1)], 1);
+    let (positions, bias) = positions_and_bias(mask, 1, model.kind());
+    let hidden = model.forward_hidden_at(next, &positions, &bias, Some(cache), precision);
+    model.logits_at(&hidden.select(1, -1), precision)
 }
 
 /// A batch of prompt + response sequences laid out for one teacher-forced forward pass:

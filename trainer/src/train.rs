@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::generate::TeacherForced;
-use crate::model::Model;
+use crate::model::{Model, Precision};
 use crate::{Error, Result};
 
 /// One rollout sample as the learner sees it.
@@ -240,7 +240,7 @@ pub fn checkpointed_backward(
     let last = tch::no_grad(|| {
         let mut x = model.embed(&tf.ids);
         for l in 0..layers {
-            let next = model.layer(l, &x, &rope, &tf.bias, None);
+            let next = model.layer_at(l, &x, &rope, &tf.bias, None, Precision::F32);
             inputs.push(x);
             x = next;
         }
@@ -252,7 +252,7 @@ pub fn checkpointed_backward(
     let mut grad = top.grad();
     for (l, input) in inputs.into_iter().enumerate().rev() {
         let x = input.detach().set_requires_grad(true);
-        let out = model.layer(l, &x, &rope, &tf.bias, None);
+        let out = model.layer_at(l, &x, &rope, &tf.bias, None, Precision::F32);
         (out * &grad).sum(Kind::Float).backward();
         grad = x.grad();
     }

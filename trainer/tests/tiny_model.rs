@@ -2,7 +2,7 @@
 
 mod support;
 
-use azr_trainer::generate::{SamplingParams, generate, response_logprobs};
+use azr_trainer::generate::{SamplingParams, decode_step, generate, response_logprobs};
 use azr_trainer::loading::safetensors::{load_hf_dir, save_hf_dir};
 use azr_trainer::model::{KvCache, Precision, left_pad, positions_and_bias};
 use azr_trainer::train::{Sample, TrainConfig, Trainer};
@@ -471,6 +471,22 @@ fn a_step_moves_the_weights_alike_in_one_batch_in_micro_batches_and_checkpointed
     }
 }
 
+/// One optimiser step at lr 1e-2 on `rewarded_samples` of these responses.
+fn train_one_step(
+    model: &azr_trainer::Model,
+    prompts: &[Vec<i64>],
+    responses: &[Vec<i64>],
+    old: &Tensor,
+) {
+    let samples = rewarded_samples(prompts, responses, old);
+    let config = TrainConfig {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(model, config).unwrap();
+    trainer.step(model, &samples).unwrap();
+}
+
 #[test]
 fn inference_after_a_training_step_sees_the_new_weights() {
     // Under no_grad, products of many rows use weights packed once for MKL; an optimiser
@@ -480,13 +496,7 @@ fn inference_after_a_training_step_sees_the_new_weights() {
     let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
     let packed = || tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0));
     let (old, _) = packed().unwrap();
-    let samples = rewarded_samples(&prompts, &responses, &old);
-    let config = TrainConfig {
-        lr: 1e-2,
-        ..Default::default()
-    };
-    let mut trainer = Trainer::new(&model, config).unwrap();
-    trainer.step(&model, &samples).unwrap();
+    train_one_step(&model, &prompts, &responses, &old);
     let (after, mask) = packed().unwrap();
     // With grad mode on, every product goes through libtorch with the weights as they are.
     let (reference, _) = response_logprobs(&model, &prompts, &responses, 1.0).unwrap();
@@ -518,10 +528,7 @@ fn decode_logprobs(
         let mut next = model.logits(&hidden.select(1, -1)).argmax(-1, true);
         let mut out = Vec::new();
         for _ in 0..steps {
-            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
-            let (pos, bias) = positions_and_bias(&mask, 1, model.kind());
-            let hidden = model.forward_hidden_at(&next, &pos, &bias, Some(&mut cache), precision);
-            let logits = model.logits_at(&hidden.select(1, -1), precision);
+            let logits = decode_step(model, &mut mask, &mut cache, &next, precision);
             out.push(logits.log_softmax(-1, Kind::Float).unsqueeze(1));
             next = logits.argmax(-1, true);
         }
@@ -573,13 +580,7 @@ fn the_rollout_copy_follows_the_weights_after_a_training_step() {
     let prompts = prompts();
     let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
     let (old, _) = tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
-    let samples = rewarded_samples(&prompts, &responses, &old);
-    let config = TrainConfig {
-        lr: 1e-2,
-        ..Default::default()
-    };
-    let mut trainer = Trainer::new(&model, config).unwrap();
-    trainer.step(&model, &samples).unwrap();
+    train_one_step(&model, &prompts, &responses, &old);
     // Not refreshed explicitly: the first int8 product after the step must see the update.
     let after = decode_logprobs(&model, &prompts, 4, Precision::Int8);
     let f32_after = decode_logprobs(&model, &prompts, 4, Precision::F32);

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::generate::{SamplingParams, generate};
+use crate::generate::{SamplingParams, decode_step, generate};
 use crate::model::{KvCache, Model, Precision, left_pad, positions_and_bias};
 use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
@@ -109,11 +109,8 @@ fn forced_logprobs(model: &Model, text: &[i64], precision: Precision) -> Result<
         let _ = model.forward_hidden(&ids, &pos, &bias, Some(&mut cache));
         let mut rows = Vec::new();
         for &token in &text[CONTEXT_TOKENS..] {
-            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
-            let (pos, bias) = positions_and_bias(&mask, 1, model.kind());
             let next = Tensor::from_slice(&[token]).view([1, 1]).to_device(device);
-            let hidden = model.forward_hidden_at(&next, &pos, &bias, Some(&mut cache), precision);
-            let logits = model.logits_at(&hidden.select(1, -1), precision);
+            let logits = decode_step(model, &mut mask, &mut cache, &next, precision);
             rows.push(logits.log_softmax(-1, Kind::Float).to_kind(Kind::Double));
         }
         Ok(Tensor::cat(&rows, 0))

@@ -16,9 +16,9 @@ pub use reference::Reference;
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::Tensor;
 
 use crate::device::synchronize;
+use crate::generate::decode_step;
 use crate::model::{KvCache, Model, Precision, left_pad, positions_and_bias};
 use crate::train::{Sample, TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -129,12 +129,7 @@ fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize, precision: Precisio
         synchronize(model.device());
         let t = Instant::now();
         for _ in 0..steps {
-            mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
-            let (pos, bias) = positions_and_bias(&mask, 1, model.kind());
-            let hidden = model.forward_hidden_at(&next, &pos, &bias, Some(&mut cache), precision);
-            next = model
-                .logits_at(&hidden.select(1, -1), precision)
-                .argmax(-1, true);
+            next = decode_step(model, &mut mask, &mut cache, &next, precision).argmax(-1, true);
         }
         // Reading the last token back forces the work to finish (matters on CUDA).
         let _ = Vec::<i64>::try_from(next.flatten(0, -1))?;

@@ -455,20 +455,10 @@ impl Model {
         rms_norm(x, &self.norm, self.config.rms_norm_eps)
     }
 
-    /// Decoder block `l` on `x` `[B, T, H]`; with a cache slot, appends this step's keys and
-    /// values to it and attends over all of them.
-    pub fn layer(
-        &self,
-        l: usize,
-        x: &Tensor,
-        rope: &Rope,
-        bias: &AttnMask,
-        cache: Option<(&mut Option<LayerCache>, i64)>,
-    ) -> Tensor {
-        self.layer_at(l, x, rope, bias, cache, Precision::F32)
-    }
-
-    fn layer_at(
+    /// Decoder block `l` on `x` `[B, T, H]` from the weights `precision` names; with a cache
+    /// slot (and the capacity a new one is made with), appends this step's keys and values to
+    /// it and attends over all of them.
+    pub fn layer_at(
         &self,
         l: usize,
         x: &Tensor,
