@@ -442,3 +442,49 @@ fn a_run_with_its_control_then_a_report_of_both() {
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn builtin_seed_programs_fill_the_buffers_and_a_time_budget_ends_the_run_with_a_checkpoint() {
+    let dir = temp_dir("seeds");
+    let config = setup(&dir, 5);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir)
+        .args(["--max-minutes", "0.001"])
+        .args(["--set", "tasks.seed_programs=\"builtin\""])
+        .args(["--set", "tasks.seed_batch_factor=16"])
+        .args(["--set", "tasks.propose_batch_size=1"])
+        .args(["--set", "tasks.types=[\"code_i\", \"code_o\"]"])
+        .args(["--set", "checkpoint_interval=100"]);
+    let out = run(c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-minutes"), "{stderr}");
+    let metrics = lines(&out_dir.join("metrics.jsonl"));
+    // Every built-in program runs in the real daemon; with them the pool reaches its target
+    // (2 × 16 = 32) and, induction not being played, no proposing round is needed.
+    let seeded: Vec<&Value> = metrics
+        .iter()
+        .filter(|m| m["event"] == "seed_programs")
+        .collect();
+    assert_eq!(seeded.len(), 1, "{metrics:?}");
+    assert_eq!(seeded[0]["added"], 32, "{}", seeded[0]);
+    assert_eq!(seeded[0]["refused"], 0, "{}", seeded[0]);
+    assert!(!metrics.iter().any(|m| m["event"] == "seed"), "{metrics:?}");
+    // The budget stops the run after its first step, which is checkpointed although the
+    // interval is 100.
+    let done = steps(&metrics);
+    assert_eq!(done.len(), 1, "{metrics:?}");
+    for g in ["gen_code_o", "gen_code_i"] {
+        assert_eq!(done[0]["groups"][g]["rollouts"], 1, "{g}: {}", done[0]);
+    }
+    assert_eq!(
+        done[0]["groups"]["pred_code_o"]["rollouts"], 2,
+        "{}",
+        done[0]
+    );
+    assert!(out_dir.join("checkpoints/step-000001").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -197,6 +197,11 @@ struct TrainArgs {
     /// (values are TOML; repeatable).
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
+    /// Stop before a step that would end past this many minutes of training (seeding not
+    /// counted), judged by the last step's time; checkpointed like the last step. With
+    /// `--control`, the control runs the steps this run ended with.
+    #[arg(long)]
+    max_minutes: Option<f64>,
     /// Run the control beside this run: the same config and seeds at lr 0, in OUTPUT-control,
     /// as a second process with half the threads (its log: OUTPUT-control/train.log).
     /// Compare them with `azr-trainer report OUTPUT OUTPUT-control`.
@@ -481,6 +486,9 @@ fn train_one(args: TrainArgs) -> Result<bool> {
         resume: args.resume,
         sandbox: args.sandbox.spec()?,
         placement,
+        max_training: args
+            .max_minutes
+            .map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
     };
     let mut run = SelfPlay::start(opts, stop)?;
     let summary = run.run()?;

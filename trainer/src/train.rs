@@ -18,8 +18,11 @@ use crate::{Error, Result};
 pub struct Sample {
     pub prompt: Vec<i64>,
     pub response: Vec<i64>,
-    /// Log-probs of `response` under the policy that generated it.
-    pub old_logprobs: Vec<f32>,
+    /// Log-probs of `response` under the policy that generated it; `None` when that policy
+    /// is the one this step starts from (the first mini-batch of an on-policy update): the
+    /// step's own log-probs, detached, are then the old ones, which saves the forward pass
+    /// that would recompute them. The ratio is 1 and the gradient the same.
+    pub old_logprobs: Option<Vec<f32>>,
     /// Advantage of each response token (often one value repeated).
     pub advantages: Vec<f32>,
 }
@@ -77,13 +80,16 @@ pub fn ppo_clip_loss_sum(
 }
 
 /// Statistics of one step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StepStats {
     /// Mean PPO loss per response token, before the update.
     pub loss: f64,
     pub tokens: usize,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Per sample, the log-probs of its response under the weights before the update (what
+    /// the forward pass computed); `None` for a sample skipped because it has no gradient.
+    pub logprobs: Vec<Option<Vec<f32>>>,
 }
 
 /// Owns the optimiser state for a model's trainable weights.
@@ -125,7 +131,8 @@ impl Trainer {
     /// Accumulates gradients over micro-batches of `samples`, then clips and applies them.
     pub fn step(&mut self, model: &Model, samples: &[Sample]) -> Result<StepStats> {
         for (i, s) in samples.iter().enumerate() {
-            if s.old_logprobs.len() != s.response.len() || s.advantages.len() != s.response.len() {
+            let old_len = s.old_logprobs.as_ref().map_or(s.response.len(), Vec::len);
+            if old_len != s.response.len() || s.advantages.len() != s.response.len() {
                 return Err(Error::InvalidArgument(format!(
                     "sample {i}: response, old_logprobs and advantages differ in length"
                 )));
@@ -148,18 +155,19 @@ impl Trainer {
         // gradient (its tokens still count in the mean's denominator, `tokens`), so its
         // forward and backward passes are skipped: in self-play most rollouts of a group
         // that got one reward for all have zero advantage.
-        let learning: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| has_gradient(&s.advantages))
+        let learning: Vec<usize> = (0..samples.len())
+            .filter(|&i| has_gradient(&samples[i].advantages))
             .collect();
-        for chunk in learning.chunks(self.config.micro_batch.max(1)) {
+        let mut logprobs: Vec<Option<Vec<f32>>> = vec![None; samples.len()];
+        for ids in learning.chunks(self.config.micro_batch.max(1)) {
+            let chunk: Vec<&Sample> = ids.iter().map(|&i| &samples[i]).collect();
             let prompts: Vec<_> = chunk.iter().map(|s| s.prompt.clone()).collect();
             let responses: Vec<_> = chunk.iter().map(|s| s.response.clone()).collect();
             let tf = TeacherForced::new(model, &prompts, &responses)?;
             let r = tf.response_len as usize;
             let pad = |f: &dyn Fn(&Sample) -> &Vec<f32>| {
                 let mut v = Vec::with_capacity(chunk.len() * r);
-                for s in chunk {
+                for s in &chunk {
                     v.extend(
                         f(s).iter()
                             .copied()
@@ -170,12 +178,27 @@ impl Trainer {
                     .view([chunk.len() as i64, r as i64])
                     .to_device(device)
             };
-            let old = pad(&|s| &s.old_logprobs);
+            // Samples without old log-probs take the step's own (detached): they were
+            // sampled from the weights this step starts from.
+            let on_policy = chunk.iter().all(|s| s.old_logprobs.is_none());
+            let given = chunk.iter().all(|s| s.old_logprobs.is_some());
+            if !(on_policy || given) {
+                return Err(Error::InvalidArgument(
+                    "a micro-batch mixes samples with and without old log-probs".into(),
+                ));
+            }
+            let old = given.then(|| pad(&|s| s.old_logprobs.as_ref().unwrap_or(NONE)));
             let adv = pad(&|s| &s.advantages);
             let (clip, temperature) = (self.config.clip, self.config.temperature);
-            let head = |hidden: &Tensor| {
+            let mut current: Option<Tensor> = None;
+            let mut head = |hidden: &Tensor| {
                 let new_lp = tf.logprobs(model, hidden, temperature);
-                ppo_clip_loss_sum(&new_lp, &old, &adv, &tf.response_mask, clip) / tokens as f64
+                let detached = new_lp.detach();
+                let old = old.as_ref().unwrap_or(&detached);
+                let loss =
+                    ppo_clip_loss_sum(&new_lp, old, &adv, &tf.response_mask, clip) / tokens as f64;
+                current = Some(detached);
+                loss
             };
             let loss = if self.config.gradient_checkpointing {
                 checkpointed_backward(model, &tf, head)
@@ -196,6 +219,13 @@ impl Trainer {
                 loss
             };
             loss_total += loss.double_value(&[]);
+            if let Some(lp) = current {
+                let lp = lp.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+                for (row, &i) in ids.iter().enumerate() {
+                    let all = Vec::<f32>::try_from(lp.get(row as i64))?;
+                    logprobs[i] = Some(all[..samples[i].response.len()].to_vec());
+                }
+            }
         }
         if self.config.gradient_checkpointing {
             // The checkpointed pass backpropagates layer by layer into `.grad`.
@@ -212,9 +242,14 @@ impl Trainer {
             loss: loss_total,
             tokens,
             grad_norm,
+            logprobs,
         })
     }
 }
+
+/// What `pad` reads for a sample without old log-probs (never padded: a micro-batch is all
+/// with or all without).
+const NONE: &Vec<f32> = &Vec::new();
 
 /// Whether a response with these token advantages adds anything to the PPO-clip gradient:
 /// with every advantage zero, both terms of the clipped objective are zero.

@@ -205,7 +205,9 @@ fn rewarded_samples(prompts: &[Vec<i64>], responses: &[Vec<i64>], old: &Tensor) 
             Sample {
                 prompt: prompts[i].clone(),
                 response: responses[i].clone(),
-                old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n)).unwrap(),
+                old_logprobs: Some(
+                    Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n)).unwrap(),
+                ),
                 advantages: vec![1.0; n as usize],
             }
         })
@@ -240,6 +242,63 @@ fn ppo_step_with_positive_advantage_raises_the_response_logprob() {
     );
 }
 
+/// The self-play update leaves out the old log-probs of its first mini-batch (they are the
+/// step's own): the step must move the weights exactly as with them recomputed, and report
+/// the log-probs it computed.
+#[test]
+fn a_step_without_old_logprobs_equals_one_with_them_recomputed() {
+    let prompts = prompts();
+    let responses = vec![vec![4i64, 5, 6], vec![7, 8], vec![9, 10, 11, 12]];
+    let run = |given: bool| {
+        let model = tiny_model(Arch::Qwen2);
+        let (old, _) =
+            tch::no_grad(|| response_logprobs(&model, &prompts, &responses, 1.0)).unwrap();
+        let mut samples = rewarded_samples(&prompts, &responses, &old);
+        for (s, a) in samples.iter_mut().zip([1.0, -1.0, 0.5]) {
+            s.advantages.iter_mut().for_each(|x| *x = a);
+            if !given {
+                s.old_logprobs = None;
+            }
+        }
+        let config = TrainConfig {
+            lr: 1e-3,
+            micro_batch: 2,
+            ..Default::default()
+        };
+        let stats = Trainer::new(&model, config)
+            .unwrap()
+            .step(&model, &samples)
+            .unwrap();
+        let old: Vec<Vec<f32>> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, s.response.len() as i64))
+                    .unwrap()
+            })
+            .collect();
+        (model.named_weights()[0].1.copy(), stats, old)
+    };
+    let (recomputed, a, old) = run(true);
+    let (own, b, _) = run(false);
+    // The recomputed log-probs come from another forward pass (other padding), equal to
+    // float rounding; an AdamW step of lr 1e-3 moves a weight up to 1e-3, so 1e-5 is 1 % of
+    // one step.
+    let diff = f64::try_from((&recomputed - &own).abs().max()).unwrap();
+    assert!(diff < 1e-5, "weights differ by {diff}");
+    assert!(
+        (a.loss - b.loss).abs() < 1e-5 && (a.grad_norm - b.grad_norm).abs() < 1e-4 * a.grad_norm,
+        "{a:?} vs {b:?}"
+    );
+    for (reported, want) in b.logprobs.iter().zip(&old) {
+        let reported = reported.as_ref().expect("every sample learns");
+        assert_eq!(reported.len(), want.len());
+        for (x, y) in reported.iter().zip(want) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn zero_advantage_samples_count_in_the_token_mean_but_add_no_gradient() {
     let model = tiny_model(Arch::Llama);
@@ -252,7 +311,9 @@ fn zero_advantage_samples_count_in_the_token_mean_but_add_no_gradient() {
         Sample {
             prompt: prompts[i].clone(),
             response: responses[i].clone(),
-            old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n as i64)).unwrap(),
+            old_logprobs: Some(
+                Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, n as i64)).unwrap(),
+            ),
             advantages: vec![a; n],
         }
     };
@@ -310,8 +371,9 @@ fn generation_logprobs_and_a_training_step_run_in_bf16() {
         .map(|(i, r)| Sample {
             prompt: prompts()[i].clone(),
             response: r.clone(),
-            old_logprobs: Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, r.len() as i64))
-                .unwrap(),
+            old_logprobs: Some(
+                Vec::<f32>::try_from(old.get(i as i64).narrow(0, 0, r.len() as i64)).unwrap(),
+            ),
             advantages: vec![if i == 0 { 1.0 } else { -1.0 }; r.len()],
         })
         .collect();
@@ -428,7 +490,7 @@ fn a_step_moves_the_weights_alike_in_one_batch_in_micro_batches_and_checkpointed
         .map(|i| Sample {
             prompt: prompts[i].clone(),
             response: responses[i].clone(),
-            old_logprobs: vec![-2.0; responses[i].len()],
+            old_logprobs: Some(vec![-2.0; responses[i].len()]),
             advantages: vec![if i == 1 { -0.5 } else { 1.0 }; responses[i].len()],
         })
         .collect();

@@ -94,7 +94,7 @@ fn run(lr: f64, target: i64) -> Vec<f64> {
             .map(|((c, advantages), prompt)| Sample {
                 prompt: prompt.clone(),
                 response: c.tokens.clone(),
-                old_logprobs: c.logprobs.clone(),
+                old_logprobs: Some(c.logprobs.clone()),
                 advantages,
             })
             .collect();

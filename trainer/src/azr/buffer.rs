@@ -265,6 +265,44 @@ impl Buffers {
     }
 }
 
+/// The built-in seed programs (`tasks.seed_programs = "builtin"`): 32 small programs
+/// written for this project, from a one-line arithmetic function to a two-pointer scan, so
+/// that a small model's solve rates differ from task to task.
+pub const BUILTIN_SEED_PROGRAMS: &str = include_str!("../../data/seed-programs.jsonl");
+
+/// Reads the seed programs a config names (see `TasksConfig::seed_programs`): none for
+/// `""`, the built-in set for `"builtin"`, else a JSON-lines file of `{"snippet", "input"}`
+/// records (AZR's seed format; an `output` there is ignored, the sandbox computes it).
+pub fn read_seed_programs(spec: &str) -> Result<Vec<Triplet>, AzrError> {
+    let (text, origin) = match spec {
+        "" => return Ok(vec![]),
+        "builtin" => (
+            BUILTIN_SEED_PROGRAMS.to_owned(),
+            "the built-in seed programs".to_owned(),
+        ),
+        path => (
+            std::fs::read_to_string(path)
+                .map_err(|e| AzrError::Config(format!("tasks.seed_programs: {path}: {e}")))?,
+            path.to_owned(),
+        ),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut t: Triplet = serde_json::from_str(line).map_err(|e| {
+            AzrError::Config(format!(
+                "tasks.seed_programs: {origin}, line {}: {e}",
+                i + 1
+            ))
+        })?;
+        t.output.clear();
+        out.push(t);
+    }
+    Ok(out)
+}
+
 /// `min(k, len)` distinct indices in `0..len`, uniformly (a partial Fisher–Yates shuffle).
 pub fn sample_without_replacement(len: usize, k: usize, rng: &mut StdRng) -> Vec<usize> {
     let k = k.min(len);
@@ -290,6 +328,47 @@ pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_seed_programs_are_32_single_function_programs_without_outputs() {
+        let programs = read_seed_programs("builtin").expect("builtin");
+        assert_eq!(programs.len(), 32);
+        for t in &programs {
+            assert_eq!(t.program.matches("def ").count(), 1, "{}", t.program);
+            assert!(t.program.starts_with("def f("), "{}", t.program);
+            assert!(t.output.is_empty() && !t.input.is_empty());
+        }
+        assert!(read_seed_programs("").expect("none").is_empty());
+    }
+
+    #[test]
+    fn a_bad_seed_program_file_is_an_error_that_names_the_line() {
+        let dir = std::env::temp_dir().join(format!("azr-seeds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("seeds.jsonl");
+        std::fs::write(
+            &path,
+            "{\"snippet\": \"def f(a):\\n    return a\", \"input\": \"1\", \"output\": \"9\"}\n\n{\"input\": \"2\"}\n",
+        )
+        .unwrap();
+        let err = read_seed_programs(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        std::fs::write(
+            &path,
+            "{\"snippet\": \"def f(a):\\n    return a\", \"input\": \"1\", \"output\": \"9\"}\n",
+        )
+        .unwrap();
+        let read = read_seed_programs(path.to_str().unwrap()).unwrap();
+        assert_eq!(
+            read[0].output, "",
+            "a file's outputs are recomputed, not trusted"
+        );
+        let missing = read_seed_programs("/nonexistent/seeds.jsonl").unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/seeds.jsonl"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn trip(n: usize) -> Triplet {
         Triplet {

@@ -48,6 +48,11 @@ pub struct TasksConfig {
     pub types: Vec<TaskType>,
     /// Rollouts per (task type × role) group and step (`data.train_batch_size`).
     pub batch_size: usize,
+    /// Proposals per task type and step; 0 = `batch_size`, as in the reference (one batch
+    /// size for both roles). Fewer proposals than solver answers is what a CPU affords: a
+    /// propose prompt is several times a solve prompt's length, and the solver groups, not
+    /// the proposer's, are where a small model's reward varies first.
+    pub propose_batch_size: usize,
     /// K: reference programs shown in each deduction/abduction propose prompt (`io_n`);
     /// induction proposals always get exactly one program.
     pub references: usize,
@@ -75,6 +80,13 @@ pub struct TasksConfig {
     /// whatever the buffers hold. The reference loops until the target is reached; a model
     /// that never proposes a valid program would then never start.
     pub max_seed_rounds: usize,
+    /// Programs that start the deduction/abduction seed pool before any proposing
+    /// (reference `azr.seed_dataset`): `""` none, `"builtin"` the 32 small programs in
+    /// `trainer/data/seed-programs.jsonl` (written for this project, not the held-out AZR
+    /// programs), or a JSON-lines file of `{"snippet", "input"}` records. Each is run in the
+    /// sandbox like a proposal (banned-import rules, determinism) and its output computed
+    /// there; seeding rounds then propose only what the pool still lacks.
+    pub seed_programs: String,
 }
 
 /// Generation settings for every rollout (proposals, solver answers, learnability samples).
@@ -349,6 +361,8 @@ impl Default for TasksConfig {
             valid_program_filter: ValidProgramFilter::All,
             train_propose: true,
             max_seed_rounds: 64,
+            propose_batch_size: 0,
+            seed_programs: String::new(),
         }
     }
 }
@@ -454,10 +468,12 @@ impl AzrConfig {
         AzrConfig::default()
     }
 
-    /// A run that fits a 2-core CPU: Qwen2.5-Coder-0.5B-Instruct, 2 tasks per group, 2
-    /// references, 4 induction inputs, 4 learnability samples, 256-token responses, one
-    /// optimiser step per training step (6 groups × 2 = 12 rollouts). The chat template is on
-    /// because the model is an instruct model; the learning rate stays the reference's.
+    /// Self-play that fits a 2-core CPU and learns there: Qwen2.5-Coder-0.5B-Instruct on
+    /// deduction and abduction, 8 solver answers per group (a group of 2 almost always
+    /// scores one reward for both and teaches nothing), 2 proposals per type, the buffers
+    /// started from the 32 built-in seed programs (the base model rarely proposes a valid
+    /// program), a learning rate of 1e-5 so that tens of steps, not thousands, move the
+    /// policy, and one mini-batch per step (its old log-probs are the step's own).
     pub fn tiny() -> Self {
         let d = AzrConfig::default();
         AzrConfig {
@@ -466,24 +482,29 @@ impl AzrConfig {
             checkpoint_interval: 5,
             checkpoint_keep: 1,
             tasks: TasksConfig {
-                batch_size: 2,
+                types: vec![TaskType::Abduction, TaskType::Deduction],
+                batch_size: 8,
+                propose_batch_size: 2,
                 references: 2,
                 induction_inputs: 4,
-                seed_batch_factor: 2,
+                seed_batch_factor: 4,
                 max_programs: 1024,
                 max_seed_rounds: 8,
+                seed_programs: "builtin".into(),
                 ..d.tasks
             },
             rollout: RolloutConfig {
                 max_prompt_tokens: 2048,
                 max_response_tokens: 256,
                 content_max_length: 1536,
-                chat_template: true,
+                chat_template: false,
+                assistant_prefix: String::new(),
                 generation_batch: 16,
                 ..d.rollout
             },
             optim: OptimConfig {
-                mini_batch: 12,
+                lr: 1e-5,
+                mini_batch: 32,
                 micro_batch: 2,
                 gradient_checkpointing: false,
                 ..d.optim
@@ -520,6 +541,14 @@ impl AzrConfig {
 
     /// Seed buffer size the loop grows the buffers to before training
     /// (`data_len × seed_batch_factor`).
+    /// Proposals per task type and step.
+    pub fn propose_batch_size(&self) -> usize {
+        match self.tasks.propose_batch_size {
+            0 => self.tasks.batch_size,
+            n => n,
+        }
+    }
+
     pub fn seed_buffer_size(&self) -> usize {
         self.tasks.batch_size * self.tasks.seed_batch_factor
     }

@@ -100,7 +100,9 @@ pub struct Triplet {
     pub program: String,
     /// The argument list of `f`, as Python source (`'ab', 3`).
     pub input: String,
-    /// `repr(f(input))` as the sandbox computed it.
+    /// `repr(f(input))` as the sandbox computed it (absent from a seed-program file, whose
+    /// outputs the sandbox computes).
+    #[serde(default)]
     pub output: String,
     /// Import lines the program needs, prepended before it runs.
     #[serde(default)]

@@ -179,7 +179,7 @@ impl<'m> Ours<'m> {
                 .map(|i| Sample {
                     prompt: ids(spec.train_prompt_tokens, 10 + i, vocab),
                     response: ids(spec.train_response_tokens, 20 + i, vocab),
-                    old_logprobs: vec![-1.0; spec.train_response_tokens],
+                    old_logprobs: Some(vec![-1.0; spec.train_response_tokens]),
                     advantages: vec![
                         if i % 2 == 0 { 1.0 } else { -1.0 };
                         spec.train_response_tokens

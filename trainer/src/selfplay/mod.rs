@@ -2,9 +2,9 @@
 //!
 //! One training step, for every task type played (reference `azr_ray_trainer.py`, `fit`):
 //!
-//! 1. **Propose** `batch_size` tasks per type: deduction/abduction prompts show K reference
-//!    programs from the type's buffer, induction prompts one buffered program to write inputs
-//!    and a message for.
+//! 1. **Propose** `propose_batch_size` (default `batch_size`) tasks per type:
+//!    deduction/abduction prompts show K reference programs from the type's buffer, induction
+//!    prompts one buffered program to write inputs and a message for.
 //! 2. **Validate** the parsed proposals in the sandbox (one `ValidateBatch` for programs with
 //!    the banned-import rules, one without for induction inputs run on buffered programs).
 //! 3. **Estimate** each valid proposal's solve rate `s` from `n_samples` solver answers
@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub resume: bool,
     pub sandbox: SandboxSpec,
     pub placement: Placement,
+    /// A training-time budget (seeding not counted): no step is started that the last
+    /// step's time says would end past it.
+    pub max_training: Option<std::time::Duration>,
 }
 
 /// Set by SIGINT/SIGTERM; the loop stops at the next phase boundary and checkpoints.
@@ -123,6 +126,7 @@ pub struct SelfPlay {
     stop: StopFlag,
     elapsed_before: f64,
     last_checkpoint: Option<PathBuf>,
+    max_training: Option<std::time::Duration>,
 }
 
 impl SelfPlay {
@@ -134,6 +138,7 @@ impl SelfPlay {
             resume,
             sandbox,
             placement,
+            max_training,
         } = opts;
         config.validate().context("checking the config")?;
         std::fs::create_dir_all(&output)
@@ -239,6 +244,7 @@ impl SelfPlay {
             stop,
             elapsed_before,
             last_checkpoint: restored.map(|r| r.path),
+            max_training,
         })
     }
 
@@ -255,12 +261,30 @@ impl SelfPlay {
         let total = self.config.total_steps;
         let mut progress = Progress::new(self.step, total);
         let mut interrupted = false;
+        let training = Instant::now();
+        let mut last_step_s = 0.0;
+        let mut saved_step = None;
         while total == 0 || self.step < total {
             if self.stopped() {
                 interrupted = true;
                 break;
             }
+            if let Some(budget) = self.max_training
+                && training.elapsed().as_secs_f64() + last_step_s > budget.as_secs_f64()
+            {
+                eprintln!(
+                    "stopping after step {}: another step (≈ {last_step_s:.0} s) would end past \
+                     --max-minutes {:.1}",
+                    self.step,
+                    budget.as_secs_f64() / 60.0
+                );
+                if saved_step != Some(self.step) && self.step > 0 {
+                    self.checkpoint(started)?;
+                }
+                break;
+            }
             let step = self.step + 1;
+            let started_step = Instant::now();
             match self.train_step(step) {
                 Ok(mut record) => {
                     self.step = step;
@@ -269,8 +293,10 @@ impl SelfPlay {
                     let t = Instant::now();
                     if due {
                         self.checkpoint(started)?;
+                        saved_step = Some(step);
                     }
                     record.time.checkpoint_s = t.elapsed().as_secs_f64();
+                    last_step_s = started_step.elapsed().as_secs_f64();
                     self.log.step(&record)?;
                     progress.step_done(&record);
                 }
@@ -584,9 +610,10 @@ impl SelfPlay {
         Ok(proposals)
     }
 
-    /// Seeding: propose with the base model until the deduction/abduction seed pool and the
-    /// induction buffer hold `batch_size × seed_batch_factor` programs (or `max_seed_rounds`
-    /// pass), then start the buffers from them.
+    /// Seeding: the configured seed programs first, then proposals of the base model until
+    /// the deduction/abduction seed pool and the induction buffer hold `batch_size ×
+    /// seed_batch_factor` programs (or `max_seed_rounds` pass); then the buffers start from
+    /// them.
     fn seed_buffers(&mut self) -> Result<()> {
         let target = self.config.seed_buffer_size();
         let types = self.config.tasks.types.clone();
@@ -598,6 +625,7 @@ impl SelfPlay {
         let induction = types.contains(&TaskType::Induction);
         let mut buffers = self.buffers.clone();
         let started = Instant::now();
+        self.add_seed_programs(&mut buffers)?;
         eprintln!(
             "seeding the buffers to {target} programs per type (at most {} rounds)",
             self.config.tasks.max_seed_rounds
@@ -677,6 +705,54 @@ impl SelfPlay {
         Ok(())
     }
 
+    /// Runs the configured seed programs (`tasks.seed_programs`) in the sandbox as a
+    /// proposal's program is run, and puts the valid ones, with the outputs the sandbox
+    /// computed, in the seed pool. A program that does not run is left out and named.
+    fn add_seed_programs(&mut self, buffers: &mut Buffers) -> Result<()> {
+        let spec = self.config.tasks.seed_programs.clone();
+        let programs = crate::azr::buffer::read_seed_programs(&spec)?;
+        if programs.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<ValidateTask> = programs
+            .iter()
+            .map(|t| ValidateTask {
+                program: t.program.clone(),
+                imports: t.imports.clone(),
+                input: t.input.clone(),
+                check_banned: true,
+            })
+            .collect();
+        let mut times = Times::default();
+        let results = self.validate(&items, &mut times);
+        let (mut added, mut refused) = (0, 0);
+        for (i, (mut t, v)) in programs.into_iter().zip(results).enumerate() {
+            match (v.ok, v.output) {
+                (true, Some(output)) => {
+                    t.output = output;
+                    added += usize::from(buffers.add_seed(t));
+                }
+                _ => {
+                    refused += 1;
+                    tracing::warn!(
+                        program = i + 1,
+                        error = v.error.as_deref().unwrap_or("no output"),
+                        "a seed program does not run; left out"
+                    );
+                }
+            }
+        }
+        self.log.event(&serde_json::json!({
+            "event": "seed_programs",
+            "source": spec,
+            "added": added,
+            "refused": refused,
+            "sandbox_s": times.sandbox_s,
+        }))?;
+        eprintln!("seed programs ({spec}): {added} added to the seed pool, {refused} refused");
+        Ok(())
+    }
+
     // ----- one training step ------------------------------------------------------------
 
     fn train_step(&mut self, step: u64) -> Result<StepRecord> {
@@ -691,7 +767,14 @@ impl SelfPlay {
         let mut rollouts: Vec<Rollout> = Vec::new();
 
         // 1–2. Propose and validate.
-        let proposals = self.propose(&buffers, &types, c.tasks.batch_size, step, 0, &mut times)?;
+        let proposals = self.propose(
+            &buffers,
+            &types,
+            c.propose_batch_size(),
+            step,
+            0,
+            &mut times,
+        )?;
 
         // 3. Estimate the solve rate of every valid proposal with n_samples answers.
         let mut est_prompts = Vec::new();
@@ -906,16 +989,37 @@ impl SelfPlay {
             });
         }
         let temperature = self.config.rollout.temperature;
+        let o = &self.config.optim;
+        let (mini_batch, epochs, tis_cap) = (o.mini_batch.max(1), o.ppo_epochs, o.tis_cap);
+        let mut rng = step_rng(self.config.seed, step, 3);
+        let mut order: Vec<usize> = (0..trainable.len()).collect();
+        order.shuffle(&mut rng);
+        // The first mini-batch of a one-epoch update is taken with the weights that sampled
+        // it (in f32): its old log-probs are the step's own, so they are not recomputed.
+        // Every later mini-batch needs them from before the first optimiser step, and
+        // truncated importance sampling needs them before any step, to weigh advantages.
+        let mut on_policy = vec![false; trainable.len()];
+        if epochs == 1 && tis_cap == 0.0 {
+            for &i in order.iter().take(mini_batch) {
+                on_policy[i] = true;
+            }
+        }
         // Old log-probs matter only where an advantage is non-zero: elsewhere the PPO term is
         // zero whatever they are, and the trainer skips those samples (see `Trainer::step`).
-        let mut old: Vec<Vec<f32>> = trainable
+        let mut old: Vec<Option<Vec<f32>>> = trainable
             .iter()
-            .map(|r| vec![0.0; r.response.len()])
+            .zip(&on_policy)
+            .map(|(r, &own)| (!own).then(|| vec![0.0; r.response.len()]))
             .collect();
         let learning: Vec<usize> = (0..trainable.len())
             .filter(|&i| has_gradient(&adv.per_rollout[i]))
             .collect();
-        for chunk in learning.chunks(self.config.optim.micro_batch.max(1)) {
+        let recompute: Vec<usize> = learning
+            .iter()
+            .copied()
+            .filter(|&i| !on_policy[i])
+            .collect();
+        for chunk in recompute.chunks(self.config.optim.micro_batch.max(1)) {
             let prompts: Vec<Vec<i64>> =
                 chunk.iter().map(|&i| trainable[i].prompt.clone()).collect();
             let responses: Vec<Vec<i64>> = chunk
@@ -927,28 +1031,29 @@ impl SelfPlay {
             let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
             for (row, &i) in chunk.iter().enumerate() {
                 let all = Vec::<f32>::try_from(lp.get(row as i64))?;
-                old[i] = all[..trainable[i].response.len()].to_vec();
+                old[i] = Some(all[..trainable[i].response.len()].to_vec());
             }
         }
         // How far the sampling weights (the int8 rollout copy) are from the f32 policy the
-        // update uses, on the tokens that learn; and, when asked, truncated importance
-        // sampling: each token's advantage weighted by min(p_f32 / p_sampled, cap), which
-        // (a weight being positive) is the PPO term multiplied by that weight.
-        let (mut gap_sum, mut gap_tokens) = (0.0f64, 0usize);
-        let tis_cap = self.config.optim.tis_cap;
+        // update uses, on the tokens that learn (for on-policy samples, measured by their
+        // mini-batch's forward pass below); and, when asked, truncated importance sampling:
+        // each token's advantage weighted by min(p_f32 / p_sampled, cap), which (a weight
+        // being positive) is the PPO term multiplied by that weight.
+        let mut gap = LogprobGap::default();
         let mut advantages = adv.per_rollout.clone();
-        for &i in &learning {
-            let sampled = &trainable[i].sampled_logprobs;
-            for (t, (f32_lp, s_lp)) in old[i].iter().zip(sampled).enumerate() {
-                gap_sum += f64::from((f32_lp - s_lp).abs());
-                gap_tokens += 1;
-                if tis_cap > 0.0 {
+        for &i in &recompute {
+            let (sampled, f32_lps) = (&trainable[i].sampled_logprobs, old[i].as_deref());
+            gap.add(f32_lps.unwrap_or_default(), sampled);
+            if tis_cap > 0.0 {
+                for (t, (f32_lp, s_lp)) in
+                    f32_lps.unwrap_or_default().iter().zip(sampled).enumerate()
+                {
                     let w = f64::from(f32_lp - s_lp).exp().min(tis_cap);
                     advantages[i][t] = (f64::from(advantages[i][t]) * w) as f32;
                 }
             }
         }
-        let mut samples: Vec<Sample> = trainable
+        let samples: Vec<Sample> = trainable
             .iter()
             .zip(&advantages)
             .zip(old)
@@ -961,7 +1066,6 @@ impl SelfPlay {
             .collect();
         let mut stats = metrics::UpdateStats {
             samples: samples.len(),
-            rollout_logprob_gap: (gap_tokens > 0).then(|| gap_sum / gap_tokens as f64),
             ..Default::default()
         };
         if samples.is_empty() {
@@ -970,21 +1074,29 @@ impl SelfPlay {
                 stats,
             });
         }
-        let mut rng = step_rng(self.config.seed, step, 3);
         let mut loss_tokens = 0.0;
-        for _ in 0..self.config.optim.ppo_epochs {
-            samples.shuffle(&mut rng);
-            for batch in samples.chunks(self.config.optim.mini_batch.max(1)) {
+        for epoch in 0..epochs {
+            if epoch > 0 {
+                order.shuffle(&mut rng);
+            }
+            for ids in order.chunks(mini_batch) {
+                let batch: Vec<Sample> = ids.iter().map(|&i| samples[i].clone()).collect();
                 if batch.iter().all(|s| s.response.is_empty()) {
                     continue;
                 }
-                let s = self.trainer.step(&self.model, batch)?;
+                let s = self.trainer.step(&self.model, &batch)?;
+                for (lps, &i) in s.logprobs.iter().zip(ids) {
+                    if let (Some(lps), true) = (lps, on_policy[i] && epoch == 0) {
+                        gap.add(lps, &trainable[i].sampled_logprobs);
+                    }
+                }
                 stats.optimizer_steps += 1;
                 stats.tokens += s.tokens;
                 loss_tokens += s.loss * s.tokens as f64;
                 stats.grad_norm = stats.grad_norm.max(s.grad_norm);
             }
         }
+        stats.rollout_logprob_gap = gap.mean();
         stats.loss = if stats.tokens > 0 {
             loss_tokens / stats.tokens as f64
         } else {
@@ -1001,6 +1113,26 @@ impl SelfPlay {
             groups: adv.groups,
             stats,
         })
+    }
+}
+
+/// The mean |log p_f32 − log p_sampled| over the tokens that learn.
+#[derive(Default)]
+struct LogprobGap {
+    sum: f64,
+    tokens: usize,
+}
+
+impl LogprobGap {
+    fn add(&mut self, f32_logprobs: &[f32], sampled: &[f32]) {
+        for (a, b) in f32_logprobs.iter().zip(sampled) {
+            self.sum += f64::from((a - b).abs());
+            self.tokens += 1;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.sum / self.tokens as f64)
     }
 }
 
