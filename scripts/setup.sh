@@ -29,10 +29,13 @@ out="$cache/eval-7b_seed_io.jsonl"
 "$bin" eval --jsonl "$seeds" --output "$out"
 echo "answers: $out" >&2
 
-# Self-play: two seeding rounds and one training step (about five minutes on 2 cores; the
-# full preset runs 20 steps). Each set-up run starts over in its own directory.
+# Self-play: one training step of the `tiny` preset, its seed pool started from the 32
+# built-in programs (about five minutes on 2 cores; the full preset runs 20 steps, and
+# `--max-minutes` bounds a run by time). Each set-up run starts over in its own directory.
 run="${AZR_SETUP_RUN:-$cache/runs/setup-tiny}"
 rm -rf "$run"
 "$CARGO_TARGET_DIR/release/azr-trainer" train --preset tiny --output "$run" \
-  --total-steps "${AZR_SETUP_STEPS:-1}" --set tasks.max_seed_rounds=2
+  --total-steps "${AZR_SETUP_STEPS:-1}"
 echo "self-play run: $run (metrics.jsonl, rollouts.jsonl, checkpoints/)" >&2
+# What the run did, per group: format-valid rate and mean reward at its first and last step.
+"$CARGO_TARGET_DIR/release/azr-trainer" report "$run" --png "$run/report.png"

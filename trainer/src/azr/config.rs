@@ -468,12 +468,15 @@ impl AzrConfig {
         AzrConfig::default()
     }
 
-    /// Self-play that fits a 2-core CPU and learns there: Qwen2.5-Coder-0.5B-Instruct on
-    /// deduction and abduction, 8 solver answers per group (a group of 2 almost always
-    /// scores one reward for both and teaches nothing), 2 proposals per type, the buffers
-    /// started from the 32 built-in seed programs (the base model rarely proposes a valid
-    /// program), a learning rate of 1e-5 so that tens of steps, not thousands, move the
-    /// policy, and one mini-batch per step (its old log-probs are the step's own).
+    /// Self-play that fits a 2-core CPU: Qwen2.5-Coder-0.5B-Instruct on deduction and
+    /// abduction, 4 solver answers per group (a group of 2 almost always scores one reward for
+    /// both and teaches nothing) and 1 proposal per type, the buffers started from the 32
+    /// built-in seed programs (the base model rarely proposes a valid program), the chat
+    /// template with `<think>` opening the answer (as format-valid as the plain route, and the
+    /// instruct model's own mode), 256-token answers, the reference's lr of 1e-6 (2e-5 and
+    /// 5e-6 collapsed every answer to the format's placeholder after one AdamW step), and one
+    /// mini-batch per step (its old log-probs are the step's own). The README's "Self-play on
+    /// this CPU" has the runs behind these choices.
     pub fn tiny() -> Self {
         let d = AzrConfig::default();
         AzrConfig {
@@ -483,11 +486,11 @@ impl AzrConfig {
             checkpoint_keep: 1,
             tasks: TasksConfig {
                 types: vec![TaskType::Abduction, TaskType::Deduction],
-                batch_size: 8,
-                propose_batch_size: 2,
+                batch_size: 4,
+                propose_batch_size: 1,
                 references: 2,
                 induction_inputs: 4,
-                seed_batch_factor: 4,
+                seed_batch_factor: 8,
                 max_programs: 1024,
                 max_seed_rounds: 8,
                 seed_programs: "builtin".into(),
@@ -497,14 +500,14 @@ impl AzrConfig {
                 max_prompt_tokens: 2048,
                 max_response_tokens: 256,
                 content_max_length: 1536,
-                chat_template: false,
-                assistant_prefix: String::new(),
+                chat_template: true,
+                assistant_prefix: "<think>".into(),
                 generation_batch: 16,
                 ..d.rollout
             },
             optim: OptimConfig {
-                lr: 1e-5,
-                mini_batch: 32,
+                lr: 1e-6,
+                mini_batch: 16,
                 micro_batch: 2,
                 gradient_checkpointing: false,
                 ..d.optim
