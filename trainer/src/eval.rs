@@ -38,8 +38,8 @@ pub struct EvalOptions {
     /// 0: greedy.
     pub temperature: f64,
     pub seed: u64,
-    /// The weights decoding reads: f32 (the model as trained), or the int8 rollout copy
-    /// self-play samples from (faster on CPU; see [`Precision`]).
+    /// The weights decoding reads: f32 (the model as trained), or a rollout copy (int8, the
+    /// one self-play samples from by default, or int4; faster on CPU, see [`Precision`]).
     pub precision: Precision,
 }
 
@@ -66,7 +66,7 @@ pub struct EvalReport {
     pub scores: BTreeMap<String, TypeScore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub humaneval: Option<HumanEvalScore>,
-    /// The weights decoding read (`f32` or the int8 rollout copy).
+    /// The weights decoding read (`f32`, or the `int8` or `int4` rollout copy).
     pub precision: Precision,
     pub seconds: f64,
 }

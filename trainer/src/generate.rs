@@ -27,10 +27,17 @@ pub struct SamplingParams {
     pub stop_strings: Vec<String>,
     /// Seed of the sampling generator; the same seed reproduces the same samples.
     pub seed: Option<u64>,
-    /// The weights decoding reads: f32, or the int8 rollout copy (see [`Precision`]). The
-    /// prompt's forward pass (many rows, compute-bound) always runs in f32.
+    /// The weights decoding reads: f32, or a rollout copy (see [`Precision`]). The prompt's
+    /// forward pass (many rows, compute-bound) always runs in f32.
     pub precision: Precision,
+    /// Run the prompts' common leading tokens through the model once and give every prompt
+    /// a copy of their keys and values, rather than once per prompt (see [`generate`]).
+    pub share_prefix: bool,
 }
+
+/// The fewest common leading tokens worth a separate forward pass: below this the extra
+/// pass and the cache's copies cost more than the prompts' rows save.
+pub const MIN_SHARED_PREFIX: usize = 32;
 
 impl Default for SamplingParams {
     fn default() -> Self {
@@ -41,6 +48,7 @@ impl Default for SamplingParams {
             stop_strings: vec![],
             seed: None,
             precision: Precision::F32,
+            share_prefix: true,
         }
     }
 }
@@ -188,14 +196,58 @@ pub fn generate(
             })
         })
         .collect();
-    let (ids, unique_mask) = left_pad(&unique, 0, device)?;
+    // The prompts of a phase open with the same instruction text (and chat template): those
+    // tokens are computed once, as a batch of one, and every prompt continues from a copy of
+    // their keys and values. At least one token of each prompt is left to its own pass, whose
+    // last position gives the first logits.
+    let shortest = unique.iter().map(Vec::len).min().unwrap_or(0);
+    let shared = match &unique[..] {
+        [first, rest @ ..] if params.share_prefix && !rest.is_empty() => rest
+            .iter()
+            .map(|p| first.iter().zip(p).take_while(|(a, b)| a == b).count())
+            .min()
+            .unwrap_or(0)
+            .min(shortest.saturating_sub(1)),
+        _ => 0,
+    };
+    let shared = if shared >= MIN_SHARED_PREFIX {
+        shared
+    } else {
+        0
+    };
+    let suffixes: Vec<Vec<i64>> = unique.iter().map(|p| p[shared..].to_vec()).collect();
+    let (ids, suffix_mask) = left_pad(&suffixes, 0, device)?;
     // `active[row]` is the prompt index of each row still in the batch; finished rows are
     // dropped from the batch (and the cache) so they cost nothing afterwards.
     let mut active: Vec<usize> = (0..b).collect();
-    let mut cache =
-        KvCache::with_capacity(c.num_layers, ids.size()[1] + params.max_new_tokens as i64);
+    let mut cache = KvCache::with_capacity(
+        c.num_layers,
+        (shared as i64) + ids.size()[1] + params.max_new_tokens as i64,
+    );
+    // Prefix columns (all real) then each suffix left-padded: padding sits between the two,
+    // masked out of attention, and positions count real tokens, so each prompt is computed as
+    // it would be alone.
+    let unique_mask = if shared > 0 {
+        let prefix = Tensor::ones(
+            [unique.len() as i64, shared as i64],
+            (suffix_mask.kind(), device),
+        );
+        Tensor::cat(&[&prefix, &suffix_mask], 1)
+    } else {
+        suffix_mask
+    };
     let mut mask = unique_mask.shallow_clone();
     tch::no_grad(|| -> Result<()> {
+        if shared > 0 {
+            let prefix = Tensor::from_slice(&unique[0][..shared])
+                .view([1, shared as i64])
+                .to_device(device);
+            let prefix_mask = unique_mask.narrow(0, 0, 1).narrow(1, 0, shared as i64);
+            let (positions, bias) = positions_and_bias(&prefix_mask, shared as i64, model.kind());
+            let _ = model.forward_hidden(&prefix, &positions, &bias, Some(&mut cache));
+            let copies = Tensor::zeros([unique.len() as i64], (Kind::Int64, device));
+            cache.keep_rows(&copies);
+        }
         let (positions, bias) = positions_and_bias(&unique_mask, ids.size()[1], model.kind());
         let hidden = model.forward_hidden(&ids, &positions, &bias, Some(&mut cache));
         let mut logits = model.logits(&hidden.select(1, -1));

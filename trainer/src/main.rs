@@ -53,8 +53,9 @@ enum Command {
         stop: Vec<String>,
         #[arg(long)]
         seed: Option<u64>,
-        /// The weights decoding reads: f32, or int8 (the rollout copy self-play samples from;
-        /// needs AVX2, f32 elsewhere).
+        /// The weights decoding reads: f32, int8 (the rollout copy self-play samples from) or
+        /// int4 (4-bit blocks; needs AVX2, FMA and F16C, as int8 needs AVX2 and FMA: f32
+        /// elsewhere).
         #[arg(long, default_value = "f32")]
         precision: Precision,
         #[command(flatten)]
@@ -128,15 +129,15 @@ enum Command {
         /// scripts/llama-cpp-venv.sh makes): bench/llama_cpp_reference.py.
         #[arg(long)]
         compare_llama_cpp: Option<PathBuf>,
-        /// The weights our decoding reads: int8 (the rollout copy self-play samples from) or
-        /// f32. Prefill and the training step are f32 either way.
+        /// The weights our decoding reads: int8 (the rollout copy self-play samples from by
+        /// default), int4 or f32. Prefill and the training step are f32 either way.
         #[arg(long, default_value = "int8")]
         precision: Precision,
         /// Also measure our own decoding at this precision, taking turns with the other sides
-        /// (e.g. f32, to see what the int8 rollout copy gains in one run).
+        /// (e.g. f32, to see what a rollout copy gains in one run).
         #[arg(long)]
         compare_precision: Option<Precision>,
-        /// Skip the int8 copy's mismatch against f32 (printed before the measurements).
+        /// Skip the rollout copies' mismatch against f32 (printed before the measurements).
         #[arg(long)]
         no_mismatch: bool,
         /// Device, dtype and threads; the reference sides run with the same.
@@ -248,8 +249,8 @@ struct EvalArgs {
     /// Prompts generated together.
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// The weights decoding reads: f32 (the model as trained) or int8 (the rollout copy
-    /// self-play samples from: faster on CPU, within the KL `bench` prints).
+    /// The weights decoding reads: f32 (the model as trained), int8 (the rollout copy
+    /// self-play samples from: faster on CPU, within the KL `bench` prints) or int4.
     #[arg(long, default_value = "f32")]
     precision: Precision,
     /// Per-execution limit in the sandbox, seconds.
@@ -698,6 +699,7 @@ fn run(cli: Cli) -> Result<()> {
                 stop_strings: stop,
                 seed,
                 precision,
+                ..SamplingParams::default()
             };
             let t1 = Instant::now();
             let out = generate_text(&loaded.model, &loaded.tokenizer, &prompt, chat, &params)
@@ -818,15 +820,26 @@ fn run(cli: Cli) -> Result<()> {
                         .context("starting bench/llama_cpp_reference.py")?,
                 );
             }
-            let int8 = (precision == Precision::Int8 || compare_precision == Some(Precision::Int8))
-                && !no_mismatch;
-            if int8 && !azr_trainer::model::linear::int8_available() {
-                eprintln!("no int8 kernel on this CPU (it needs AVX2 and FMA): decoding reads f32");
-                println!("mismatch int8 vs f32: none (int8 unavailable here)");
-            } else if int8 && loaded.model.device() == tch::Device::Cpu {
-                let m = azr_trainer::bench::mismatch::measure(&loaded.model, &loaded.tokenizer)
-                    .context("measuring the int8 copy against f32")?;
-                println!("mismatch int8 vs f32: {}", serde_json::to_value(&m)?);
+            let copies = [Some(precision), compare_precision]
+                .into_iter()
+                .flatten()
+                .filter(|&p| p != Precision::F32 && !no_mismatch);
+            for copy in copies {
+                let name = copy.name();
+                if !copy.available() {
+                    eprintln!(
+                        "no {name} kernel on this CPU (it needs AVX2, FMA and F16C): decoding reads f32"
+                    );
+                    println!("mismatch {name} vs f32: none ({name} unavailable here)");
+                } else if loaded.model.device() == tch::Device::Cpu {
+                    let m = azr_trainer::bench::mismatch::measure(
+                        &loaded.model,
+                        &loaded.tokenizer,
+                        copy,
+                    )
+                    .with_context(|| format!("measuring the {name} copy against f32"))?;
+                    println!("mismatch {name} vs f32: {}", serde_json::to_value(&m)?);
+                }
             }
             let train = measures.contains(&Measure::Train);
             let mut ours = azr_trainer::bench::Ours::new(&loaded.model, &spec, train, precision)?;

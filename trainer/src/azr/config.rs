@@ -116,9 +116,15 @@ pub struct RolloutConfig {
     pub generation_batch: usize,
     /// The weights rollouts are sampled from: `"int8"`, a per-row int8 copy of the f32
     /// weights made again after every update (a quarter of the bytes a CPU decode step
-    /// streams), or `"f32"`. Log-probs for the update are recomputed in f32 either way.
-    /// Where the int8 kernel cannot run (no AVX2, a GPU) decoding reads f32.
+    /// streams); `"int4"`, 4-bit blocks against int8 activations (five bits per weight:
+    /// faster at batch 1, slower at batch 8 on AVX2, and far more rounding, see the README);
+    /// or `"f32"`. Log-probs for the update are recomputed in f32 either way. Where the
+    /// kernel cannot run (no AVX2, a GPU) decoding reads f32.
     pub precision: Precision,
+    /// Compute the prompts' common opening tokens (chat template, instructions) once per
+    /// generation batch and copy their keys and values to each prompt, instead of once per
+    /// prompt. The samples are the same up to float rounding.
+    pub share_prefix: bool,
 }
 
 /// The policy update: PPO-clip on TRR++ advantages, AdamW.
@@ -379,6 +385,7 @@ impl Default for RolloutConfig {
             assistant_prefix: String::new(),
             generation_batch: 64,
             precision: Precision::Int8,
+            share_prefix: true,
         }
     }
 }

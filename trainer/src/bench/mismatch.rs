@@ -1,4 +1,4 @@
-//! How far decoding from the int8 rollout copy is from decoding in f32, on text the model has
+//! How far decoding from a rollout copy (int8, int4) is from decoding in f32, on text the model has
 //! not been tuned on here: per-token KL divergence of the next-token distributions
 //! (teacher-forced through the decode path, so every product is the one sampling makes), and
 //! how many greedy tokens agree before the first difference.
@@ -43,7 +43,7 @@ const CONTEXT_TOKENS: usize = 8;
 pub struct Mismatch {
     /// Next-token distributions compared (decode steps of the held-out text).
     pub positions: usize,
-    /// KL(p_f32 ‖ p_int8) per position, in nats: mean, 99th percentile and largest.
+    /// KL(p_f32 ‖ p_copy) per position, in nats: mean, 99th percentile and largest.
     pub kl_mean: f64,
     pub kl_p99: f64,
     pub kl_max: f64,
@@ -53,8 +53,8 @@ pub struct Mismatch {
     pub greedy_same_prefix: usize,
 }
 
-/// Measures the int8 rollout copy against f32 on `model`.
-pub fn measure(model: &Model, tokenizer: &TextTokenizer) -> Result<Mismatch> {
+/// Measures the `precision` rollout copy against f32 on `model`.
+pub fn measure(model: &Model, tokenizer: &TextTokenizer, precision: Precision) -> Result<Mismatch> {
     let text = tokenizer.encode(HELD_OUT_TEXT)?;
     if text.len() <= CONTEXT_TOKENS + 1 {
         return Err(Error::InvalidArgument(
@@ -62,13 +62,13 @@ pub fn measure(model: &Model, tokenizer: &TextTokenizer) -> Result<Mismatch> {
         ));
     }
     let f32_logp = forced_logprobs(model, &text, Precision::F32)?;
-    let int8_logp = forced_logprobs(model, &text, Precision::Int8)?;
+    let copy_logp = forced_logprobs(model, &text, precision)?;
     // KL(p ‖ q) = Σ p (log p − log q), per position.
-    let kl = (f32_logp.exp() * (&f32_logp - &int8_logp)).sum_dim_intlist(-1, false, Kind::Double);
+    let kl = (f32_logp.exp() * (&f32_logp - &copy_logp)).sum_dim_intlist(-1, false, Kind::Double);
     let mut kl = Vec::<f64>::try_from(kl)?;
     let same_top = f32_logp
         .argmax(-1, false)
-        .eq_tensor(&int8_logp.argmax(-1, false))
+        .eq_tensor(&copy_logp.argmax(-1, false))
         .to_kind(Kind::Double)
         .mean(Kind::Double)
         .double_value(&[]);
@@ -85,7 +85,7 @@ pub fn measure(model: &Model, tokenizer: &TextTokenizer) -> Result<Mismatch> {
         let mut out = generate(model, tokenizer, std::slice::from_ref(&prompt), &params)?;
         Ok(out.pop().map(|c| c.tokens).unwrap_or_default())
     };
-    let (a, b) = (greedy(Precision::F32)?, greedy(Precision::Int8)?);
+    let (a, b) = (greedy(Precision::F32)?, greedy(precision)?);
     let same = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     Ok(Mismatch {
         positions,

@@ -195,9 +195,9 @@ impl<'m> Ours<'m> {
         } else {
             None
         };
-        if precision == Precision::Int8 {
+        if precision != Precision::F32 {
             // The copy is made once per weight version; made here, its cost is not timed.
-            model.refresh_rollout_copy();
+            model.refresh_rollout_copy(precision);
         }
         Ok(Ours {
             model,

@@ -550,20 +550,20 @@ impl Model {
             .chain(std::iter::once(&self.lm_head))
     }
 
-    /// Makes the int8 rollout copy of every weight that changed since its copy was made
-    /// (after a load or an optimiser step), so that generation does not pay for it in its
-    /// first step. Does nothing where the int8 kernel does not run.
-    pub fn refresh_rollout_copy(&self) {
-        if super::linear::int8_available() {
+    /// Makes the `precision` rollout copy of every weight that changed since its copy was
+    /// made (after a load or an optimiser step), so that generation does not pay for it in
+    /// its first step. Does nothing for f32 or where that precision's kernel does not run.
+    pub fn refresh_rollout_copy(&self, precision: Precision) {
+        if precision.available() {
             for linear in self.linears() {
-                linear.refresh_int8();
+                linear.refresh_rollout_copy(precision);
             }
         }
     }
 
-    /// Bytes held by the int8 rollout copies.
+    /// Bytes held by the rollout copies.
     pub fn rollout_copy_bytes(&self) -> usize {
-        self.linears().map(Linear::int8_bytes).sum()
+        self.linears().map(Linear::rollout_copy_bytes).sum()
     }
 
     /// All weights under their Hugging Face names (tied `lm_head` omitted); the parts of a

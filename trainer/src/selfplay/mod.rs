@@ -409,6 +409,7 @@ impl SelfPlay {
                 stop_strings: vec!["</answer>".into()],
                 seed: Some(seed.wrapping_add(i as u64)),
                 precision: r.precision,
+                share_prefix: r.share_prefix,
             };
             for c in generate(&self.model, &self.tokenizer, chunk, &params)? {
                 times.generated_tokens += c.tokens.len();
@@ -1102,11 +1103,12 @@ impl SelfPlay {
         } else {
             0.0
         };
-        if self.config.rollout.precision == Precision::Int8 && stats.optimizer_steps > 0 {
-            // The next step samples from the updated weights: their int8 copy is made now,
+        if self.config.rollout.precision != Precision::F32 && stats.optimizer_steps > 0 {
+            // The next step samples from the updated weights: their rollout copy is made now,
             // and its cost shows in the step's metrics.
             let t = Instant::now();
-            self.model.refresh_rollout_copy();
+            self.model
+                .refresh_rollout_copy(self.config.rollout.precision);
             stats.rollout_copy_s = t.elapsed().as_secs_f64();
         }
         Ok(Update {

@@ -8,13 +8,17 @@
 //!   until the weight changes, where `linear` repacks it on every call;
 //! - 1–16 rows when generation asks for [`Precision::Int8`]: [`int8`], the weight's int8
 //!   rollout copy, a quarter of the bytes to stream per decode step;
+//! - 1–16 rows when generation asks for [`Precision::Int4`]: [`int4`], 4-bit blocks against
+//!   int8 activations, five bits per weight (rows that are not whole 32-blocks stay f32);
 //! - everything else, and every product autograd must record (the paths above are invisible
 //!   to it): libtorch's `linear`.
 
 mod few_rows;
+mod int4;
 mod int8;
 mod packed;
 
+pub use int4::available as int4_available;
 pub use int8::available as int8_available;
 
 use tch::{Device, Kind, Tensor};
@@ -25,9 +29,10 @@ pub struct Linear {
     bias: Option<Tensor>,
     packed: packed::Cache,
     int8: int8::Cache,
+    int4: int4::Cache,
 }
 
-/// The weights a forward pass reads: the f32 ones, or the int8 rollout copy where it applies
+/// The weights a forward pass reads: the f32 ones, or a rollout copy where it applies
 /// (products of up to 16 rows outside autograd: decoding). Training, teacher-forced log-probs
 /// and checkpoints always use f32.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +40,11 @@ pub struct Linear {
 pub enum Precision {
     #[default]
     F32,
+    /// Per-row int8 weights, f32 activations.
     Int8,
+    /// 4-bit weights in 32-blocks (scale and minimum in f16), activations rounded to int8
+    /// per 32-block: the smallest copy, and the most rounding.
+    Int4,
 }
 
 impl Precision {
@@ -43,6 +52,17 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
+            Precision::Int4 => "int4",
+        }
+    }
+
+    /// Whether this CPU has the kernel of this precision (f32 always runs); where it does
+    /// not, products fall back to f32.
+    pub fn available(self) -> bool {
+        match self {
+            Precision::F32 => true,
+            Precision::Int8 => int8::available(),
+            Precision::Int4 => int4::available(),
         }
     }
 }
@@ -54,8 +74,9 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "int8" => Ok(Precision::Int8),
+            "int4" => Ok(Precision::Int4),
             other => Err(crate::Error::InvalidArgument(format!(
-                "unknown precision `{other}` (expected f32 or int8)"
+                "unknown precision `{other}` (expected f32, int8 or int4)"
             ))),
         }
     }
@@ -68,6 +89,7 @@ impl Linear {
             bias,
             packed: packed::Cache::default(),
             int8: int8::Cache::default(),
+            int4: int4::Cache::default(),
         }
     }
 
@@ -80,25 +102,31 @@ impl Linear {
     pub fn forward_at(&self, x: &Tensor, precision: Precision) -> Tensor {
         let (w, b) = (&self.weight, self.bias.as_ref());
         match inference_rows(x, w, b) {
-            Some(rows) => (precision == Precision::Int8)
-                .then(|| self.int8.linear(x, w, b, rows))
-                .flatten()
-                .or_else(|| few_rows::linear(x, w, b, rows))
-                .or_else(|| self.packed.linear(x, w, b, rows))
-                .unwrap_or_else(|| x.linear(w, b)),
+            Some(rows) => match precision {
+                Precision::F32 => None,
+                Precision::Int8 => self.int8.linear(x, w, b, rows),
+                Precision::Int4 => self.int4.linear(x, w, b, rows),
+            }
+            .or_else(|| few_rows::linear(x, w, b, rows))
+            .or_else(|| self.packed.linear(x, w, b, rows))
+            .unwrap_or_else(|| x.linear(w, b)),
             None => x.linear(w, b),
         }
     }
 
-    /// Makes the int8 rollout copy now if the weight changed since it was made (otherwise
-    /// the first int8 product does).
-    pub fn refresh_int8(&self) {
-        self.int8.refresh(&self.weight);
+    /// Makes the rollout copy of `precision` now if the weight changed since it was made
+    /// (otherwise the first product at that precision does). Nothing for f32.
+    pub fn refresh_rollout_copy(&self, precision: Precision) {
+        match precision {
+            Precision::F32 => {}
+            Precision::Int8 => self.int8.refresh(&self.weight),
+            Precision::Int4 => self.int4.refresh(&self.weight),
+        }
     }
 
-    /// Bytes held by the int8 rollout copy (0 until it is first made).
-    pub fn int8_bytes(&self) -> usize {
-        self.int8.bytes()
+    /// Bytes held by the rollout copies (0 until one is first made).
+    pub fn rollout_copy_bytes(&self) -> usize {
+        self.int8.bytes() + self.int4.bytes()
     }
 }
 
