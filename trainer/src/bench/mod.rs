@@ -196,8 +196,16 @@ impl<'m> Ours<'m> {
             None
         };
         if precision != Precision::F32 {
-            // The copy is made once per weight version; made here, its cost is not timed.
+            // The copy is made once per weight version; made here, its cost is not part of the
+            // decode figures (self-play logs it per step as `update.rollout_copy_s`).
+            let t = std::time::Instant::now();
             model.refresh_rollout_copy(precision);
+            eprintln!(
+                "{} rollout copy made in {:.2} s ({:.0} MB)",
+                precision.name(),
+                t.elapsed().as_secs_f64(),
+                model.rollout_copy_bytes() as f64 / 1e6
+            );
         }
         Ok(Ours {
             model,
