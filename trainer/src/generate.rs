@@ -202,17 +202,12 @@ pub fn generate(
     // last position gives the first logits.
     let shortest = unique.iter().map(Vec::len).min().unwrap_or(0);
     let shared = match &unique[..] {
-        [first, rest @ ..]
-            if params.share_prefix
-                && std::env::var_os("AZR_NO_SHARE").is_none()
-                && !rest.is_empty() =>
-        {
-            rest.iter()
-                .map(|p| first.iter().zip(p).take_while(|(a, b)| a == b).count())
-                .min()
-                .unwrap_or(0)
-                .min(shortest.saturating_sub(1))
-        }
+        [first, rest @ ..] if params.share_prefix && !rest.is_empty() => rest
+            .iter()
+            .map(|p| first.iter().zip(p).take_while(|(a, b)| a == b).count())
+            .min()
+            .unwrap_or(0)
+            .min(shortest.saturating_sub(1)),
         _ => 0,
     };
     let shared = if shared >= MIN_SHARED_PREFIX {
