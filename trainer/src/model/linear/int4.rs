@@ -80,7 +80,7 @@ fn is_quantizable(w: &Tensor) -> bool {
         && w.dim() == 2
         && w.is_contiguous()
         && w.size()[1] > 0
-        && w.size()[1] as usize % BLOCK == 0
+        && (w.size()[1] as usize).is_multiple_of(BLOCK)
 }
 
 impl Cache {
@@ -244,8 +244,11 @@ fn quantize_block(values: &[f32], out: &mut [u8]) {
             for l in 0..8 {
                 // Rounding half up; below 0 only through m's own f16 rounding (a block whose
                 // spread is tiny beside its values), clamped like the top.
+                // Not `clamp`, which keeps a NaN (a NaN or infinite weight): `max` and `min`
+                // return the number.
+                #[allow(clippy::manual_clamp)]
                 let x = ((vs[l] - mf) * inv + 0.5).max(0.0).min(15.0);
-                // SAFETY: `x` is in [0, 15]: `max` and `min` return the number, not a NaN.
+                // SAFETY: `x` is in [0, 15], as said above.
                 let level = unsafe { x.to_int_unchecked::<i32>() };
                 qs[l] = level as u8;
                 let e = vs[l] - (df * level as f32 + mf);
@@ -575,6 +578,16 @@ mod tests {
         }
     }
 
+    /// A diverged weight (NaN, infinite) quantises without a panic; only its block is lost.
+    #[test]
+    fn a_block_with_a_nan_or_an_infinity_quantizes_without_a_panic() {
+        let mut w = vec![0.5f32; 3 * BLOCK];
+        w[3] = f32::NAN;
+        w[BLOCK + 4] = f32::INFINITY;
+        let back = dequantize(&quantize(&w, 1, 3 * BLOCK), 1, 3 * BLOCK);
+        assert!(back[2 * BLOCK..].iter().all(|&v| v == 0.5));
+    }
+
     /// A block already on a 4-bit grid whose levels it does not all use (as weights loaded
     /// from a Q4_K or Q5_0 file often are) comes back exactly, not on a finer, shifted grid.
     #[test]
@@ -619,7 +632,7 @@ mod tests {
         for &(n, k) in &[(1, 32), (5, 64), (37, 96), (301, 576), (1000, 160), (7, 33)] {
             let w = random(&[n, k], n * 31 + k);
             let b = random(&[n], n + 7);
-            let whole = k as usize % BLOCK == 0;
+            let whole = (k as usize).is_multiple_of(BLOCK);
             let deq_w = if whole {
                 let data = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
                 let blocks = quantize(&data, n as usize, k as usize);
