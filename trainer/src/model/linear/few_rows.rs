@@ -137,21 +137,11 @@ mod avx512 {
     /// As `super::columns`, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
-        let first = ops.m.min(8);
-        let nr = panel_rows(first);
-        let mut j = n0;
-        while j < n1 {
-            // A last panel narrower than `nr` goes one weight row at a time.
-            let width = if n1 - j >= nr { nr } else { 1 };
-            let mut i = 0;
-            while i < ops.m {
-                let mr = (ops.m - i).min(8);
-                // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
-                unsafe { dispatch(ops, i, mr, j, width) };
-                i += mr;
-            }
-            j += width;
-        }
+        let nr = panel_rows(ops.m.min(8));
+        crate::model::linear::for_each_panel(ops.m, n0, n1, nr, 8, |i, mr, j, width| {
+            // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
+            unsafe { dispatch(ops, i, mr, j, width) }
+        });
     }
 
     /// Calls the panel kernel monomorphised for `mr` input rows and `width` weight rows.

@@ -406,6 +406,7 @@ unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{BLOCK, BLOCK_BYTES, Operands, ROW_BLOCK, panel_rows};
+    use crate::model::linear::x86::sum8;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -413,19 +414,10 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
         let nr = panel_rows(ops.m.min(ROW_BLOCK));
-        let mut j = n0;
-        while j < n1 {
-            // A last panel narrower than `nr` goes one weight row at a time.
-            let width = if n1 - j >= nr { nr } else { 1 };
-            let mut i = 0;
-            while i < ops.m {
-                let mr = (ops.m - i).min(ROW_BLOCK);
-                // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
-                unsafe { dispatch(ops, i, mr, j, width) };
-                i += mr;
-            }
-            j += width;
-        }
+        crate::model::linear::for_each_panel(ops.m, n0, n1, nr, ROW_BLOCK, |i, mr, j, width| {
+            // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
+            unsafe { dispatch(ops, i, mr, j, width) }
+        });
     }
 
     /// Calls the panel kernel monomorphised for `mr` input rows and `width` weight rows.
@@ -447,15 +439,6 @@ mod avx2 {
             };
         }
         go!(1, 2, 3, 4)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn sum8(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     /// `y[i..i+MR][j..j+NR] = x[i..i+MR] · w[j..j+NR]ᵀ (+ b[j..j+NR])`, block by block.

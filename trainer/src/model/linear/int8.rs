@@ -251,6 +251,7 @@ unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Operands, ROW_BLOCK, panel_rows};
+    use crate::model::linear::x86::sum8;
     use std::arch::x86_64::*;
 
     const LANES: usize = 8;
@@ -260,19 +261,10 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
         let nr = panel_rows(ops.m.min(ROW_BLOCK));
-        let mut j = n0;
-        while j < n1 {
-            // A last panel narrower than `nr` goes one weight row at a time.
-            let width = if n1 - j >= nr { nr } else { 1 };
-            let mut i = 0;
-            while i < ops.m {
-                let mr = (ops.m - i).min(ROW_BLOCK);
-                // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
-                unsafe { dispatch(ops, i, mr, j, width) };
-                i += mr;
-            }
-            j += width;
-        }
+        crate::model::linear::for_each_panel(ops.m, n0, n1, nr, ROW_BLOCK, |i, mr, j, width| {
+            // SAFETY: rows i..i+mr of x and y, weight rows j..j+width, all in bounds.
+            unsafe { dispatch(ops, i, mr, j, width) }
+        });
     }
 
     /// Calls the panel kernel monomorphised for `mr` input rows and `width` weight rows.
@@ -303,15 +295,6 @@ mod avx2 {
         // SAFETY: the caller passes 8 readable bytes.
         let bytes = unsafe { _mm_loadl_epi64(p as *const __m128i) };
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn sum8(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     /// `y[i..i+MR][j..j+NR] = (x[i..i+MR] · q[j..j+NR]ᵀ) · s[j..j+NR] (+ b[j..j+NR])`.

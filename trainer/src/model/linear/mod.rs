@@ -158,6 +158,48 @@ fn inference_rows(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Option<i64> {
     Some(x_shape[..x_shape.len() - 1].iter().product::<i64>())
 }
 
+/// The order the few-row kernels walk a product in: weight rows `n0..n1` in panels of `nr`
+/// (a last, narrower panel one row at a time), and against each panel the `m` input rows in
+/// blocks of at most `row_block`; `panel(i, mr, j, width)` computes one block by one panel.
+/// Inlined into each kernel's column loop.
+#[inline(always)]
+fn for_each_panel(
+    m: usize,
+    n0: usize,
+    n1: usize,
+    nr: usize,
+    row_block: usize,
+    mut panel: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut j = n0;
+    while j < n1 {
+        let width = if n1 - j >= nr { nr } else { 1 };
+        let mut i = 0;
+        while i < m {
+            let mr = (m - i).min(row_block);
+            panel(i, mr, j, width);
+            i += mr;
+        }
+        j += width;
+    }
+}
+
+/// Vector helpers the x86-64 kernels share.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// The sum of the eight lanes of `v`.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(super) fn sum8(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+}
+
 /// What a copy of a weight (packed, quantised) was made from: the weight's version counter,
 /// which every write bumps, and its data address, which a load or a move changes. A copy
 /// whose key differs from the weight's is stale.
