@@ -827,9 +827,7 @@ fn run(cli: Cli) -> Result<()> {
             for copy in copies {
                 let name = copy.name();
                 if !copy.available() {
-                    eprintln!(
-                        "no {name} kernel on this CPU (it needs AVX2, FMA and F16C): decoding reads f32"
-                    );
+                    eprintln!("no {name} kernel on this CPU (see --precision): decoding reads f32");
                     println!("mismatch {name} vs f32: none ({name} unavailable here)");
                 } else if loaded.model.device() == tch::Device::Cpu {
                     let m = azr_trainer::bench::mismatch::measure(

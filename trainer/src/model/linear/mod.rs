@@ -18,9 +18,6 @@ mod int4;
 mod int8;
 mod packed;
 
-pub use int4::available as int4_available;
-pub use int8::available as int8_available;
-
 use tch::{Device, Kind, Tensor};
 
 /// A weight and optional bias, with the packed copy of the weight that [`packed`] keeps.
