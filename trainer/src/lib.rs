@@ -49,6 +49,7 @@ pub mod selfplay;
 pub mod threads;
 pub mod tokenizer;
 pub mod train;
+pub mod vector;
 
 pub use error::{Error, Result};
 pub use loading::{LoadedModel, load};

@@ -137,6 +137,10 @@ enum Command {
         /// (e.g. f32, to see what a rollout copy gains in one run).
         #[arg(long)]
         compare_precision: Option<Precision>,
+        /// Also measure our decoding at --precision with every step through libtorch's
+        /// operators (as before decode steps were fused), taking turns with the other sides.
+        #[arg(long)]
+        compare_unfused: bool,
         /// Skip the rollout copies' mismatch against f32 (printed before the measurements).
         #[arg(long)]
         no_mismatch: bool,
@@ -737,6 +741,7 @@ fn run(cli: Cli) -> Result<()> {
             compare_llama_cpp,
             precision,
             compare_precision,
+            compare_unfused,
             no_mismatch,
             placement,
         } => {
@@ -851,8 +856,19 @@ fn run(cli: Cli) -> Result<()> {
                 )?),
                 None => None,
             };
+            let mut unfused = if compare_unfused {
+                Some(
+                    azr_trainer::bench::Ours::new(&loaded.model, &spec, train, precision)?
+                        .with_libtorch_steps(),
+                )
+            } else {
+                None
+            };
             let mut sides: Vec<&mut dyn azr_trainer::bench::Side> = vec![&mut ours];
             if let Some(other) = other_precision.as_mut() {
+                sides.push(other);
+            }
+            if let Some(other) = unfused.as_mut() {
                 sides.push(other);
             }
             for r in &mut references {

@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::device::synchronize;
-use crate::generate::decode_step;
+use crate::generate::{decode_step, decode_step_libtorch};
 use crate::model::{KvCache, Model, Precision, left_pad, positions_and_bias};
 use crate::train::{Sample, TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -118,7 +118,18 @@ impl Measure {
 
 /// Prefill of `prompts`, then `steps` single-token decode steps (greedy) from the weights
 /// `precision` names, under no_grad; the seconds of the decode steps alone.
-fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize, precision: Precision) -> Result<f64> {
+fn decode(
+    model: &Model,
+    prompts: &[Vec<i64>],
+    steps: usize,
+    precision: Precision,
+    fused: bool,
+) -> Result<f64> {
+    let step = if fused {
+        decode_step
+    } else {
+        decode_step_libtorch
+    };
     tch::no_grad(|| {
         let (ids, mut mask) = left_pad(prompts, 0, model.device())?;
         let mut cache =
@@ -129,7 +140,7 @@ fn decode(model: &Model, prompts: &[Vec<i64>], steps: usize, precision: Precisio
         synchronize(model.device());
         let t = Instant::now();
         for _ in 0..steps {
-            next = decode_step(model, &mut mask, &mut cache, &next, precision).argmax(-1, true);
+            next = step(model, &mut mask, &mut cache, &next, precision).argmax(-1, true);
         }
         // Reading the last token back forces the work to finish (matters on CUDA).
         let _ = Vec::<i64>::try_from(next.flatten(0, -1))?;
@@ -149,6 +160,9 @@ pub trait Side {
 pub struct Ours<'m> {
     model: &'m Model,
     precision: Precision,
+    /// Decode steps fused where they can be (as generation runs them), or always through
+    /// libtorch's operators.
+    fused: bool,
     spec: BenchSpec,
     prompt: Vec<i64>,
     short: Vec<Vec<i64>>,
@@ -210,6 +224,7 @@ impl<'m> Ours<'m> {
         Ok(Ours {
             model,
             precision,
+            fused: true,
             spec: spec.clone(),
             prompt: ids(spec.prefill_tokens, 0, vocab),
             short: (0..8)
@@ -220,9 +235,19 @@ impl<'m> Ours<'m> {
     }
 }
 
+impl Ours<'_> {
+    /// This side with its decode steps through libtorch's operators (the path before the
+    /// fused step), to measure what fusing gains in one run.
+    pub fn with_libtorch_steps(mut self) -> Self {
+        self.fused = false;
+        self
+    }
+}
+
 impl Side for Ours<'_> {
     fn name(&self) -> String {
-        format!("azr-trainer {}", self.precision.name())
+        let path = if self.fused { "" } else { " libtorch-ops" };
+        format!("azr-trainer {}{path}", self.precision.name())
     }
 
     fn once(&mut self, m: Measure) -> Result<f64> {
@@ -246,10 +271,15 @@ impl Side for Ours<'_> {
                 &self.short[..1],
                 self.spec.decode_tokens,
                 self.precision,
+                self.fused,
             ),
-            Measure::DecodeB8 => {
-                decode(model, &self.short, self.spec.decode_tokens, self.precision)
-            }
+            Measure::DecodeB8 => decode(
+                model,
+                &self.short,
+                self.spec.decode_tokens,
+                self.precision,
+                self.fused,
+            ),
             Measure::Train => {
                 let (trainer, samples) = self.train.as_mut().ok_or_else(|| {
                     Error::InvalidArgument("bench made without the training step".into())

@@ -20,6 +20,8 @@ use super::rotary;
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
+mod step;
+
 /// Reads a Llama `config.json`.
 pub fn config_from_hf(v: &Value) -> Result<Config> {
     let o_bias = v
@@ -69,6 +71,25 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
+    /// Makes room for `t` more positions: doubles the buffers (one copy) when they are full.
+    fn reserve(&mut self, t: i64) {
+        let room = self.k.size()[2];
+        if self.len + t <= room {
+            return;
+        }
+        let grown = (2 * room).max(self.len + t);
+        let len = self.len;
+        let grow = |x: &Tensor| {
+            let mut shape = x.size();
+            shape[2] = grown;
+            let bigger = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
+            bigger.narrow(2, 0, len).copy_(&x.narrow(2, 0, len));
+            bigger
+        };
+        self.k = grow(&self.k);
+        self.v = grow(&self.v);
+    }
+
     /// Writes this step's keys and values `[B, kv_heads, T, head_dim]` after the filled part
     /// (growing the buffers if they are full) and returns views of everything filled.
     fn append(
@@ -93,21 +114,7 @@ impl LayerCache {
                 })
             }
         };
-        let room = layer.k.size()[2];
-        if layer.len + t > room {
-            let grown = (2 * room).max(layer.len + t);
-            let grow = |x: &Tensor| {
-                let mut shape = x.size();
-                shape[2] = grown;
-                let bigger = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
-                bigger
-                    .narrow(2, 0, layer.len)
-                    .copy_(&x.narrow(2, 0, layer.len));
-                bigger
-            };
-            layer.k = grow(&layer.k);
-            layer.v = grow(&layer.v);
-        }
+        layer.reserve(t);
         layer.k.narrow(2, layer.len, t).copy_(&k);
         layer.v.narrow(2, layer.len, t).copy_(&v);
         layer.len += t;
@@ -142,6 +149,16 @@ impl KvCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every layer's filled keys, then values, as `[B, kv_heads, len, head_dim]` views: what
+    /// a test compares between two ways of filling a cache.
+    pub fn tensors(&self) -> Vec<Tensor> {
+        self.layers
+            .iter()
+            .flatten()
+            .flat_map(|l| [l.k.narrow(2, 0, l.len), l.v.narrow(2, 0, l.len)])
+            .collect()
     }
 
     /// Keeps the batch rows `rows` (a 1-D int64 tensor of indices), in that order; an index

@@ -226,7 +226,7 @@ pub(crate) fn autograd_records(tensors: &[&tch::Tensor]) -> bool {
 
 /// Whether autograd is recording. Parameters report `requires_grad` even under `no_grad`,
 /// so the flag alone cannot tell a decode step from a training forward pass.
-fn grad_mode_enabled() -> bool {
+pub(crate) fn grad_mode_enabled() -> bool {
     // SAFETY: sets the thread-local grad mode and at once restores the previous value.
     unsafe {
         let previous = torch_sys::at_grad_set_enabled(0);

@@ -42,15 +42,23 @@ fn fused(x: &Tensor, weight: &Tensor, eps: f64) -> Option<Tensor> {
             std::slice::from_raw_parts_mut(y.data_ptr() as *mut f32, n),
         )
     };
+    rms_norm_rows(xs, ws, eps, ys);
+    Some(y)
+}
+
+/// The norm of each row of `x` (rows as long as `weight`) into the same row of `y`: the
+/// fused path's arithmetic, on slices (the fused decode step's norms).
+pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f64, y: &mut [f32]) {
+    let h = weight.len();
+    assert!(h > 0 && x.len() == y.len() && x.len().is_multiple_of(h));
     let eps = eps as f32;
-    for (x, y) in xs.chunks_exact(h).zip(ys.chunks_exact_mut(h)) {
+    for (x, y) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)) {
         let var = sum_of_squares(x) / h as f32;
         let r = 1.0 / (var + eps).sqrt();
-        for ((y, &x), &w) in y.iter_mut().zip(x).zip(ws) {
+        for ((y, &x), &w) in y.iter_mut().zip(x).zip(weight) {
             *y = w * (x * r);
         }
     }
-    Some(y)
 }
 
 /// Σ x² with sixteen partial sums (which the compiler keeps in vector registers).

@@ -50,7 +50,6 @@ fn fused(x: &Tensor, rope: &Rope) -> Option<Tensor> {
     let y = Tensor::empty([b, heads, t, d], (Kind::Float, Device::Cpu));
     let [b, t, heads, d] = [b, t, heads, d].map(|v| v as usize);
     let [s0, s1, s2, _] = <[i64; 4]>::try_from(strides).ok()?.map(|v| v as usize);
-    let half = d / 2;
     // SAFETY: `x` is an f32 CPU tensor whose element (i, j, h, e) sits at offset
     // i·s0 + j·s1 + h·s2 + e (non-negative strides, last one 1), read only; the tables are
     // contiguous `[b, 1, t, d]` f32 tensors; `y` is a fresh contiguous `[b, heads, t, d]`
@@ -71,17 +70,25 @@ fn fused(x: &Tensor, rope: &Rope) -> Option<Tensor> {
                     let src = std::slice::from_raw_parts(xp.add(i * s0 + j * s1 + h * s2), d);
                     let dst =
                         std::slice::from_raw_parts_mut(yp.add(((i * heads + h) * t + j) * d), d);
-                    let (x1, x2) = src.split_at(half);
-                    let (y1, y2) = dst.split_at_mut(half);
-                    for e in 0..half {
-                        y1[e] = x1[e] * cos[e] + (-x2[e]) * sin[e];
-                        y2[e] = x2[e] * cos[half + e] + x1[e] * sin[half + e];
-                    }
+                    rotate(src, cos, sin, dst);
                 }
             }
         }
     }
     Some(y)
+}
+
+/// One head `x` rotated by one position's `cos` and `sin` into `y` (all of the head's
+/// length, even): the libtorch formula's multiplications and additions, element by element.
+pub(crate) fn rotate(x: &[f32], cos: &[f32], sin: &[f32], y: &mut [f32]) {
+    let half = x.len() / 2;
+    assert!(x.len().is_multiple_of(2) && cos.len() == x.len() && sin.len() == x.len());
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y.split_at_mut(half);
+    for e in 0..half {
+        y1[e] = x1[e] * cos[e] + (-x2[e]) * sin[e];
+        y2[e] = x2[e] * cos[half + e] + x1[e] * sin[half + e];
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,11 @@ pub struct GroupRecord {
 pub struct Times {
     pub total_s: f64,
     pub generate_s: f64,
+    /// Of `generate_s`: the prompts' forward passes, and the decode steps with sampling.
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// Prompt positions computed (after deduplication and shared openings).
+    pub prompt_tokens: usize,
     pub sandbox_s: f64,
     pub update_s: f64,
     pub checkpoint_s: f64,
@@ -331,9 +336,11 @@ impl Progress {
                 .map_or("-".to_owned(), |v| format!("{v:.2}"))
         };
         eprintln!(
-            "{bar} {eta} | {:.1} s (gen {:.1}, sandbox {:.2}, update {:.1}) | valid i {} o {} f {} | solve i {} o {} f {} | zero-variance groups {} | {:.1} tok/s",
+            "{bar} {eta} | {:.1} s (gen {:.1} = prompts {:.1} + decode {:.1}, sandbox {:.2}, update {:.1}) | valid i {} o {} f {} | solve i {} o {} f {} | zero-variance groups {} | {:.1} tok/s",
             r.time.total_s,
             r.time.generate_s,
+            r.time.prefill_s,
+            r.time.decode_s,
             r.time.sandbox_s,
             r.time.update_s,
             rate("gen_code_i", |g| g.valid_rate),

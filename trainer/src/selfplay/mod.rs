@@ -47,7 +47,7 @@ use crate::azr::task::{Group, InductionTask, Role, SolveTask, TaskType, Triplet}
 use crate::azr::trrpp;
 use crate::azr::{Buffers, buffer::Pushed};
 use crate::device::Placement;
-use crate::generate::{SamplingParams, generate, response_logprobs};
+use crate::generate::{SamplingParams, generate_with_stats, response_logprobs};
 use crate::model::{Model, Precision};
 use crate::tokenizer::TextTokenizer;
 use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
@@ -411,7 +411,12 @@ impl SelfPlay {
                 precision: r.precision,
                 share_prefix: r.share_prefix,
             };
-            for c in generate(&self.model, &self.tokenizer, chunk, &params)? {
+            let (completions, stats) =
+                generate_with_stats(&self.model, &self.tokenizer, chunk, &params)?;
+            times.prefill_s += stats.prefill_s;
+            times.decode_s += stats.decode_s;
+            times.prompt_tokens += stats.prompt_tokens;
+            for c in completions {
                 times.generated_tokens += c.tokens.len();
                 let text = self.tokenizer.decode(&c.tokens, true)?;
                 out.push(Generated {

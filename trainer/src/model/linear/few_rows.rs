@@ -16,7 +16,7 @@
 //! differ from it by rounding (≈ 1e-7 relative), as MKL's own paths for different row
 //! counts differ from each other.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 /// The most rows the kernel takes. Above this, MKL's matrix-matrix path is compute-bound
 /// and efficient.
@@ -25,36 +25,31 @@ pub const MAX_ROWS: i64 = 16;
 /// Below this many multiply-adds a product runs on one thread: waking another costs more.
 const MIN_PARALLEL_WORK: usize = 1 << 17;
 
-/// `x · wᵀ + b` by the kernel, or `None` when it does not apply. The caller has checked that
-/// every operand is an f32 CPU tensor, `w` a contiguous `[n, k]` matrix with `k` the last
-/// dimension of `x`, `b` a contiguous `[n]` vector, and that autograd need not record.
-pub(super) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, rows: i64) -> Option<Tensor> {
-    if !(2..=MAX_ROWS).contains(&rows) || !kernel_available() {
-        return None;
-    }
-    let (n, k) = (w.size()[0], w.size()[1]);
-    let x = x.contiguous();
-    let mut out_shape = x.size();
-    if let Some(last) = out_shape.last_mut() {
-        *last = n;
-    }
-    let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
-    let (m, n, k) = (rows as usize, n as usize, k as usize);
-    // SAFETY: `x` (m × k), `w` (n × k), `b` (n) are contiguous f32 CPU tensors of those sizes
-    // (checked by the caller), `y` is a fresh contiguous tensor of m × n that nothing else
-    // can see yet; they stay alive for the whole call, and the kernel writes `y` only.
+/// Whether the kernel takes a product of `m` rows on this CPU.
+pub(super) fn applies(m: usize) -> bool {
+    (2..=MAX_ROWS as usize).contains(&m) && kernel_available()
+}
+
+/// `y = x · wᵀ + b` for `m` rows (`x` m × k, `y` m × n), where [`applies`]`(m)`. The caller
+/// has checked that `w` is a contiguous f32 CPU `[n, k]` matrix, alive and unwritten for the
+/// call, and the slices' lengths.
+pub(super) fn product(w: &Tensor, b: Option<&[f32]>, x: &[f32], m: usize, y: &mut [f32]) {
+    let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
+    assert!(x.len() == m * k && y.len() == m * n && b.is_none_or(|b| b.len() == n));
+    // SAFETY: `x` (m × k), `w` (n × k), `b` (n) and `y` (m × n) hold those many f32 values
+    // (checked above and by the caller); they stay alive for the whole call, and the
+    // kernel writes `y` only.
     unsafe {
-        product(Operands {
-            x: x.data_ptr() as *const f32,
+        product_raw(Operands {
+            x: x.as_ptr(),
             w: w.data_ptr() as *const f32,
-            b: b.map(|b| b.data_ptr() as *const f32),
-            y: y.data_ptr() as *mut f32,
+            b: b.map(<[f32]>::as_ptr),
+            y: y.as_mut_ptr(),
             m,
             n,
             k,
         })
     };
-    Some(y)
 }
 
 fn kernel_available() -> bool {
@@ -89,7 +84,7 @@ unsafe impl Sync for Operands {}
 /// # Safety
 /// `ops.x`, `w`, `b`, `y` point to m × k, n × k, n and m × n f32 values; only `y` is
 /// written.
-unsafe fn product(ops: Operands) {
+unsafe fn product_raw(ops: Operands) {
     let Operands { m, n, k, .. } = ops;
     let parallel = m * n * k >= MIN_PARALLEL_WORK;
     crate::threads::for_column_ranges(n, panel_rows(m.min(8)), parallel, &|n0, n1| {
@@ -112,10 +107,10 @@ const fn panel_rows(mr: usize) -> usize {
 /// Columns `n0..n1` of `y` (weight rows `n0..n1`), for every input row.
 ///
 /// # Safety
-/// As [`product`], with `n0 <= n1 <= n`.
+/// As [`product_raw`], with `n0 <= n1 <= n`.
 unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `product` runs only where `kernel_available` found AVX-512F.
+    // SAFETY: `product` runs the kernel only where `applies` found AVX-512F.
     unsafe {
         avx512::columns(ops, n0, n1)
     }

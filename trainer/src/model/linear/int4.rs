@@ -117,49 +117,46 @@ impl Cache {
         slot.as_ref().map_or(0, |q| q.blocks.len())
     }
 
-    /// `x · wᵀ + b` from the 4-bit copy and int8 activations, or `None` where the kernel does
-    /// not apply (more than [`MAX_ROWS`] rows, rows not whole blocks, no AVX2/FMA/F16C). The
-    /// caller has checked the operands as for `few_rows::linear`.
-    pub(super) fn linear(
+    /// `y = x · wᵀ + b` for `m` rows (`x` m × k, `y` m × n) from the 4-bit copy of `w`, made
+    /// again first if `w` changed, and `x` rounded to int8, where [`applies`]`(w, m)`. The
+    /// caller has checked that `w` is a contiguous f32 CPU `[n, k]` matrix and the slices'
+    /// lengths.
+    pub(super) fn product(
         &self,
-        x: &Tensor,
         w: &Tensor,
-        b: Option<&Tensor>,
-        rows: i64,
-    ) -> Option<Tensor> {
-        if !(1..=MAX_ROWS).contains(&rows) || !available() || !is_quantizable(w) {
-            return None;
-        }
+        b: Option<&[f32]>,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+    ) {
         let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
-        let m = rows as usize;
-        let x = x.contiguous();
-        // SAFETY: `x` is a contiguous f32 CPU tensor of m × k values (checked by the caller).
-        let xs = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, m * k) };
-        let acts = Activations::quantize(xs, m, k);
+        assert!(x.len() == m * k && y.len() == m * n && b.is_none_or(|b| b.len() == n));
+        let acts = Activations::quantize(x, m, k);
         let slot = self.current(w);
-        let q = slot.as_ref()?;
-        let mut out_shape = x.size();
-        if let Some(last) = out_shape.last_mut() {
-            *last = n as i64;
-        }
-        let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
+        let Some(q) = slot.as_ref() else {
+            unreachable!("`current` leaves a copy in the slot")
+        };
         let ops = Operands {
             x: acts.values.as_ptr(),
             x_scales: acts.scales.as_ptr(),
             x_sums: acts.sums.as_ptr(),
             w: q.blocks.as_ptr(),
-            b: b.map(|b| b.data_ptr() as *const f32),
-            y: y.data_ptr() as *mut f32,
+            b: b.map(<[f32]>::as_ptr),
+            y: y.as_mut_ptr(),
             m,
             n,
             k,
         };
         // SAFETY: `acts` holds m × k values and m × k / BLOCK scales and sums, `q` n rows of
-        // k / BLOCK blocks, `b` (checked by the caller) n values, `y` is a fresh contiguous
-        // m × n tensor; all stay alive (the lock is held) for the call, which writes `y` only.
-        unsafe { product(ops) };
-        Some(y)
+        // k / BLOCK blocks, `b` n values and `y` m × n (checked above); all stay alive (the
+        // lock is held) for the call, which writes `y` only; `applies` found AVX2, FMA, F16C.
+        unsafe { product_raw(ops) };
     }
+}
+
+/// Whether the kernel takes a product of `m` rows by `w` on this CPU.
+pub(super) fn applies(w: &Tensor, m: usize) -> bool {
+    (1..=MAX_ROWS as usize).contains(&m) && available() && is_quantizable(w)
 }
 
 /// Rounds each block of `w`'s rows to `d · q + m` (see the module's documentation).
@@ -379,7 +376,7 @@ const fn panel_rows(mr: usize) -> usize {
 
 /// # Safety
 /// As `Cache::linear` describes the operands; the CPU has AVX2, FMA and F16C.
-unsafe fn product(ops: Operands) {
+unsafe fn product_raw(ops: Operands) {
     let Operands { m, n, k, .. } = ops;
     let parallel = m * n * k >= MIN_PARALLEL_WORK;
     crate::threads::for_column_ranges(n, panel_rows(m.min(ROW_BLOCK)), parallel, &|n0, n1| {
@@ -389,10 +386,10 @@ unsafe fn product(ops: Operands) {
 }
 
 /// # Safety
-/// As [`product`], with `n0 <= n1 <= n`.
+/// As [`product_raw`], with `n0 <= n1 <= n`.
 unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `linear` runs the kernel only where `available` found AVX2, FMA and F16C.
+    // SAFETY: `product` runs the kernel only where `applies` found AVX2, FMA and F16C.
     unsafe {
         avx2::columns(ops, n0, n1)
     }

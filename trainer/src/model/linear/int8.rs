@@ -97,44 +97,43 @@ impl Cache {
             .map_or(0, |q| q.values.len() + 4 * q.scales.len())
     }
 
-    /// `x · (q · s)ᵀ + b`, or `None` where the kernel does not apply (more than
-    /// [`MAX_ROWS`] rows, no AVX2). The caller has checked the operands as for
-    /// `few_rows::linear`.
-    pub(super) fn linear(
+    /// `y = x · (q · s)ᵀ + b` for `m` rows (`x` m × k, `y` m × n) from the copy of `w`, made
+    /// again first if `w` changed, where [`applies`]`(m)`. The caller has checked that `w` is
+    /// a contiguous f32 CPU `[n, k]` matrix and the slices' lengths.
+    pub(super) fn product(
         &self,
-        x: &Tensor,
         w: &Tensor,
-        b: Option<&Tensor>,
-        rows: i64,
-    ) -> Option<Tensor> {
-        if !(1..=MAX_ROWS).contains(&rows) || !available() {
-            return None;
-        }
+        b: Option<&[f32]>,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+    ) {
+        let (n, k) = (w.size()[0] as usize, w.size()[1] as usize);
+        assert!(x.len() == m * k && y.len() == m * n && b.is_none_or(|b| b.len() == n));
         let slot = self.current(w);
-        let q = slot.as_ref()?;
-        let (n, k) = (w.size()[0], w.size()[1]);
-        let x = x.contiguous();
-        let mut out_shape = x.size();
-        if let Some(last) = out_shape.last_mut() {
-            *last = n;
-        }
-        let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
+        let Some(q) = slot.as_ref() else {
+            unreachable!("`current` leaves a copy in the slot")
+        };
         let ops = Operands {
-            x: x.data_ptr() as *const f32,
+            x: x.as_ptr(),
             w: q.values.as_ptr(),
             scales: q.scales.as_ptr(),
-            b: b.map(|b| b.data_ptr() as *const f32),
-            y: y.data_ptr() as *mut f32,
-            m: rows as usize,
-            n: n as usize,
-            k: k as usize,
+            b: b.map(<[f32]>::as_ptr),
+            y: y.as_mut_ptr(),
+            m,
+            n,
+            k,
         };
-        // SAFETY: `x` (m × k), `b` (n) are contiguous f32 CPU tensors of those sizes (checked
-        // by the caller), `q` holds n × k values and n scales, `y` is a fresh contiguous m × n
-        // tensor; all stay alive (the lock is held) for the call, which writes `y` only.
-        unsafe { product(ops) };
-        Some(y)
+        // SAFETY: `x` (m × k), `b` (n) and `y` (m × n) hold those many values (checked
+        // above), `q` n × k values and n scales; all stay alive (the lock is held) for the
+        // call, which writes `y` only; `applies` found AVX2 and FMA.
+        unsafe { product_raw(ops) };
     }
+}
+
+/// Whether the kernel takes a product of `m` rows on this CPU.
+pub(super) fn applies(m: usize) -> bool {
+    (1..=MAX_ROWS as usize).contains(&m) && available()
 }
 
 fn is_quantizable(w: &Tensor) -> bool {
@@ -212,7 +211,7 @@ unsafe impl Sync for Operands {}
 /// # Safety
 /// `ops.x`, `w`, `scales`, `b`, `y` point to m × k, n × k, n, n and m × n values; only `y`
 /// is written; the CPU has AVX2 and FMA.
-unsafe fn product(ops: Operands) {
+unsafe fn product_raw(ops: Operands) {
     let Operands { m, n, k, .. } = ops;
     let parallel = m * n * k >= MIN_PARALLEL_WORK;
     crate::threads::for_column_ranges(n, panel_rows(m.min(ROW_BLOCK)), parallel, &|n0, n1| {
@@ -234,10 +233,10 @@ const fn panel_rows(mr: usize) -> usize {
 }
 
 /// # Safety
-/// As [`product`], with `n0 <= n1 <= n`.
+/// As [`product_raw`], with `n0 <= n1 <= n`.
 unsafe fn columns(ops: Operands, n0: usize, n1: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `linear` runs the kernel only where `available` found AVX2 and FMA.
+    // SAFETY: `product` runs the kernel only where `applies` found AVX2 and FMA.
     unsafe {
         avx2::columns(ops, n0, n1)
     }

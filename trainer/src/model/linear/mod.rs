@@ -98,17 +98,98 @@ impl Linear {
     /// [`Linear::forward`] from the weights `precision` names, where that path applies.
     pub fn forward_at(&self, x: &Tensor, precision: Precision) -> Tensor {
         let (w, b) = (&self.weight, self.bias.as_ref());
-        match inference_rows(x, w, b) {
-            Some(rows) => match precision {
-                Precision::F32 => None,
-                Precision::Int8 => self.int8.linear(x, w, b, rows),
-                Precision::Int4 => self.int4.linear(x, w, b, rows),
+        let Some(rows) = inference_rows(x, w, b) else {
+            return x.linear(w, b);
+        };
+        if let Some(kernel) = usize::try_from(rows)
+            .ok()
+            .and_then(|m| self.few_rows_kernel(m, precision))
+        {
+            let x = x.contiguous();
+            let mut out_shape = x.size();
+            if let Some(last) = out_shape.last_mut() {
+                *last = w.size()[0];
             }
-            .or_else(|| few_rows::linear(x, w, b, rows))
-            .or_else(|| self.packed.linear(x, w, b, rows))
-            .unwrap_or_else(|| x.linear(w, b)),
-            None => x.linear(w, b),
+            let y = Tensor::empty(out_shape.as_slice(), (Kind::Float, Device::Cpu));
+            let (m, n, k) = (rows as usize, w.size()[0] as usize, w.size()[1] as usize);
+            // SAFETY: `x` is a contiguous f32 CPU tensor of m × k values (`inference_rows`),
+            // `y` a fresh one of m × n that nothing else sees; both outlive the slices.
+            let (xs, ys) = unsafe {
+                (
+                    std::slice::from_raw_parts(x.data_ptr() as *const f32, m * k),
+                    std::slice::from_raw_parts_mut(y.data_ptr() as *mut f32, m * n),
+                )
+            };
+            self.run_few_rows(kernel, xs, m, ys);
+            return y;
         }
+        self.packed
+            .linear(x, w, b, rows)
+            .unwrap_or_else(|| x.linear(w, b))
+    }
+
+    /// `y = x · wᵀ + b` for `m` rows given as slices (`x` m × k, `y` m × n), by the kernel
+    /// for `precision` where one applies and by [`Linear::forward_at`] otherwise: the fused
+    /// decode step's products, which never leave a result in a tensor.
+    ///
+    /// Outside autograd only, for an f32 CPU weight (the caller's checks).
+    pub(crate) fn forward_rows(&self, x: &[f32], m: usize, y: &mut [f32], precision: Precision) {
+        let (n, k) = (
+            self.weight.size()[0] as usize,
+            self.weight.size()[1] as usize,
+        );
+        assert!(
+            x.len() == m * k && y.len() == m * n,
+            "a product of {m} rows by a {n} × {k} weight was given {} inputs and {} outputs",
+            x.len(),
+            y.len()
+        );
+        if self.is_plain()
+            && let Some(kernel) = self.few_rows_kernel(m, precision)
+        {
+            return self.run_few_rows(kernel, x, m, y);
+        }
+        let xt = Tensor::from_slice(x).view([m as i64, k as i64]);
+        self.forward_at(&xt, precision).copy_data(y, m * n);
+    }
+
+    /// The kernel that takes a product of `m` rows at `precision`, if one does on this CPU.
+    /// The operands must already be known plain (see [`Linear::is_plain`]).
+    fn few_rows_kernel(&self, m: usize, precision: Precision) -> Option<FewRows> {
+        match precision {
+            Precision::Int8 if int8::applies(m) => Some(FewRows::Int8),
+            Precision::Int4 if int4::applies(&self.weight, m) => Some(FewRows::Int4),
+            _ if few_rows::applies(m) => Some(FewRows::F32),
+            _ => None,
+        }
+    }
+
+    fn run_few_rows(&self, kernel: FewRows, x: &[f32], m: usize, y: &mut [f32]) {
+        let b = self.bias.as_ref().map(|b| {
+            // SAFETY: the bias is a contiguous f32 CPU vector of n values (`is_plain` or
+            // `inference_rows` checked it), alive and unwritten while `self` is borrowed.
+            unsafe { std::slice::from_raw_parts(b.data_ptr() as *const f32, b.numel()) }
+        });
+        match kernel {
+            FewRows::F32 => few_rows::product(&self.weight, b, x, m, y),
+            FewRows::Int8 => self.int8.product(&self.weight, b, x, m, y),
+            FewRows::Int4 => self.int4.product(&self.weight, b, x, m, y),
+        }
+    }
+
+    /// Whether the weight and bias are what the few-row kernels read: contiguous f32 CPU
+    /// tensors of shapes `[n, k]` and `[n]`, with a row of at least one value.
+    fn is_plain(&self) -> bool {
+        let f32_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+        let w = &self.weight;
+        f32_cpu(w)
+            && w.dim() == 2
+            && w.is_contiguous()
+            && w.size()[1] > 0
+            && self
+                .bias
+                .as_ref()
+                .is_none_or(|b| f32_cpu(b) && b.size() == [w.size()[0]] && b.is_contiguous())
     }
 
     /// Makes the rollout copy of `precision` now if the weight changed since it was made
@@ -125,6 +206,14 @@ impl Linear {
     pub fn rollout_copy_bytes(&self) -> usize {
         self.int8.bytes() + self.int4.bytes()
     }
+}
+
+/// The few-row kernels (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+enum FewRows {
+    F32,
+    Int8,
+    Int4,
 }
 
 /// The number of rows of `x` when the product can leave libtorch: f32 CPU operands, a
