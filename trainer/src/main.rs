@@ -137,8 +137,9 @@ enum Command {
         /// (e.g. f32, to see what a rollout copy gains in one run).
         #[arg(long)]
         compare_precision: Option<Precision>,
-        /// Also measure our decoding at --precision with every step through libtorch's
-        /// operators (as before decode steps were fused), taking turns with the other sides.
+        /// Also measure our decoding at --precision (and --compare-precision) with every step
+        /// through libtorch's operators (as before decode steps were fused), taking turns
+        /// with the other sides.
         #[arg(long)]
         compare_unfused: bool,
         /// Skip the rollout copies' mismatch against f32 (printed before the measurements).
@@ -856,19 +857,21 @@ fn run(cli: Cli) -> Result<()> {
                 )?),
                 None => None,
             };
-            let mut unfused = if compare_unfused {
-                Some(
-                    azr_trainer::bench::Ours::new(&loaded.model, &spec, train, precision)?
-                        .with_libtorch_steps(),
-                )
-            } else {
-                None
-            };
+            // One libtorch-operator side per precision measured, in the same order.
+            let mut unfused = Vec::new();
+            if compare_unfused {
+                for p in std::iter::once(precision).chain(compare_precision) {
+                    unfused.push(
+                        azr_trainer::bench::Ours::new(&loaded.model, &spec, train, p)?
+                            .with_libtorch_steps(),
+                    );
+                }
+            }
             let mut sides: Vec<&mut dyn azr_trainer::bench::Side> = vec![&mut ours];
             if let Some(other) = other_precision.as_mut() {
                 sides.push(other);
             }
-            if let Some(other) = unfused.as_mut() {
+            for other in &mut unfused {
                 sides.push(other);
             }
             for r in &mut references {
