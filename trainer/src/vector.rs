@@ -2,6 +2,30 @@
 //! compiles a loop for AVX2 and FMA where the CPU has them (the baseline x86-64 build has
 //! only SSE2: four lanes, no fused multiply-add, and no vector rounding).
 
+/// Defines a function whose body is compiled twice, for the baseline target and for AVX2
+/// and FMA, and picks at run time: a loop over slices then runs eight lanes at a time where
+/// the CPU allows, with one copy of its source.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            if $crate::vector::simd() {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                // SAFETY: `simd` found AVX2 and FMA on this CPU.
+                return unsafe { avx2($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
+
 /// Whether loops may be compiled for AVX2 and FMA (eight lanes at a time, where
 /// the baseline x86-64 build has four).
 #[cfg(target_arch = "x86_64")]
@@ -72,10 +96,9 @@ pub fn max(x: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, &v| m.max(v))
 }
 
-/// `out[i] = e^(x[i] − shift)`, and the sum of `out`.
-pub fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
-    #[inline(always)]
-    fn body(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
+simd_fn! {
+    /// `out[i] = e^(x[i] − shift)`, and the sum of `out`.
+    pub fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
         assert_eq!(x.len(), out.len());
         let mut acc = [0f32; 8];
         let mut xs = x.chunks_exact(8);
@@ -93,16 +116,6 @@ pub fn exp_shifted(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
         }
         acc.iter().sum::<f32>() + tail
     }
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
-            body(x, shift, out)
-        }
-        // SAFETY: `simd` found AVX2 and FMA.
-        return unsafe { avx2(x, shift, out) };
-    }
-    body(x, shift, out)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use super::{KvCache, LayerCache, Model};
 use crate::model::linear::Precision;
 use crate::model::norm::rms_norm_rows;
 use crate::model::rotary::rotate;
-use crate::vector::{dot, exp, simd};
+use crate::vector::{dot, exp, simd_fn};
 
 /// Below this many multiply-adds, attention runs on one thread: waking another costs more.
 const MIN_PARALLEL_WORK: usize = 1 << 15;
@@ -229,10 +229,9 @@ fn add_into(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// `silu(gate) · up` for each row of `gate_up` (`[gate | up]`, `inter` each) into `act`.
-fn swiglu(gate_up: &[f32], inter: usize, act: &mut [f32]) {
-    #[inline(always)]
-    fn body(gate_up: &[f32], inter: usize, act: &mut [f32]) {
+simd_fn! {
+    /// `silu(gate) · up` for each row of `gate_up` (`[gate | up]`, `inter` each) into `act`.
+    fn swiglu(gate_up: &[f32], inter: usize, act: &mut [f32]) {
         for (gu, a) in gate_up
             .chunks_exact(2 * inter)
             .zip(act.chunks_exact_mut(inter))
@@ -244,16 +243,6 @@ fn swiglu(gate_up: &[f32], inter: usize, act: &mut [f32]) {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(gate_up: &[f32], inter: usize, act: &mut [f32]) {
-            body(gate_up, inter, act)
-        }
-        // SAFETY: `simd` found AVX2 and FMA.
-        return unsafe { avx2(gate_up, inter, act) };
-    }
-    body(gate_up, inter, act)
 }
 
 /// Where the attention parts write: each its own heads' outputs.
@@ -327,17 +316,10 @@ fn attention(a: &Attention) {
     });
 }
 
-/// One query head over its positions: `out = Σ softmax(q·k / √d) v` over the allowed ones.
-fn attend(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    allowed: &[bool],
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    #[inline(always)]
-    fn body(
+simd_fn! {
+    /// One query head over its positions: `out = Σ softmax(q·k / √d) v` over the allowed
+    /// ones.
+    fn attend(
         q: &[f32],
         keys: &[f32],
         values: &[f32],
@@ -373,21 +355,4 @@ fn attend(
             *o *= inv;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(
-            q: &[f32],
-            keys: &[f32],
-            values: &[f32],
-            allowed: &[bool],
-            scores: &mut [f32],
-            out: &mut [f32],
-        ) {
-            body(q, keys, values, allowed, scores, out)
-        }
-        // SAFETY: `simd` found AVX2 and FMA.
-        return unsafe { avx2(q, keys, values, allowed, scores, out) };
-    }
-    body(q, keys, values, allowed, scores, out)
 }
