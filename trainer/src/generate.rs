@@ -280,6 +280,30 @@ pub fn generate_with_stats(
         0
     };
     let suffixes: Vec<Vec<i64>> = unique.iter().map(|p| p[shared..].to_vec()).collect();
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // What a prefix tree of the prompts would leave to compute: each prompt's tokens past
+        // its longest common opening with an earlier one.
+        let tree: usize = unique
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let common = unique[..i]
+                    .iter()
+                    .map(|q| p.iter().zip(q).take_while(|(a, b)| a == b).count())
+                    .max()
+                    .unwrap_or(0);
+                p.len() - common.min(p.len().saturating_sub(1))
+            })
+            .sum();
+        tracing::debug!(
+            prompts = prompts.len(),
+            unique = unique.len(),
+            shared,
+            computed = shared + suffixes.iter().map(Vec::len).sum::<usize>(),
+            with_a_prefix_tree = tree,
+            "prompt positions"
+        );
+    }
     let (ids, suffix_mask) = left_pad(&suffixes, 0, device)?;
     // `active[row]` is the prompt index of each row still in the batch; finished rows are
     // dropped from the batch (and the cache) so they cost nothing afterwards.
