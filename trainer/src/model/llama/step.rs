@@ -6,8 +6,9 @@
 //! Why: outside its products, a decode step's arithmetic is a few vectors per layer, but the
 //! libtorch path runs it as about fifteen operators per layer (splits, reshapes, the cache's
 //! copies, the attention mask, SDPA, `silu`, `mul`, `add`), each with its dispatch,
-//! allocation and thread-pool bookkeeping. On the 2-core machine this was written on that
-//! came to ≈ 7 ms a token: half of SmolLM2-135M's batch-1 step once its weights were 4-bit.
+//! allocation and thread-pool bookkeeping: on a 2-core Zen 3, SmolLM2-135M's batch-1 step
+//! from its 4-bit copy took 11.7 ms through libtorch and takes 7.3 ms here (`bench
+//! --compare-unfused`).
 //!
 //! The arithmetic is the libtorch path's, up to rounding: attention sums its scores and
 //! values in another order and normalises once at the end, and `exp` (softmax, `silu`) is a
