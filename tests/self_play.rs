@@ -488,3 +488,66 @@ fn builtin_seed_programs_fill_the_buffers_and_a_time_budget_ends_the_run_with_a_
     assert!(out_dir.join("checkpoints/step-000001").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The JSON summary `bench-selfplay` prints last.
+fn bench_selfplay(dir: &Path, config: &Path, name: &str, set: &[&str]) -> Value {
+    let mut c = trainer();
+    c.args([
+        "bench-selfplay",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--config",
+    ])
+    .arg(config)
+    .arg("--output")
+    .arg(dir.join(name));
+    for s in set {
+        c.args(["--set", s]);
+    }
+    let out = run(c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("old/new: generation time "), "{stdout}");
+    serde_json::from_str(stdout.lines().last().expect("a summary line"))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn bench_selfplay_times_both_paths_on_the_same_draws_and_f32_on_both_samples_the_same_tokens() {
+    let dir = temp_dir("bench");
+    let config = setup(&dir, 1);
+    let report = bench_selfplay(&dir, &config, "int8", &[]);
+    for path in ["new", "old"] {
+        let rounds = report["rounds"][path].as_array().expect("rounds");
+        assert_eq!(rounds.len(), 2, "{report}");
+        for r in rounds {
+            assert!(r["generated_tokens"].as_u64().expect("tokens") > 0, "{r}");
+            assert!(r["generate_s"].as_f64().expect("seconds") > 0.0, "{r}");
+        }
+        // Same seeds, same weights: every round of a path draws the same tokens.
+        assert_eq!(
+            report[path]["tokens_digests"].as_array().unwrap().len(),
+            1,
+            "{report}"
+        );
+    }
+    // The old path computes every prompt row; the new one shares repeated prompts.
+    assert!(
+        report["old"]["prompt_tokens"].as_u64() > report["new"]["prompt_tokens"].as_u64(),
+        "{report}"
+    );
+    let gap = report["new"]["logprob_gap"]
+        .as_f64()
+        .expect("the int8 copy's gap");
+    assert!(gap > 0.0 && gap < 0.1, "{report}");
+
+    // Sampling from f32 on the new path too: the same tokens as the old path (the fused
+    // steps and shared prompt passes change only float rounding).
+    let report = bench_selfplay(&dir, &config, "f32", &["rollout.precision=\"f32\""]);
+    assert_eq!(
+        report["new"]["tokens_digests"], report["old"]["tokens_digests"],
+        "{report}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -40,6 +40,9 @@ pub enum Error {
     Reference(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// Generation stopped early because its cancel flag was set (a run being stopped).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

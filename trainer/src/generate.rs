@@ -34,6 +34,19 @@ pub struct SamplingParams {
     /// Run the prompts' common leading tokens through the model once and give every prompt
     /// a copy of their keys and values, rather than once per prompt (see [`generate`]).
     pub share_prefix: bool,
+    /// Sequences decoded at once (0: every prompt): a finished sequence's row is given to
+    /// the next waiting prompt, so the batch stays full while prompts wait.
+    pub max_batch: usize,
+    /// When set (a run being stopped), generation ends at its next step with
+    /// [`Error::Cancelled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Run a prompt given several times through the model once and copy its keys, values
+    /// and logits to each of its rows (see [`generate`]); false computes every row's prompt.
+    pub merge_repeats: bool,
+    /// Take the fused decode step where it applies ([`decode_step`]); false runs every step
+    /// through libtorch's operators ([`decode_step_libtorch`]). Both are kept so that the
+    /// paths can be measured against each other (`bench-selfplay`).
+    pub fused_steps: bool,
 }
 
 /// The fewest common leading tokens worth a separate forward pass: below this the extra
@@ -50,6 +63,10 @@ impl Default for SamplingParams {
             seed: None,
             precision: Precision::F32,
             share_prefix: true,
+            max_batch: 0,
+            cancel: None,
+            merge_repeats: true,
+            fused_steps: true,
         }
     }
 }
@@ -194,7 +211,8 @@ pub struct GenerationStats {
     pub decode_s: f64,
 }
 
-/// Generates continuations of `prompts` (token ids) in one batch.
+/// Generates continuations of `prompts` (token ids): at most `params.max_batch` sequences at
+/// a time, a waiting prompt taking the place of each finished sequence (continuous batching).
 pub fn generate(
     model: &Model,
     tokenizer: &TextTokenizer,
@@ -204,66 +222,48 @@ pub fn generate(
     generate_with_stats(model, tokenizer, prompts, params).map(|(out, _)| out)
 }
 
-/// [`generate`], and where its time went.
-pub fn generate_with_stats(
+/// Prompts run through the model together: their KV cache, attention mask and the logits of
+/// each prompt's next token, one row per prompt in the order given.
+struct Prefilled {
+    cache: KvCache,
+    mask: Tensor,
+    logits: Tensor,
+    /// Positions computed.
+    positions: usize,
+}
+
+/// Runs `prompts` through the model, leaving room in the cache for `new_tokens` more.
+///
+/// A prompt given several times (a group of rollouts, a solve rate's samples) is run once
+/// (`merge_repeats`); its keys, values and last logits are then copied to each of its rows,
+/// which sample independently from there. The prompts' common opening (the chat template
+/// and instruction text) is computed once, as a batch of one, when it is at least
+/// [`MIN_SHARED_PREFIX`] tokens and `share_prefix` is set; every prompt continues from a
+/// copy of its keys and values. At least one token of each prompt is left to its own pass,
+/// whose last position gives the first logits.
+fn prefill(
     model: &Model,
-    tokenizer: &TextTokenizer,
     prompts: &[Vec<i64>],
     params: &SamplingParams,
-) -> Result<(Vec<Completion>, GenerationStats)> {
-    let mut stats = GenerationStats::default();
-    let c = &model.config;
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    if longest + params.max_new_tokens > c.max_position_embeddings as usize {
-        return Err(Error::InvalidArgument(format!(
-            "prompt ({longest} tokens) + max_new_tokens ({}) exceeds the model's {} positions",
-            params.max_new_tokens, c.max_position_embeddings
-        )));
-    }
-    if let Some(&bad) = prompts
-        .iter()
-        .flatten()
-        .find(|&&t| t < 0 || t >= c.vocab_size)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "token id {bad} outside the vocabulary"
-        )));
-    }
-    let mut rng = match params.seed {
-        Some(seed) => SplitMix64::new(seed),
-        None => SplitMix64::from_entropy(),
-    };
+    new_tokens: usize,
+) -> Result<Prefilled> {
     let device = model.device();
-    let b = prompts.len();
-    let mut out: Vec<Completion> = (0..b)
-        .map(|_| Completion {
-            tokens: vec![],
-            logprobs: vec![],
-            text: String::new(),
-            finish: FinishReason::Length,
-        })
-        .collect();
-    if params.max_new_tokens == 0 {
-        return Ok((out, stats));
-    }
-    // A prompt given several times (a group of rollouts, a solve rate's samples) is run
-    // through the model once; its keys, values and last logits are then copied to each of
-    // its rows, which sample independently from there.
     let mut unique: Vec<Vec<i64>> = Vec::new();
     let mut first_seen = std::collections::HashMap::new();
     let row_of: Vec<i64> = prompts
         .iter()
         .map(|p| {
-            *first_seen.entry(p.as_slice()).or_insert_with(|| {
+            let mut add = || {
                 unique.push(p.clone());
                 unique.len() as i64 - 1
-            })
+            };
+            if params.merge_repeats {
+                *first_seen.entry(p.as_slice()).or_insert_with(add)
+            } else {
+                add()
+            }
         })
         .collect();
-    // The prompts of a phase open with the same instruction text (and chat template): those
-    // tokens are computed once, as a batch of one, and every prompt continues from a copy of
-    // their keys and values. At least one token of each prompt is left to its own pass, whose
-    // last position gives the first logits.
     let shortest = unique.iter().map(Vec::len).min().unwrap_or(0);
     let shared = match &unique[..] {
         [first, rest @ ..] if params.share_prefix && !rest.is_empty() => rest
@@ -305,12 +305,9 @@ pub fn generate_with_stats(
         );
     }
     let (ids, suffix_mask) = left_pad(&suffixes, 0, device)?;
-    // `active[row]` is the prompt index of each row still in the batch; finished rows are
-    // dropped from the batch (and the cache) so they cost nothing afterwards.
-    let mut active: Vec<usize> = (0..b).collect();
     let mut cache = KvCache::with_capacity(
-        c.num_layers,
-        (shared as i64) + ids.size()[1] + params.max_new_tokens as i64,
+        model.config.num_layers,
+        (shared as i64) + ids.size()[1] + new_tokens as i64,
     );
     // Prefix columns (all real) then each suffix left-padded: padding sits between the two,
     // masked out of attention, and positions count real tokens, so each prompt is computed as
@@ -324,10 +321,8 @@ pub fn generate_with_stats(
     } else {
         suffix_mask
     };
-    let mut mask = unique_mask.shallow_clone();
-    stats.prompt_tokens = shared + suffixes.iter().map(Vec::len).sum::<usize>();
-    let started = std::time::Instant::now();
-    tch::no_grad(|| -> Result<()> {
+    let positions = shared + suffixes.iter().map(Vec::len).sum::<usize>();
+    let (mask, logits) = tch::no_grad(|| {
         if shared > 0 {
             let prefix = Tensor::from_slice(&unique[0][..shared])
                 .view([1, shared as i64])
@@ -340,16 +335,127 @@ pub fn generate_with_stats(
         }
         let (positions, bias) = positions_and_bias(&unique_mask, ids.size()[1], model.kind());
         let hidden = model.forward_hidden(&ids, &positions, &bias, Some(&mut cache));
-        let mut logits = model.logits(&hidden.select(1, -1));
-        if unique.len() < b {
+        let logits = model.logits(&hidden.select(1, -1));
+        if unique.len() < prompts.len() {
             let rows = Tensor::from_slice(&row_of).to_device(device);
             cache.keep_rows(&rows);
-            mask = unique_mask.index_select(0, &rows);
-            logits = logits.index_select(0, &rows);
+            (
+                unique_mask.index_select(0, &rows),
+                logits.index_select(0, &rows),
+            )
+        } else {
+            (unique_mask, logits)
         }
-        stats.prefill_s = started.elapsed().as_secs_f64();
-        for step in 0..params.max_new_tokens {
-            let (next_v, lp_v) = pick(&logits, params, &mut rng)?;
+    });
+    Ok(Prefilled {
+        cache,
+        mask,
+        logits,
+        positions,
+    })
+}
+
+/// [`generate`], and where its time went.
+pub fn generate_with_stats(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    prompts: &[Vec<i64>],
+    params: &SamplingParams,
+) -> Result<(Vec<Completion>, GenerationStats)> {
+    let mut stats = GenerationStats::default();
+    let c = &model.config;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if longest + params.max_new_tokens > c.max_position_embeddings as usize {
+        return Err(Error::InvalidArgument(format!(
+            "prompt ({longest} tokens) + max_new_tokens ({}) exceeds the model's {} positions",
+            params.max_new_tokens, c.max_position_embeddings
+        )));
+    }
+    if let Some(&bad) = prompts
+        .iter()
+        .flatten()
+        .find(|&&t| t < 0 || t >= c.vocab_size)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "token id {bad} outside the vocabulary"
+        )));
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(Error::InvalidArgument(
+            "a prompt in the batch is empty".into(),
+        ));
+    }
+    let mut rng = match params.seed {
+        Some(seed) => SplitMix64::new(seed),
+        None => SplitMix64::from_entropy(),
+    };
+    let device = model.device();
+    let b = prompts.len();
+    let mut out: Vec<Completion> = (0..b)
+        .map(|_| Completion {
+            tokens: vec![],
+            logprobs: vec![],
+            text: String::new(),
+            finish: FinishReason::Length,
+        })
+        .collect();
+    if params.max_new_tokens == 0 || b == 0 {
+        return Ok((out, stats));
+    }
+    let limit = match params.max_batch {
+        0 => b,
+        n => n.min(b),
+    };
+    let step_fn = if params.fused_steps {
+        decode_step
+    } else {
+        decode_step_libtorch
+    };
+    // `active[row]` is the prompt index of each row in the batch; finished rows are dropped
+    // from the batch (and the cache) so they cost nothing afterwards, and waiting prompts
+    // join in their place. Rows sample in batch order from one generator, so a batch that
+    // never refills draws what it always drew.
+    let mut active: Vec<usize> = Vec::new();
+    let mut waiting = 0..b;
+    let mut running: Option<(KvCache, Tensor)> = None;
+    let mut logits: Option<Tensor> = None;
+    tch::no_grad(|| -> Result<()> {
+        loop {
+            if params
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(Error::Cancelled);
+            }
+            // Admit waiting prompts into the free rows.
+            let free = limit - active.len();
+            if free > 0 && !waiting.is_empty() {
+                let take = free.min(waiting.len());
+                let joining: Vec<usize> = waiting.by_ref().take(take).collect();
+                let batch: Vec<Vec<i64>> = joining.iter().map(|&i| prompts[i].clone()).collect();
+                let t = std::time::Instant::now();
+                let p = prefill(model, &batch, params, params.max_new_tokens)?;
+                stats.prompt_tokens += p.positions;
+                running = Some(match running.take() {
+                    None => (p.cache, p.mask),
+                    Some((mut cache, mask)) => {
+                        cache.append_rows(p.cache);
+                        (cache, cat_left_padded(&mask, &p.mask))
+                    }
+                });
+                logits = Some(match logits.take() {
+                    None => p.logits,
+                    Some(l) => Tensor::cat(&[&l, &p.logits], 0),
+                });
+                active.extend(joining);
+                stats.prefill_s += t.elapsed().as_secs_f64();
+            }
+            let (Some((cache, mask)), Some(l)) = (running.as_mut(), logits.take()) else {
+                break;
+            };
+            let t = std::time::Instant::now();
+            let (next_v, lp_v) = pick(&l, params, &mut rng)?;
             let mut continuing = Vec::with_capacity(active.len());
             for (row, &i) in active.iter().enumerate() {
                 let o = &mut out[i];
@@ -370,28 +476,33 @@ pub fn generate_with_stats(
                         continue;
                     }
                 }
+                if o.tokens.len() >= params.max_new_tokens {
+                    continue;
+                }
                 continuing.push(row);
             }
-            if continuing.is_empty() || step + 1 == params.max_new_tokens {
-                break;
+            if continuing.is_empty() {
+                active.clear();
+                running = None;
+            } else {
+                let mut next_v = next_v;
+                if continuing.len() < active.len() {
+                    let rows: Vec<i64> = continuing.iter().map(|&r| r as i64).collect();
+                    let rows = Tensor::from_slice(&rows).to_device(device);
+                    *mask = mask.index_select(0, &rows);
+                    cache.keep_rows(&rows);
+                    next_v = continuing.iter().map(|&r| next_v[r]).collect();
+                    active = continuing.iter().map(|&r| active[r]).collect();
+                }
+                let next = Tensor::from_slice(&next_v)
+                    .view([active.len() as i64, 1])
+                    .to_device(device);
+                logits = Some(step_fn(model, mask, cache, &next, params.precision));
             }
-            let mut next_v = next_v;
-            if continuing.len() < active.len() {
-                let rows: Vec<i64> = continuing.iter().map(|&r| r as i64).collect();
-                let rows = Tensor::from_slice(&rows).to_device(device);
-                mask = mask.index_select(0, &rows);
-                cache.keep_rows(&rows);
-                next_v = continuing.iter().map(|&r| next_v[r]).collect();
-                active = continuing.iter().map(|&r| active[r]).collect();
-            }
-            let next = Tensor::from_slice(&next_v)
-                .view([active.len() as i64, 1])
-                .to_device(device);
-            logits = decode_step(model, &mut mask, &mut cache, &next, params.precision);
+            stats.decode_s += t.elapsed().as_secs_f64();
         }
         Ok(())
     })?;
-    stats.decode_s = started.elapsed().as_secs_f64() - stats.prefill_s;
     for o in &mut out {
         let text = tokenizer.decode(&o.tokens, true)?;
         o.text = match params
@@ -405,6 +516,22 @@ pub fn generate_with_stats(
         };
     }
     Ok((out, stats))
+}
+
+/// The rows of `a` `[A, Sa]` then those of `b` `[B, Sb]`, each left-padded with zeros
+/// (masked-out columns) to the longer width, as [`KvCache::append_rows`] aligns the caches.
+fn cat_left_padded(a: &Tensor, b: &Tensor) -> Tensor {
+    let (wa, wb) = (a.size()[1], b.size()[1]);
+    let width = wa.max(wb);
+    let pad = |t: &Tensor, w: i64| {
+        if w == width {
+            t.shallow_clone()
+        } else {
+            let zeros = Tensor::zeros([t.size()[0], width - w], (t.kind(), t.device()));
+            Tensor::cat(&[&zeros, t], 1)
+        }
+    };
+    Tensor::cat(&[pad(a, wa), pad(b, wb)], 0)
 }
 
 /// One decode step: `next` `[B, 1]` (one new token per row) through the model after what

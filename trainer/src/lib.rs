@@ -26,7 +26,8 @@
 //! - `tokenizer`: one `tokenizers::Tokenizer` whichever the source, plus the chat template.
 //! - `generate`: batched KV-cache generation and teacher-forced log-probs.
 //! - `train`: PPO-clip loss, AdamW, clipping, accumulation.
-//! - `bench`: the throughput measurements behind `azr-trainer bench`.
+//! - `bench`: the throughput measurements behind `azr-trainer bench`, and `bench-selfplay`'s
+//!   comparison of a self-play step's generation on the current and the old path.
 //! - `azr`: the pure logic of the AZR self-play loop (prompts, parsing, buffers, rewards,
 //!   TRR++ advantages), testable without a model or the sandbox.
 //! - `selfplay`: the loop itself (model + sandbox daemon + `azr`), checkpoints, metrics.

@@ -100,6 +100,10 @@ enum Command {
         #[arg(long, default_value = "tiny")]
         shape: String,
     },
+    /// Time one self-play step's generation phase on the current path against the path
+    /// before the rollout work (f32 weights, every prompt row computed, decode steps through
+    /// libtorch's operators), the two taking turns from the same seeds.
+    BenchSelfplay(BenchSelfplayArgs),
     /// Measure prefill and decode throughput and a training step; with --compare, take the same
     /// measurements with transformers (reference venv) and print the ratios.
     Bench {
@@ -277,6 +281,36 @@ struct EvalArgs {
     placement: PlacementArgs,
 }
 
+#[derive(clap::Args)]
+struct BenchSelfplayArgs {
+    /// A config file (TOML), instead of the preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A built-in preset (ignored with --config).
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Override the config's model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Override any config field, as for `train` (e.g. `--set rollout.precision='"f32"'` to
+    /// sample from f32 on the new path too, for identical tokens).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// Rounds; each runs the phase once on each path.
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+    /// Scratch run directory (the effective config, the rollouts written).
+    #[arg(long, default_value = "runs/bench-selfplay")]
+    output: PathBuf,
+    /// Skip the f32 teacher-forced pass that measures the new path's log-prob gap.
+    #[arg(long)]
+    no_mismatch: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
+}
+
 /// Where the model runs: shared by every command that loads one.
 #[derive(clap::Args)]
 struct PlacementArgs {
@@ -445,6 +479,104 @@ fn run_dir(args: &TrainArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("runs").join(&default_name))
 }
 
+/// `config` with `--model` and every `--set` applied, checked.
+fn with_overrides(mut config: AzrConfig, model: Option<&str>, set: &[String]) -> Result<AzrConfig> {
+    if let Some(m) = model {
+        config.model = m.to_owned();
+    }
+    for s in set {
+        config = set_field(config, s)?;
+    }
+    config.validate().context("checking the config")?;
+    Ok(config)
+}
+
+fn bench_selfplay(args: BenchSelfplayArgs) -> Result<()> {
+    let (threads, placement) = args.placement.apply()?;
+    let config = match &args.config {
+        Some(path) => AzrConfig::load(path)
+            .with_context(|| format!("reading the config {}", path.display()))?,
+        None => AzrConfig::by_name(&args.preset)?,
+    };
+    let config = with_overrides(config, args.model.as_deref(), &args.set)?;
+    let precision = config.rollout.precision;
+    if args.output.join("checkpoints").exists() {
+        bail!(
+            "{} holds a run's checkpoints: give bench-selfplay a scratch --output",
+            args.output.display()
+        );
+    }
+    eprintln!(
+        "azr-trainer bench-selfplay: {} round(s) of step 1's generation phase, new path \
+         ({}{}) and old path (f32, every prompt row, libtorch steps) taking turns, {threads} \
+         threads",
+        args.repeats.max(1),
+        precision.name(),
+        if config.rollout.share_prefix {
+            ", shared prompt openings"
+        } else {
+            ""
+        },
+    );
+    let opts = RunOptions {
+        config,
+        output: args.output.clone(),
+        resume: false,
+        sandbox: args.sandbox.spec()?,
+        placement,
+        max_training: None,
+    };
+    let mut run = SelfPlay::start(opts, Arc::new(AtomicBool::new(false)))?;
+    let rounds =
+        azr_trainer::bench::selfplay::run(&mut run, args.repeats, !args.no_mismatch, |line| {
+            eprintln!("{line}")
+        })?;
+    drop(run);
+    let (new, old) = (
+        azr_trainer::bench::selfplay::Medians::of(&rounds.new),
+        azr_trainer::bench::selfplay::Medians::of(&rounds.old),
+    );
+    println!(
+        "{:<5} {:>12} {:>10} {:>10} {:>10} {:>8} {:>8}  digest",
+        "path", "generation s", "prompts s", "decode s", "positions", "tokens", "tok/s"
+    );
+    for (name, m) in [("new", &new), ("old", &old)] {
+        println!(
+            "{name:<5} {:>12.1} {:>10.1} {:>10.1} {:>10} {:>8} {:>8.1}  {}",
+            m.generate_s,
+            m.prefill_s,
+            m.decode_s,
+            m.prompt_tokens,
+            m.generated_tokens,
+            m.tokens_per_s,
+            m.tokens_digests.join(" ")
+        );
+    }
+    let same = new.tokens_digests == old.tokens_digests;
+    println!(
+        "old/new: generation time {:.2}x, tokens/s {:.2}x ({}); new path's log-prob gap to \
+         f32: {}",
+        old.generate_s / new.generate_s,
+        new.tokens_per_s / old.tokens_per_s,
+        if same {
+            "identical tokens"
+        } else {
+            "different tokens"
+        },
+        new.logprob_gap
+            .map_or("not measured".to_owned(), |g| format!("{g:.4}"))
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "new": new,
+            "old": old,
+            "rounds": rounds,
+        })
+    );
+    Ok(())
+}
+
 /// One run; whether it was stopped early.
 fn train_one(args: TrainArgs) -> Result<bool> {
     let (threads, placement) = args.placement.apply()?;
@@ -460,16 +592,10 @@ fn train_one(args: TrainArgs) -> Result<bool> {
             bail!("give --config FILE or --preset tiny|7b (or --resume an existing --output)")
         }
     };
-    if let Some(m) = &args.model {
-        config.model = m.clone();
-    }
     if let Some(n) = args.total_steps {
         config.total_steps = n;
     }
-    for s in &args.set {
-        config = set_field(config, s)?;
-    }
-    config.validate().context("checking the config")?;
+    let config = with_overrides(config, args.model.as_deref(), &args.set)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the first is being handled exits at once.
@@ -614,6 +740,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
+        Command::BenchSelfplay(args) => bench_selfplay(args),
         Command::Report { runs, png, last } => {
             let loaded = runs
                 .iter()

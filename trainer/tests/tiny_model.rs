@@ -831,3 +831,56 @@ fn a_shared_opening_computed_once_gives_the_samples_of_computing_it_per_prompt()
         }
     }
 }
+
+#[test]
+fn continuous_batching_gives_each_prompt_the_continuation_it_has_alone() {
+    for arch in [Arch::Llama, Arch::Qwen2] {
+        let model = tiny_model(arch);
+        let mut tok = tiny_tokenizer(model.config.vocab_size);
+        // Short and long prompts, a repeat, a shared opening, and a prompt longer than the
+        // running batch's cache when it joins (the running rows are then padded on the left).
+        let mut all = prompts();
+        all.extend(prompts_with_a_common_opening());
+        all.push((0..60).map(|i| (i * 13 + 1) % 97).collect());
+        all.push(prompts()[0].clone());
+        let free = generate(&model, &tok, &all, &SamplingParams::greedy(10)).unwrap();
+        // Rows finish at different steps, so waiting prompts join a running batch.
+        tok.eos_ids = vec![free[0].tokens[1], free[3].tokens[5]];
+        for precision in [Precision::F32, Precision::Int8] {
+            for fused_steps in [true, false] {
+                let params = |max_batch| SamplingParams {
+                    max_batch,
+                    precision,
+                    fused_steps,
+                    ..SamplingParams::greedy(10)
+                };
+                let whole = generate(&model, &tok, &all, &params(0)).unwrap();
+                for max_batch in [1, 2, 3] {
+                    let got = generate(&model, &tok, &all, &params(max_batch)).unwrap();
+                    for (i, (a, b)) in got.iter().zip(&whole).enumerate() {
+                        let at = format!(
+                            "{arch:?} {precision:?} fused {fused_steps} batch {max_batch} prompt {i}"
+                        );
+                        assert_eq!(a.tokens, b.tokens, "{at}");
+                        assert_eq!(a.finish, b.finish, "{at}");
+                        let d = max_abs_diff(&a.logprobs, &b.logprobs);
+                        assert!(d < 1e-3, "{at}: {d}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_set_cancel_flag_ends_generation_with_an_error() {
+    let model = tiny_model(Arch::Qwen2);
+    let tok = tiny_tokenizer(model.config.vocab_size);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let params = SamplingParams {
+        cancel: Some(cancel),
+        ..SamplingParams::greedy(10)
+    };
+    let err = generate(&model, &tok, &prompts(), &params).unwrap_err();
+    assert!(matches!(err, azr_trainer::Error::Cancelled), "{err}");
+}

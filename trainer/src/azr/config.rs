@@ -112,7 +112,8 @@ pub struct RolloutConfig {
     /// only): `"<think>"` starts the response inside its reasoning, as the plain text's
     /// closing `Assistant: <think>` does; `""` leaves the first token to the model.
     pub assistant_prefix: String,
-    /// Sequences generated together in one batch (bounds the KV cache's memory).
+    /// Sequences decoded together (bounds the KV cache's memory); a phase's prompts beyond it
+    /// wait, each taking the row of a finished sequence (continuous batching).
     pub generation_batch: usize,
     /// The weights rollouts are sampled from: `"int8"`, a per-row int8 copy of the f32
     /// weights made again after every update (a quarter of the bytes a CPU decode step

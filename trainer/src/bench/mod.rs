@@ -10,6 +10,7 @@
 
 pub mod mismatch;
 pub mod reference;
+pub mod selfplay;
 
 pub use reference::Reference;
 

@@ -161,6 +161,40 @@ impl KvCache {
             .collect()
     }
 
+    /// Appends the rows of `other` after this cache's, the two aligned at their last
+    /// position: the shorter side's rows start with zeros, which the attention mask must mark
+    /// as padding (as [`super::left_pad`] marks a prompt's). Each side keeps the room for new
+    /// positions it had. Continuous batching admits prompts this way into a running batch.
+    pub fn append_rows(&mut self, other: KvCache) {
+        let len = self.len().max(other.len());
+        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
+            let Some(b) = theirs else { continue };
+            let Some(a) = mine.as_mut() else {
+                *mine = Some(b);
+                continue;
+            };
+            let room = (a.k.size()[2] - a.len).max(b.k.size()[2] - b.len);
+            let merge = |x: &Tensor, xl: i64, y: &Tensor, yl: i64| {
+                let (bx, by) = (x.size()[0], y.size()[0]);
+                let mut shape = x.size();
+                shape[0] = bx + by;
+                shape[2] = len + room;
+                let out = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
+                for (rows, t, tl) in [
+                    (out.narrow(0, 0, bx), x, xl),
+                    (out.narrow(0, bx, by), y, yl),
+                ] {
+                    let _ = rows.narrow(2, 0, len - tl).zero_();
+                    rows.narrow(2, len - tl, tl).copy_(&t.narrow(2, 0, tl));
+                }
+                out
+            };
+            a.k = merge(&a.k, a.len, &b.k, b.len);
+            a.v = merge(&a.v, a.len, &b.v, b.len);
+            a.len = len;
+        }
+    }
+
     /// Keeps the batch rows `rows` (a 1-D int64 tensor of indices), in that order; an index
     /// given twice copies its row.
     pub fn keep_rows(&mut self, rows: &Tensor) {

@@ -103,6 +103,13 @@ struct Generated {
     text: String,
 }
 
+/// What a step's generation phase leaves for its update.
+struct Phase {
+    buffers: Buffers,
+    tallies: BTreeMap<Group, GroupTally>,
+    rollouts: Vec<Rollout>,
+}
+
 /// A prompt ready for generation.
 struct Encoded {
     ids: Vec<i64>,
@@ -127,6 +134,10 @@ pub struct SelfPlay {
     elapsed_before: f64,
     last_checkpoint: Option<PathBuf>,
     max_training: Option<std::time::Duration>,
+    /// Generate as before issue 14's work (f32 weights, every prompt row computed in full,
+    /// decode steps through libtorch's operators), whatever the config says: the old path
+    /// [`SelfPlay::measure_generation`] compares against.
+    reference_path: bool,
 }
 
 impl SelfPlay {
@@ -245,6 +256,7 @@ impl SelfPlay {
             elapsed_before,
             last_checkpoint: restored.map(|r| r.path),
             max_training,
+            reference_path: false,
         })
     }
 
@@ -319,6 +331,96 @@ impl SelfPlay {
         Ok(self.summary(interrupted))
     }
 
+    /// Makes what the first generation of either path would otherwise make inside its timing:
+    /// the rollout copy of the configured precision and the packed copies of the f32
+    /// weights (one short prompt through each path).
+    pub fn prepare_generation(&mut self) -> Result<()> {
+        let precision = self.config.rollout.precision;
+        if precision != Precision::F32 {
+            self.model.refresh_rollout_copy(precision);
+        }
+        // More rows than the few-row kernels take, so that the f32 weights get packed.
+        let prompt = self
+            .tokenizer
+            .encode(&"def f(x):\n    return x + 1\n".repeat(8))?;
+        for reference in [false, true] {
+            let params = SamplingParams {
+                max_new_tokens: 2,
+                seed: Some(0),
+                precision: if reference { Precision::F32 } else { precision },
+                fused_steps: !reference,
+                ..SamplingParams::default()
+            };
+            generate_with_stats(
+                &self.model,
+                &self.tokenizer,
+                std::slice::from_ref(&prompt),
+                &params,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs the generation phase of the next step (proposals, their validation and
+    /// solve-rate answers, the solver's answers: everything but the update) once, on the
+    /// configured path or, with `reference`, on the path before issue 14's work, and says
+    /// what it took. Seeds the buffers first if they are empty; leaves the buffers, the
+    /// weights and the step count as they were, so every call draws the same tasks from the
+    /// same seeds. With `gap`, also the mean |log p_f32 − log p_sampled| of the tokens
+    /// generated (one untimed f32 teacher-forced pass over them).
+    pub fn measure_generation(&mut self, reference: bool, gap: bool) -> Result<GenerationFigures> {
+        if self.buffers.seeding() {
+            self.seed_buffers()?;
+        }
+        let sandbox_before = self.sandbox.stats.clone();
+        let mut times = Times::default();
+        self.reference_path = reference;
+        let phase = self.rollout_phase(self.step + 1, &mut times);
+        self.reference_path = false;
+        let Phase { rollouts, .. } = phase?;
+        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
+        let mut digest = Fnv::default();
+        for r in &rollouts {
+            digest.add(&r.response);
+        }
+        let logprob_gap = if gap {
+            let mut g = LogprobGap::default();
+            let trainable: Vec<&Rollout> =
+                rollouts.iter().filter(|r| !r.response.is_empty()).collect();
+            for chunk in trainable.chunks(self.config.optim.micro_batch.max(1)) {
+                let prompts: Vec<Vec<i64>> = chunk.iter().map(|r| r.prompt.clone()).collect();
+                let responses: Vec<Vec<i64>> = chunk.iter().map(|r| r.response.clone()).collect();
+                let (lp, _) = tch::no_grad(|| {
+                    response_logprobs(
+                        &self.model,
+                        &prompts,
+                        &responses,
+                        self.config.rollout.temperature,
+                    )
+                })?;
+                let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+                for (row, r) in chunk.iter().enumerate() {
+                    let all = Vec::<f32>::try_from(lp.get(row as i64))?;
+                    g.add(&all[..r.response.len()], &r.sampled_logprobs);
+                }
+            }
+            g.mean()
+        } else {
+            None
+        };
+        Ok(GenerationFigures {
+            generate_s: times.generate_s,
+            prefill_s: times.prefill_s,
+            decode_s: times.decode_s,
+            prompt_tokens: times.prompt_tokens,
+            generated_tokens: times.generated_tokens,
+            rollouts: rollouts.len(),
+            sandbox_s: sandbox.seconds,
+            tokens_digest: format!("{:016x}", digest.0),
+            logprob_gap,
+        })
+    }
+
     fn summary(&self, interrupted: bool) -> RunSummary {
         RunSummary {
             steps_done: self.step,
@@ -387,7 +489,8 @@ impl SelfPlay {
         Ok(Some(Encoded { ids }))
     }
 
-    /// Generates one response per prompt, `generation_batch` at a time.
+    /// Generates one response per prompt, `generation_batch` sequences at a time (a
+    /// finished one's row given to the next prompt).
     fn generate(
         &self,
         prompts: &[Vec<i64>],
@@ -397,36 +500,45 @@ impl SelfPlay {
         let t = Instant::now();
         let r = &self.config.rollout;
         let positions = self.model.config.max_position_embeddings as usize;
-        let mut out = Vec::with_capacity(prompts.len());
-        for (i, chunk) in prompts.chunks(r.generation_batch.max(1)).enumerate() {
-            let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
-            let params = SamplingParams {
-                max_new_tokens: r.max_response_tokens.min(positions.saturating_sub(longest)),
-                temperature: r.temperature,
-                top_p: r.top_p,
-                // Nothing after the answer is ever read; stopping there saves the tokens an
-                // instruct model spends on closing remarks.
-                stop_strings: vec!["</answer>".into()],
-                seed: Some(seed.wrapping_add(i as u64)),
-                precision: r.precision,
-                share_prefix: r.share_prefix,
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let params = SamplingParams {
+            max_new_tokens: r.max_response_tokens.min(positions.saturating_sub(longest)),
+            temperature: r.temperature,
+            top_p: r.top_p,
+            // Nothing after the answer is ever read; stopping there saves the tokens an
+            // instruct model spends on closing remarks.
+            stop_strings: vec!["</answer>".into()],
+            seed: Some(seed),
+            precision: if self.reference_path {
+                Precision::F32
+            } else {
+                r.precision
+            },
+            share_prefix: r.share_prefix && !self.reference_path,
+            max_batch: r.generation_batch.max(1),
+            cancel: Some(self.stop.clone()),
+            merge_repeats: !self.reference_path,
+            fused_steps: !self.reference_path,
+        };
+        let (completions, stats) =
+            match generate_with_stats(&self.model, &self.tokenizer, prompts, &params) {
+                Err(crate::Error::Cancelled) => return Err(Interrupted.into()),
+                r => r?,
             };
-            let (completions, stats) =
-                generate_with_stats(&self.model, &self.tokenizer, chunk, &params)?;
-            times.prefill_s += stats.prefill_s;
-            times.decode_s += stats.decode_s;
-            times.prompt_tokens += stats.prompt_tokens;
-            for c in completions {
-                times.generated_tokens += c.tokens.len();
-                let text = self.tokenizer.decode(&c.tokens, true)?;
-                out.push(Generated {
-                    tokens: c.tokens,
-                    logprobs: c.logprobs,
-                    text,
-                });
-            }
-            self.check_stop()?;
+        times.prefill_s += stats.prefill_s;
+        times.decode_s += stats.decode_s;
+        times.prompt_tokens += stats.prompt_tokens;
+        let mut out = Vec::with_capacity(prompts.len());
+        for c in completions {
+            times.generated_tokens += c.tokens.len();
+            let text = self.tokenizer.decode(&c.tokens, true)?;
+            out.push(Generated {
+                tokens: c.tokens,
+                logprobs: c.logprobs,
+                text,
+            });
         }
+        self.check_stop()?;
         times.generate_s += t.elapsed().as_secs_f64();
         Ok(out)
     }
@@ -765,6 +877,35 @@ impl SelfPlay {
         let step_started = Instant::now();
         let sandbox_before = self.sandbox.stats.clone();
         let mut times = Times::default();
+        let Phase {
+            buffers,
+            tallies,
+            rollouts,
+        } = self.rollout_phase(step, &mut times)?;
+
+        // 5. TRR++ and the policy update.
+        let t = Instant::now();
+        let update = self.update(step, &rollouts)?;
+        times.update_s = t.elapsed().as_secs_f64();
+
+        self.buffers = buffers;
+        times.total_s = step_started.elapsed().as_secs_f64();
+        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
+        Ok(StepRecord::new(
+            step,
+            &tallies,
+            &update.groups,
+            buffer_sizes(&self.buffers),
+            times,
+            sandbox,
+            update.stats,
+        ))
+    }
+
+    /// A step's rollouts: proposals, their validation and solve-rate estimates, then the
+    /// solver's answers, each rewarded. Works on a copy of the buffers (returned with the
+    /// valid proposals added), so an interrupted or measured phase leaves them as they were.
+    fn rollout_phase(&mut self, step: u64, times: &mut Times) -> Result<Phase> {
         let c = self.config.clone();
         let types = c.tasks.types.clone();
         // The step works on a copy: an interrupted step leaves the buffers as they were.
@@ -773,14 +914,7 @@ impl SelfPlay {
         let mut rollouts: Vec<Rollout> = Vec::new();
 
         // 1–2. Propose and validate.
-        let proposals = self.propose(
-            &buffers,
-            &types,
-            c.propose_batch_size(),
-            step,
-            0,
-            &mut times,
-        )?;
+        let proposals = self.propose(&buffers, &types, c.propose_batch_size(), step, 0, times)?;
 
         // 3. Estimate the solve rate of every valid proposal with n_samples answers.
         let mut est_prompts = Vec::new();
@@ -796,7 +930,7 @@ impl SelfPlay {
             }
         }
         let mut rng = step_rng(c.seed, step, 1);
-        let est_responses = self.generate(&est_prompts, rng.random::<u64>(), &mut times)?;
+        let est_responses = self.generate(&est_prompts, rng.random::<u64>(), times)?;
         let mut checks = Vec::new();
         let mut ranges = Vec::new();
         for (&i, Generated { text, .. }) in est_owner.iter().zip(&est_responses) {
@@ -809,7 +943,7 @@ impl SelfPlay {
             ranges.push((i, start..checks.len()));
         }
         self.check_stop()?;
-        let results = self.check(&checks, &mut times);
+        let results = self.check(&checks, times);
         let mut accuracies: BTreeMap<usize, Vec<Option<f64>>> = BTreeMap::new();
         for (i, range) in ranges {
             let task = proposals[i].task;
@@ -894,7 +1028,7 @@ impl SelfPlay {
             }
         }
         let ids: Vec<Vec<i64>> = solve_tasks.iter().map(|(_, ids)| ids.clone()).collect();
-        let responses = self.generate(&ids, rng.random::<u64>(), &mut times)?;
+        let responses = self.generate(&ids, rng.random::<u64>(), times)?;
         let mut checks = Vec::new();
         let mut read = Vec::new();
         for ((task, _), Generated { text, .. }) in solve_tasks.iter().zip(&responses) {
@@ -906,7 +1040,7 @@ impl SelfPlay {
             read.push((answer.format_ok, start..checks.len()));
         }
         self.check_stop()?;
-        let results = self.check(&checks, &mut times);
+        let results = self.check(&checks, times);
         for (((task, prompt), generated), (format_ok, range)) in
             solve_tasks.into_iter().zip(responses).zip(read)
         {
@@ -948,24 +1082,11 @@ impl SelfPlay {
             });
         }
         self.check_stop()?;
-
-        // 5. TRR++ and the policy update.
-        let t = Instant::now();
-        let update = self.update(step, &rollouts)?;
-        times.update_s = t.elapsed().as_secs_f64();
-
-        self.buffers = buffers;
-        times.total_s = step_started.elapsed().as_secs_f64();
-        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
-        Ok(StepRecord::new(
-            step,
-            &tallies,
-            &update.groups,
-            buffer_sizes(&self.buffers),
-            times,
-            sandbox,
-            update.stats,
-        ))
+        Ok(Phase {
+            buffers,
+            tallies,
+            rollouts,
+        })
     }
 
     /// TRR++ advantages, old log-probs from the current policy, then PPO-clip mini-batches.
@@ -1120,6 +1241,50 @@ impl SelfPlay {
             groups: adv.groups,
             stats,
         })
+    }
+}
+
+/// What one generation phase took ([`SelfPlay::measure_generation`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GenerationFigures {
+    /// Seconds in generation (prompts and decoding, sampling included; not the sandbox).
+    pub generate_s: f64,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// Prompt positions run through the model.
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub rollouts: usize,
+    /// Seconds in sandbox calls (validation and checks), apart from `generate_s`.
+    pub sandbox_s: f64,
+    /// FNV-1a of every response's tokens in order: equal digests, identical tokens.
+    pub tokens_digest: String,
+    /// Mean |log p_f32 − log p_sampled| over the generated tokens, when measured.
+    pub logprob_gap: Option<f64>,
+}
+
+impl GenerationFigures {
+    /// Generated tokens per second of generation.
+    pub fn tokens_per_s(&self) -> f64 {
+        self.generated_tokens as f64 / self.generate_s.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// 64-bit FNV-1a over token ids (a digest to tell identical generations apart, not a
+/// checksum against tampering).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, tokens: &[i64]) {
+        for byte in tokens.iter().flat_map(|t| t.to_le_bytes()).chain([0xff; 8]) {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 
