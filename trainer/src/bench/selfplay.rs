@@ -19,6 +19,7 @@
 
 use serde::Serialize;
 
+use super::median;
 use crate::selfplay::{GenerationFigures, SelfPlay};
 use anyhow::Result;
 
@@ -43,15 +44,11 @@ pub struct Medians {
     pub logprob_gap: Option<f64>,
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 impl Medians {
     pub fn of(rounds: &[GenerationFigures]) -> Self {
-        let m = |f: fn(&GenerationFigures) -> f64| median(rounds.iter().map(f));
+        let m = |f: fn(&GenerationFigures) -> f64| {
+            median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+        };
         let mut tokens_digests: Vec<String> =
             rounds.iter().map(|r| r.tokens_digest.clone()).collect();
         tokens_digests.dedup();
