@@ -57,7 +57,8 @@ if [[ "$smoke" != 0 ]]; then
       exit 1
     fi
     # The last three: the fuzzing run's (the replay of the regression inputs prints its own).
-    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" \
+    # -a: a log may hold the raw bytes of an input, and grep would only say "binary file matches".
+    grep -aE '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" \
       | tail -n 3 | tr '\n' ' ' | sed "s/^/fuzz smoke: $target: /;s/ $/\n/" >&2
   done
 fi

@@ -2,7 +2,9 @@
 //!
 //! Prompts of different lengths are left-padded into one batch; positions count real tokens
 //! only and padding is masked out of attention, so each sequence is computed as it would be
-//! alone (up to float rounding). Log-probs are those of the distribution tokens are drawn from
+//! alone (up to float rounding). A batch holds at most `max_batch` sequences; a waiting prompt
+//! takes the row of a finished one, its cache joining the batch's padded the same way
+//! (continuous batching). Log-probs are those of the distribution tokens are drawn from
 //! (logits / temperature, before top-p truncation), which is what a PPO ratio compares against;
 //! `response_logprobs` computes the same quantity with gradients for training.
 
@@ -213,6 +215,9 @@ pub struct GenerationStats {
 
 /// Generates continuations of `prompts` (token ids): at most `params.max_batch` sequences at
 /// a time, a waiting prompt taking the place of each finished sequence (continuous batching).
+///
+/// A prompt given several times is run through the model once (`merge_repeats`) and the
+/// prompts' common opening once (`share_prefix`), per group of prompts joining the batch.
 pub fn generate(
     model: &Model,
     tokenizer: &TextTokenizer,
