@@ -74,6 +74,19 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// These parameters on the path generation took before the rollout copies: decoding
+    /// from the f32 weights, every prompt row computed in full, every step through
+    /// libtorch's operators (what `bench-selfplay` measures the current path against).
+    pub fn old_path(self) -> Self {
+        SamplingParams {
+            precision: Precision::F32,
+            share_prefix: false,
+            merge_repeats: false,
+            fused_steps: false,
+            ..self
+        }
+    }
+
     pub fn greedy(max_new_tokens: usize) -> Self {
         SamplingParams {
             max_new_tokens,

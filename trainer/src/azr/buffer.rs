@@ -256,13 +256,17 @@ impl Buffers {
     /// A fingerprint of the whole content (FNV-1a over the JSON form), stable across runs and
     /// builds: metrics record it so a resumed run can be shown to hold the saved buffers.
     pub fn digest(&self) -> Result<String, AzrError> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.to_json()?.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Ok(format!("{h:016x}"))
+        Ok(fnv1a_hex(self.to_json()?.bytes()))
     }
+}
+
+/// 64-bit FNV-1a of `bytes` as 16 hex digits: a fingerprint stable across runs and builds
+/// (to tell contents apart, not a checksum against tampering).
+pub fn fnv1a_hex(bytes: impl IntoIterator<Item = u8>) -> String {
+    let h = bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }
 
 /// The built-in seed programs (`tasks.seed_programs = "builtin"`): 32 small programs

@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 
-use crate::azr::buffer::step_rng;
+use crate::azr::buffer::{fnv1a_hex, step_rng};
 use crate::azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
 use crate::azr::config::AzrConfig;
 use crate::azr::parse::{
@@ -343,14 +343,13 @@ impl SelfPlay {
         let prompt = self
             .tokenizer
             .encode(&"def f(x):\n    return x + 1\n".repeat(8))?;
-        for reference in [false, true] {
-            let params = SamplingParams {
-                max_new_tokens: 2,
-                seed: Some(0),
-                precision: if reference { Precision::F32 } else { precision },
-                fused_steps: !reference,
-                ..SamplingParams::default()
-            };
+        let params = SamplingParams {
+            max_new_tokens: 2,
+            seed: Some(0),
+            precision,
+            ..SamplingParams::default()
+        };
+        for params in [params.clone(), params.old_path()] {
             generate_with_stats(
                 &self.model,
                 &self.tokenizer,
@@ -379,30 +378,19 @@ impl SelfPlay {
         self.reference_path = false;
         let Phase { rollouts, .. } = phase?;
         let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
-        let mut digest = Fnv::default();
-        for r in &rollouts {
-            digest.add(&r.response);
-        }
+        // Each response's tokens, then a separator no token's bytes can be.
+        let digest = fnv1a_hex(rollouts.iter().flat_map(|r| {
+            r.response
+                .iter()
+                .flat_map(|t| t.to_le_bytes())
+                .chain([0xff; 8])
+        }));
         let logprob_gap = if gap {
             let mut g = LogprobGap::default();
             let trainable: Vec<&Rollout> =
                 rollouts.iter().filter(|r| !r.response.is_empty()).collect();
-            for chunk in trainable.chunks(self.config.optim.micro_batch.max(1)) {
-                let prompts: Vec<Vec<i64>> = chunk.iter().map(|r| r.prompt.clone()).collect();
-                let responses: Vec<Vec<i64>> = chunk.iter().map(|r| r.response.clone()).collect();
-                let (lp, _) = tch::no_grad(|| {
-                    response_logprobs(
-                        &self.model,
-                        &prompts,
-                        &responses,
-                        self.config.rollout.temperature,
-                    )
-                })?;
-                let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-                for (row, r) in chunk.iter().enumerate() {
-                    let all = Vec::<f32>::try_from(lp.get(row as i64))?;
-                    g.add(&all[..r.response.len()], &r.sampled_logprobs);
-                }
+            for (r, lps) in trainable.iter().zip(self.f32_logprobs(&trainable)?) {
+                g.add(&lps, &r.sampled_logprobs);
             }
             g.mean()
         } else {
@@ -416,7 +404,7 @@ impl SelfPlay {
             generated_tokens: times.generated_tokens,
             rollouts: rollouts.len(),
             sandbox_s: sandbox.seconds,
-            tokens_digest: format!("{:016x}", digest.0),
+            tokens_digest: digest,
             logprob_gap,
         })
     }
@@ -509,16 +497,16 @@ impl SelfPlay {
             // instruct model spends on closing remarks.
             stop_strings: vec!["</answer>".into()],
             seed: Some(seed),
-            precision: if self.reference_path {
-                Precision::F32
-            } else {
-                r.precision
-            },
-            share_prefix: r.share_prefix && !self.reference_path,
+            precision: r.precision,
+            share_prefix: r.share_prefix,
             max_batch: r.generation_batch.max(1),
             cancel: Some(self.stop.clone()),
-            merge_repeats: !self.reference_path,
-            fused_steps: !self.reference_path,
+            ..SamplingParams::default()
+        };
+        let params = if self.reference_path {
+            params.old_path()
+        } else {
+            params
         };
         let (completions, stats) =
             match generate_with_stats(&self.model, &self.tokenizer, prompts, &params) {
@@ -1089,6 +1077,25 @@ impl SelfPlay {
         })
     }
 
+    /// The f32 policy's log-probs of each rollout's response (teacher-forced, no gradient),
+    /// `micro_batch` rollouts per pass.
+    fn f32_logprobs(&self, rollouts: &[&Rollout]) -> Result<Vec<Vec<f32>>> {
+        let temperature = self.config.rollout.temperature;
+        let mut out = Vec::with_capacity(rollouts.len());
+        for chunk in rollouts.chunks(self.config.optim.micro_batch.max(1)) {
+            let prompts: Vec<Vec<i64>> = chunk.iter().map(|r| r.prompt.clone()).collect();
+            let responses: Vec<Vec<i64>> = chunk.iter().map(|r| r.response.clone()).collect();
+            let (lp, _) =
+                tch::no_grad(|| response_logprobs(&self.model, &prompts, &responses, temperature))?;
+            let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+            for (row, r) in chunk.iter().enumerate() {
+                let all = Vec::<f32>::try_from(lp.get(row as i64))?;
+                out.push(all[..r.response.len()].to_vec());
+            }
+        }
+        Ok(out)
+    }
+
     /// TRR++ advantages, old log-probs from the current policy, then PPO-clip mini-batches.
     fn update(&mut self, step: u64, rollouts: &[Rollout]) -> Result<Update> {
         let trainable: Vec<&Rollout> = rollouts.iter().filter(|r| !r.response.is_empty()).collect();
@@ -1115,7 +1122,6 @@ impl SelfPlay {
                 },
             });
         }
-        let temperature = self.config.rollout.temperature;
         let o = &self.config.optim;
         let (mini_batch, epochs, tis_cap) = (o.mini_batch.max(1), o.ppo_epochs, o.tis_cap);
         let mut rng = step_rng(self.config.seed, step, 3);
@@ -1146,20 +1152,9 @@ impl SelfPlay {
             .copied()
             .filter(|&i| !on_policy[i])
             .collect();
-        for chunk in recompute.chunks(self.config.optim.micro_batch.max(1)) {
-            let prompts: Vec<Vec<i64>> =
-                chunk.iter().map(|&i| trainable[i].prompt.clone()).collect();
-            let responses: Vec<Vec<i64>> = chunk
-                .iter()
-                .map(|&i| trainable[i].response.clone())
-                .collect();
-            let (lp, _) =
-                tch::no_grad(|| response_logprobs(&self.model, &prompts, &responses, temperature))?;
-            let lp = lp.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-            for (row, &i) in chunk.iter().enumerate() {
-                let all = Vec::<f32>::try_from(lp.get(row as i64))?;
-                old[i] = Some(all[..trainable[i].response.len()].to_vec());
-            }
+        let recomputed: Vec<&Rollout> = recompute.iter().map(|&i| trainable[i]).collect();
+        for (&i, lps) in recompute.iter().zip(self.f32_logprobs(&recomputed)?) {
+            old[i] = Some(lps);
         }
         // How far the sampling weights (the int8 rollout copy) are from the f32 policy the
         // update uses, on the tokens that learn (for on-policy samples, measured by their
@@ -1267,24 +1262,6 @@ impl GenerationFigures {
     /// Generated tokens per second of generation.
     pub fn tokens_per_s(&self) -> f64 {
         self.generated_tokens as f64 / self.generate_s.max(f64::MIN_POSITIVE)
-    }
-}
-
-/// 64-bit FNV-1a over token ids (a digest to tell identical generations apart, not a
-/// checksum against tampering).
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn add(&mut self, tokens: &[i64]) {
-        for byte in tokens.iter().flat_map(|t| t.to_le_bytes()).chain([0xff; 8]) {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
     }
 }
 
