@@ -453,7 +453,8 @@ fn builtin_seed_programs_fill_the_buffers_and_a_time_budget_ends_the_run_with_a_
         .arg(&config)
         .arg("--output")
         .arg(&out_dir)
-        .args(["--max-minutes", "0.001"])
+        // 0.6 ms: no step is that fast, so the budget ends the run after its first step.
+        .args(["--max-minutes", "0.00001"])
         .args(["--set", "tasks.seed_programs=\"builtin\""])
         .args(["--set", "tasks.seed_batch_factor=16"])
         .args(["--set", "tasks.propose_batch_size=1"])
