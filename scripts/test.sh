@@ -35,10 +35,11 @@ cargo test --workspace --locked --no-fail-fast "$@"
 # of the instrumented targets takes about 20 minutes on 2 cores; it is cached in
 # $cache/fuzz-target.
 #
-# On a new machine everything above is cold too (guest, libtorch, venvs, debug build: 80
-# minutes on 2 cores, measured 2026-12-01 with other builds beside it), and CI allows 90. So when the instrumented build is not cached
-# and more than AZR_FUZZ_COLD_AFTER_MIN minutes (default 55) have passed, the smoke run is
-# skipped with a notice rather than let the whole run time out; the next (warm) run does it.
+# On a new machine everything above is cold too (guest, libtorch, venvs, debug build: 64
+# minutes on 2 Zen 3 cores with nothing else running, 2026-12-02; 80 on 2 cores shared with
+# other builds), and CI allows 90. So when the instrumented build is not cached and more than
+# AZR_FUZZ_COLD_AFTER_MIN minutes (default 55) have passed, the smoke run is skipped with a
+# notice rather than let the whole run time out; the next (warm) run does it.
 smoke="${AZR_FUZZ_SMOKE_SECONDS:-30}"
 elapsed_min=$(( SECONDS / 60 ))
 if [[ "$smoke" != 0 && ! -d "$cache/fuzz-target" && $elapsed_min -gt ${AZR_FUZZ_COLD_AFTER_MIN:-55} ]]; then
