@@ -51,7 +51,8 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Most tasks in one batch request (more: `INVALID_ARGUMENT`).
     pub max_batch_tasks: usize,
-    /// Connections served at once; more wait in the listen backlog.
+    /// gRPC connections (the Unix socket) served at once; more wait in the listen backlog.
+    /// HTTP connections have their own limit, so neither front end can starve the other.
     pub max_connections: usize,
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     pub drain_timeout_ms: u64,
@@ -61,6 +62,18 @@ pub struct ServerConfig {
     pub http: Option<std::net::SocketAddr>,
     /// Allow `http` on an address other than loopback (a trust decision: SECURITY.md).
     pub http_allow_remote: bool,
+    /// HTTP connections served at once; one more is accepted and closed at once.
+    pub http_max_connections: usize,
+    /// An HTTP connection with no traffic either way for this long is closed (ms); this
+    /// covers idle keep-alive connections and bodies that stop arriving.
+    pub http_idle_timeout_ms: u64,
+    /// A request's headers must arrive whole within this (ms), or the connection is closed.
+    pub http_header_timeout_ms: u64,
+    /// A request's body must arrive whole within this (ms), or it is answered 408.
+    pub http_body_timeout_ms: u64,
+    /// Request bodies being read, all HTTP connections together, in bytes; a body that
+    /// would pass it is answered 503. One body is at most `max_request_bytes` (413).
+    pub http_body_budget_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +89,11 @@ impl Default for ServerConfig {
             drain_timeout_ms: 30_000,
             http: None,
             http_allow_remote: false,
+            http_max_connections: 512,
+            http_idle_timeout_ms: 60_000,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
+            http_body_budget_bytes: 256 << 20,
         }
     }
 }
@@ -131,8 +149,35 @@ impl SandboxConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SandboxError::InvalidRequest(format!("reading config {}: {e}", path.display()))
         })?;
-        toml::from_str(&text)
-            .map_err(|e| SandboxError::InvalidRequest(format!("config {}: {e}", path.display())))
+        let config: SandboxConfig = toml::from_str(&text)
+            .map_err(|e| SandboxError::InvalidRequest(format!("config {}: {e}", path.display())))?;
+        config
+            .check()
+            .map_err(|e| SandboxError::InvalidRequest(format!("config {}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Settings that parse but cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        let s = &self.server;
+        if s.http_body_budget_bytes < s.max_request_bytes {
+            return Err(format!(
+                "server.http_body_budget_bytes ({}) is below server.max_request_bytes ({}): \
+                 a request of the largest size could never be read",
+                s.http_body_budget_bytes, s.max_request_bytes
+            ));
+        }
+        for (name, value) in [
+            ("http_max_connections", s.http_max_connections as u64),
+            ("http_idle_timeout_ms", s.http_idle_timeout_ms),
+            ("http_header_timeout_ms", s.http_header_timeout_ms),
+            ("http_body_timeout_ms", s.http_body_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("server.{name} must be above 0"));
+            }
+        }
+        Ok(())
     }
 
     pub fn workers(&self) -> usize {
@@ -176,6 +221,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/sandbox.toml");
         let config = SandboxConfig::from_file(&path).expect("policies/sandbox.toml parses");
         assert_eq!(config, SandboxConfig::default());
+    }
+
+    #[test]
+    fn a_body_budget_below_the_largest_request_is_refused() {
+        let mut config = SandboxConfig::default();
+        assert!(config.check().is_ok());
+        config.server.http_body_budget_bytes = config.server.max_request_bytes - 1;
+        let error = config.check().expect_err("refused");
+        assert!(error.contains("http_body_budget_bytes"), "{error}");
+        config.server.http_body_budget_bytes = config.server.max_request_bytes;
+        config.server.http_idle_timeout_ms = 0;
+        assert!(config.check().is_err());
     }
 
     #[test]

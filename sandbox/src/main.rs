@@ -154,6 +154,10 @@ fn real_main() -> Result<()> {
             kind: Some(bench::BenchKind::TestCases(args)),
             ..
         }) => bench::test_cases::run(&config, &args),
+        Command::Bench(bench::BenchCommand {
+            kind: Some(bench::BenchKind::FrontEnds(args)),
+            ..
+        }) => bench::front_ends::run(&config, &args),
         Command::Serve {
             socket,
             no_seccomp,

@@ -63,6 +63,10 @@ impl DaemonChild {
         Ok(daemon)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the daemon has logged so far (for errors).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

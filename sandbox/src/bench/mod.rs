@@ -1,5 +1,6 @@
 //! `azr-sandbox bench`: the sandbox against CPython baselines, measured in the same run.
-//! `bench test-cases` (`test_cases.rs`) measures test-case scoring on HumanEval; plain `bench`
+//! `bench test-cases` (`test_cases.rs`) measures test-case scoring on HumanEval; `bench
+//! front-ends` (`front_ends.rs`) whether HTTP clients can starve gRPC ones; plain `bench`
 //! measures AZR's workloads, below.
 //!
 //! Workloads, on the AZR seed programs (`7b_seed_io.jsonl`):
@@ -28,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use azr_sandbox::{Item, Sandbox, Verdict, config::SandboxConfig};
 
 mod daemon;
+pub mod front_ends;
 pub mod test_cases;
 
 const BASELINE_SCRIPT: &str = include_str!("../../bench/cpython_baseline.py");
@@ -47,6 +49,9 @@ pub enum BenchKind {
     /// HumanEval's completions scored against their test cases, through gRPC and HTTP,
     /// against a python3-process-per-test baseline.
     TestCases(test_cases::TestCasesArgs),
+    /// A gRPC client's latency while many idle and slow HTTP clients hold connections,
+    /// against the same client with the HTTP side quiet, alternated; the daemon's memory.
+    FrontEnds(front_ends::FrontEndsArgs),
 }
 
 #[derive(clap::Args)]

@@ -10,20 +10,106 @@
 //! `fetch_files` are accepted and ignored (the guest has no files). TCP has no peer
 //! credentials: whoever reaches the port may run code in the sandbox. That is why the
 //! listener is loopback-only unless the configuration says otherwise (SECURITY.md).
+//!
+//! A request body is read within [`BodyLimits`]: at most `max_request_bytes` (413), whole
+//! within `http_body_timeout_ms` (408), and while all bodies being read stay within
+//! `http_body_budget_bytes` (503, which clients retry); nothing is allocated up front from a
+//! declared `Content-Length`.
 
 use std::{
     convert::Infallible,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use http::{Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use super::{service::Service, stats::Answer};
-use crate::item::{Item, Outcome, OutputMatch, Verdict};
+use crate::{
+    config::ServerConfig,
+    item::{Item, Outcome, OutputMatch, Verdict},
+};
+
+/// How request bodies are bounded: one by one in size and time, and all together in bytes
+/// held, so that many slow or unfinished uploads cannot take the daemon's memory.
+pub struct BodyLimits {
+    /// Largest body of one request (413 past it).
+    pub max_bytes: usize,
+    /// The whole body must arrive within this (408 past it).
+    pub timeout: Duration,
+    /// Bytes of bodies being read, all connections together (503 when a body would pass it).
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+}
+
+impl BodyLimits {
+    pub fn new(config: &ServerConfig) -> BodyLimits {
+        let budget_bytes = config
+            .http_body_budget_bytes
+            .max(config.max_request_bytes)
+            .min(Semaphore::MAX_PERMITS);
+        BodyLimits {
+            max_bytes: config.max_request_bytes,
+            timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+        }
+    }
+}
+
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    Slow,
+    OverBudget,
+    Broken(String),
+}
+
+/// Reads a request body within [`BodyLimits`]. The bytes held count against the shared
+/// budget until the returned permit is dropped (after the body is parsed).
+async fn read_body(
+    body: Incoming,
+    declared: Option<u64>,
+    limits: &BodyLimits,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async {
+        let mut body = body;
+        let mut bytes = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() + data.len() > limits.max_bytes {
+                return Err(BodyError::TooLarge);
+            }
+            let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+            let permit = limits
+                .budget
+                .clone()
+                .try_acquire_many_owned(n)
+                .map_err(|_| BodyError::OverBudget)?;
+            match held.as_mut() {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok((Bytes::from(bytes), held))
+    };
+    tokio::time::timeout(limits.timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Slow))
+}
 
 /// `RunCodeRequest` (SandboxFusion `sandbox/server/sandbox_api.py`).
 #[derive(Debug, Deserialize)]
@@ -158,26 +244,56 @@ const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
 pub async fn handle(
     service: &Service,
     request: http::Request<Incoming>,
-    max_body: usize,
+    limits: &BodyLimits,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     Ok(match (method, path.as_str()) {
         (Method::GET, "/v1/ping") => json(StatusCode::OK, &"pong"),
         (Method::POST, "/run_code") => {
-            let body = match Limited::new(request.into_body(), max_body).collect().await {
-                Ok(b) => b.to_bytes(),
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let (body, held) = match read_body(request.into_body(), declared, limits).await {
+                Ok(read) => read,
                 Err(e) => {
-                    service.stats.answered(Answer::Invalid);
-                    let status = if e.is::<http_body_util::LengthLimitError>() {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        StatusCode::BAD_REQUEST
+                    let (status, message) = match e {
+                        BodyError::TooLarge => (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("request body larger than {} bytes", limits.max_bytes),
+                        ),
+                        BodyError::Slow => (
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "request body not received within {} ms",
+                                limits.timeout.as_millis()
+                            ),
+                        ),
+                        BodyError::OverBudget => {
+                            service.stats.answered(Answer::Busy);
+                            return Ok(detail(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &format!(
+                                    "request bodies being received exceed the daemon's \
+                                     budget of {} bytes; retry",
+                                    limits.budget_bytes
+                                ),
+                            ));
+                        }
+                        BodyError::Broken(e) => (
+                            StatusCode::BAD_REQUEST,
+                            format!("reading the request body: {e}"),
+                        ),
                     };
-                    return Ok(detail(status, &format!("reading the request body: {e}")));
+                    service.stats.answered(Answer::Invalid);
+                    return Ok(detail(status, &message));
                 }
             };
-            match serde_json::from_slice::<RunCodeRequest>(&body) {
+            let parsed = serde_json::from_slice::<RunCodeRequest>(&body);
+            drop((body, held));
+            match parsed {
                 Ok(run) => run_code(service, run).await,
                 Err(e) => {
                     service.stats.answered(Answer::Invalid);

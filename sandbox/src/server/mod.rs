@@ -5,10 +5,17 @@
 //! connection from `SO_PEERCRED`, the number of connections is bounded, the request deadline
 //! is answered with `DEADLINE_EXCEEDED` by the service itself, and SIGTERM drains in-flight
 //! requests before the socket is removed.
+//!
+//! The two front ends cannot starve each other: gRPC connections and HTTP connections have
+//! limits of their own, and a full HTTP side never stops the daemon from accepting on the
+//! Unix socket (an HTTP connection over its limit is accepted and closed at once). HTTP
+//! connections are also closed when idle ([`idle`]), when their headers are slow, and their
+//! request bodies are bounded one by one, in time and all together ([`http_api`]).
 
 pub mod authority;
 pub mod convert;
 pub mod http_api;
+pub mod idle;
 pub mod listener;
 pub mod service;
 pub mod stats;
@@ -23,7 +30,7 @@ use std::{
 
 use azr_proto::v1::sandbox_server::SandboxServer;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
@@ -61,35 +68,52 @@ pub async fn serve(
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let grpc_slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let http_slots = Arc::new(Semaphore::new(config.http_max_connections.max(1)));
+    let http_limits = Arc::new(http_api::BodyLimits::new(config));
+    let http_idle = Duration::from_millis(config.http_idle_timeout_ms.max(1));
+    let http_header_timeout = Duration::from_millis(config.http_header_timeout_ms.max(1));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
+        // A Unix connection is accepted only with a gRPC slot free; TCP connections are
+        // always accepted (and closed at once over their own limit), so that neither front
+        // end's load stops the other's accepting.
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted.map(|(stream, _)| Accepted::Unix(stream)),
+            (permit, accepted) = async {
+                let permit = grpc_slots.clone().acquire_owned().await;
+                (permit, listener.accept().await)
+            } => match (permit, accepted) {
+                (Ok(permit), Ok((stream, _))) => Ok(Accepted::Unix(stream, permit)),
+                (Err(_), _) => break,
+                (_, Err(e)) => Err(e),
+            },
             accepted = accept_tcp(http_listener.as_ref()) => accepted.map(Accepted::Tcp),
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        let stream = match accepted {
-            Ok(Accepted::Unix(stream)) => stream,
+        let (stream, permit) = match accepted {
+            Ok(Accepted::Unix(stream, permit)) => (stream, permit),
             Ok(Accepted::Tcp(stream)) => {
+                let Ok(permit) = http_slots.clone().try_acquire_owned() else {
+                    tracing::debug!(
+                        limit = config.http_max_connections,
+                        "HTTP connection over the limit closed"
+                    );
+                    drop(stream);
+                    continue;
+                };
                 let service = http_service.clone();
-                let max_body = config.max_request_bytes;
+                let limits = http_limits.clone();
                 let svc = hyper::service::service_fn(move |request| {
                     let service = service.clone();
-                    async move { http_api::handle(&service, request, max_body).await }
+                    let limits = limits.clone();
+                    async move { http_api::handle(&service, request, &limits).await }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(http_header_timeout)
+                    .serve_connection(TokioIo::new(idle::IdleTimeout::new(stream, http_idle)), svc);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
@@ -195,7 +219,7 @@ pub async fn serve(
 }
 
 enum Accepted {
-    Unix(UnixStream),
+    Unix(UnixStream, tokio::sync::OwnedSemaphorePermit),
     Tcp(TcpStream),
 }
 
