@@ -131,8 +131,8 @@ struct HostState {
     deadline_ticks: u64,
     /// What the guest answered during the current call.
     outcomes: Vec<Outcome>,
-    /// An abduction answer's arguments, handed back for the item's second stage.
-    arguments: Option<String>,
+    /// What the item's answer needs next (see [`Next`]).
+    next: Next,
     item_started: Instant,
     /// Largest result the guest may hand back for one item.
     max_result_bytes: usize,
@@ -151,7 +151,7 @@ impl HostState {
             fuel: 0,
             deadline_ticks: 0,
             outcomes: Vec::new(),
-            arguments: None,
+            next: Next::Done,
             item_started: Instant::now(),
             max_result_bytes: 0,
         }
@@ -167,7 +167,7 @@ impl HostState {
         self.fuel = limits.fuel;
         self.deadline_ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
         self.outcomes = Vec::new();
-        self.arguments = None;
+        self.next = Next::Done;
         self.item_started = Instant::now();
         self.max_result_bytes = (limits.stdout_chars as usize * 4)
             .saturating_add(limits.value_chars as usize * 4)
@@ -266,7 +266,97 @@ struct GuestOptions<'a> {
 #[derive(Serialize)]
 struct GuestRequest<'a> {
     options: GuestOptions<'a>,
-    items: &'a [Item],
+    items: &'a [GuestItem<'a>],
+}
+
+/// An item as the guest reads it: a caller's item, or the first stage of a deduction or
+/// abduction answer, which the engine adds itself.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum GuestItem<'a> {
+    Item(&'a Item),
+    Answer(AnswerStage<'a>),
+}
+
+/// An answer evaluated where its program never ran (the guest's `evaluate_answer`): only the
+/// task's imports and the program's own import statements have. An answer that needs the
+/// program's definitions (that calls `f`, say) fails here, and so is wrong.
+#[derive(Serialize)]
+struct AnswerStage<'a> {
+    op: &'static str,
+    program: &'a str,
+    imports: &'a [String],
+    answer: &'a str,
+    role: &'static str,
+}
+
+impl<'a> GuestItem<'a> {
+    /// The first stage of `item`'s answer (deduction and abduction only).
+    fn answer_stage(item: &'a Item) -> Option<GuestItem<'a>> {
+        let (program, imports, answer, role) = match item {
+            Item::Deduction {
+                program,
+                imports,
+                answer,
+                ..
+            } => (program, imports, answer, "deduction"),
+            Item::Abduction {
+                program,
+                imports,
+                answer,
+                ..
+            } => (program, imports, answer, "abduction"),
+            _ => return None,
+        };
+        Some(GuestItem::Answer(AnswerStage {
+            op: "evaluate_answer",
+            program,
+            imports,
+            answer,
+            role,
+        }))
+    }
+
+    fn program(&self) -> &str {
+        match self {
+            GuestItem::Item(item) => item.program().0,
+            GuestItem::Answer(stage) => stage.program,
+        }
+    }
+
+    fn judge_output(&self, outcome: Outcome) -> Outcome {
+        match self {
+            GuestItem::Item(item) => item.judge_output(outcome),
+            GuestItem::Answer(_) => outcome,
+        }
+    }
+}
+
+/// What an item's answer needs after the guest answered it.
+#[derive(Debug, Default, PartialEq)]
+enum Next {
+    /// Nothing: the outcome is final.
+    #[default]
+    Done,
+    /// Its first stage, where the program never ran: the answer is more than literals.
+    Evaluate,
+    /// A first stage's result (JSON the guest reads back), for the check.
+    Evaluated(String),
+}
+
+/// One item's outcome, and what its answer needs next.
+struct Ran {
+    outcome: Outcome,
+    next: Next,
+}
+
+impl Ran {
+    fn done(outcome: Outcome) -> Ran {
+        Ran {
+            outcome,
+            next: Next::Done,
+        }
+    }
 }
 
 impl Executor {
@@ -425,9 +515,9 @@ impl Worker {
             let rest = &items[outcomes.len()..];
             let key = rest[0].instance_key();
             let same = rest.iter().take_while(|i| i.instance_key() == key).count();
-            let rest = &rest[..same];
+            let group = &rest[..same];
             let before = outcomes.len();
-            self.run_program(rest, &limits, rules, control, &mut outcomes);
+            self.run_group(group, &limits, rules, control, &mut outcomes);
             if outcomes.len() == before {
                 // Never loop without progress: the first remaining item gets the blame.
                 outcomes.push(Outcome::host(
@@ -444,18 +534,128 @@ impl Worker {
         outcomes
     }
 
-    /// Runs the items of one program: prepares the program once (its definitions run, its
-    /// gold values are reduced), records that state, and runs every item from it, putting
-    /// linear memory back to the recorded state between items. An item's code therefore
-    /// never sees what an earlier item did. An item that traps or grows memory ends the
-    /// instance; the next item prepares the program again in a new one.
-    fn run_program(
+    /// Runs the items of one program, and the answers among them that are more than
+    /// literals in two stages: each is first evaluated in an instance where the program
+    /// never ran, then checked, from what that gave, in the program's prepared instance.
+    fn run_group(
         &mut self,
-        items: &[Item],
+        group: &[Item],
         limits: &Limits,
         rules: &Rules,
         control: RunControl,
         outcomes: &mut Vec<Outcome>,
+    ) {
+        let items: Vec<GuestItem<'_>> = group.iter().map(GuestItem::Item).collect();
+        let mut ran = Vec::with_capacity(items.len());
+        self.run_program(&items, &[], limits, rules, control, &mut ran);
+        let pending: Vec<usize> = (0..ran.len())
+            .filter(|&i| ran[i].next == Next::Evaluate)
+            .collect();
+        if !pending.is_empty() {
+            self.run_answer_stages(group, &pending, limits, rules, control, &mut ran);
+            if control.stop_on_failure
+                && let Some(first) = ran.iter().position(|r| r.outcome.failed())
+            {
+                // Items after an answer that failed in its second stage ran meanwhile.
+                for r in &mut ran[first + 1..] {
+                    r.outcome =
+                        Outcome::host(Verdict::Skipped, "Skipped", "an earlier item failed");
+                }
+            }
+        }
+        outcomes.extend(ran.into_iter().map(|r| r.outcome));
+    }
+
+    /// The two stages of the answers of `group` at `pending` (their outcomes in `ran` are
+    /// replaced by the checks' own).
+    fn run_answer_stages(
+        &mut self,
+        group: &[Item],
+        pending: &[usize],
+        limits: &Limits,
+        rules: &Rules,
+        control: RunControl,
+        ran: &mut [Ran],
+    ) {
+        let control = RunControl {
+            stop_on_failure: false,
+            ..control
+        };
+        let stages: Vec<GuestItem<'_>> = pending
+            .iter()
+            .filter_map(|&i| GuestItem::answer_stage(&group[i]))
+            .collect();
+        let mut first = Vec::with_capacity(stages.len());
+        if stages.len() == pending.len() {
+            self.run_program(&stages, &[], limits, rules, control, &mut first);
+        }
+        let mut checks = Vec::new();
+        let mut evaluated = Vec::new();
+        let mut spent = Vec::new();
+        for (k, &i) in pending.iter().enumerate() {
+            match first.get_mut(k).map(|r| std::mem::take(&mut r.next)) {
+                Some(Next::Evaluated(text)) => {
+                    let o = &first[k].outcome;
+                    checks.push(i);
+                    evaluated.push(Some(text));
+                    spent.push((o.fuel_used, o.micros));
+                }
+                Some(_) if first[k].outcome.verdict != Verdict::Ok => {
+                    // The answer failed where the program never ran: it is wrong, and the
+                    // outcome says why (an `AnswerUsesProgram` error for one that needs
+                    // the program's definitions).
+                    let mut outcome = first[k].outcome.clone();
+                    outcome.passed = Some(false);
+                    outcome.value = None;
+                    ran[i].outcome = outcome;
+                }
+                _ => {
+                    ran[i].outcome = Outcome::host(
+                        Verdict::Fault,
+                        "SandboxFault",
+                        "the guest did not evaluate the answer",
+                    );
+                    ran[i].outcome.passed = Some(false);
+                }
+            }
+        }
+        if checks.is_empty() {
+            return;
+        }
+        let items: Vec<GuestItem<'_>> =
+            checks.iter().map(|&i| GuestItem::Item(&group[i])).collect();
+        let mut second = Vec::with_capacity(items.len());
+        self.run_program(&items, &evaluated, limits, rules, control, &mut second);
+        for ((&i, r), (fuel, micros)) in checks.iter().zip(second).zip(spent) {
+            let mut outcome = r.outcome;
+            if r.next != Next::Done {
+                outcome = Outcome::host(
+                    Verdict::Fault,
+                    "SandboxFault",
+                    "the guest asked twice to evaluate an answer",
+                );
+                outcome.passed = Some(false);
+            }
+            outcome.fuel_used = outcome.fuel_used.saturating_add(fuel);
+            outcome.micros = outcome.micros.saturating_add(micros);
+            ran[i].outcome = outcome;
+        }
+    }
+
+    /// Runs the items of one program: prepares the program once (its definitions run, its
+    /// gold values are reduced), records that state, and runs every item from it, putting
+    /// linear memory back to the recorded state between items. An item's code therefore
+    /// never sees what an earlier item did. An item that traps or grows memory ends the
+    /// instance; the next item prepares the program again in a new one. `evaluated[i]`, where
+    /// present, is item `i`'s answer from its first stage.
+    fn run_program(
+        &mut self,
+        items: &[GuestItem<'_>],
+        evaluated: &[Option<String>],
+        limits: &Limits,
+        rules: &Rules,
+        control: RunControl,
+        ran: &mut Vec<Ran>,
     ) {
         let request = GuestRequest {
             options: GuestOptions {
@@ -471,21 +671,31 @@ impl Worker {
         let bytes = match serde_json::to_vec(&request) {
             Ok(b) => b,
             Err(e) => {
-                outcomes.push(Outcome::host(Verdict::Fault, "SandboxFault", e.to_string()));
+                ran.push(Ran::done(Outcome::host(
+                    Verdict::Fault,
+                    "SandboxFault",
+                    e.to_string(),
+                )));
                 return;
             }
         };
-        let program = items[0].program().0;
+        let program = items[0].program();
         let mut prepared: Option<PreparedInstance> = None;
         for index in 0..items.len() {
             let mut limits = limits.clone();
             if let Some(deadline) = control.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    outcomes.extend(std::iter::repeat_n(
-                        Outcome::host(Verdict::Skipped, "Skipped", "the request's deadline passed"),
-                        items.len() - index,
-                    ));
+                    ran.extend(
+                        std::iter::repeat_with(|| {
+                            Ran::done(Outcome::host(
+                                Verdict::Skipped,
+                                "Skipped",
+                                "the request's deadline passed",
+                            ))
+                        })
+                        .take(items.len() - index),
+                    );
                     break;
                 }
                 limits.timeout_ms = limits.timeout_ms.min(left.as_millis().max(1) as u64);
@@ -496,29 +706,20 @@ impl Worker {
                     Ok(p) => p,
                     Err(outcome) => {
                         // The program itself failed to start: every item would, alike.
-                        outcomes.extend(std::iter::repeat_n(*outcome, items.len() - index));
+                        ran.extend(
+                            std::iter::repeat_with(|| Ran::done((*outcome).clone()))
+                                .take(items.len() - index),
+                        );
                         return;
                     }
                 },
             };
-            let (mut outcome, mut alive) = self.call_item(&mut p, index, None, &limits, program);
-            if alive && let Some(arguments) = p.instance.store.data_mut().arguments.take() {
-                // An abduction answer's arguments: `f` runs on them from the prepared state.
-                if !self.reset_to_prepared(&mut p) {
-                    match self.prepare(&bytes, &limits, program) {
-                        Ok(q) => p = q,
-                        Err(o) => {
-                            outcomes.push(*o);
-                            continue;
-                        }
-                    }
-                }
-                (outcome, alive) =
-                    self.call_item(&mut p, index, Some(&arguments), &limits, program);
-            }
+            let answer = evaluated.get(index).and_then(Option::as_deref);
+            let (outcome, alive) = self.call_item(&mut p, index, answer, &limits, program);
+            let next = std::mem::take(&mut p.instance.store.data_mut().next);
             let outcome = items[index].judge_output(outcome);
             let failed = outcome.failed();
-            outcomes.push(outcome);
+            ran.push(Ran { outcome, next });
             let last = index + 1 == items.len() || (control.stop_on_failure && failed);
             if alive && last {
                 self.keep_prepared(p);
@@ -621,7 +822,7 @@ impl Worker {
         &mut self,
         p: &mut PreparedInstance,
         index: usize,
-        arguments: Option<&str>,
+        answer: Option<&str>,
         limits: &Limits,
         program: &str,
     ) -> (Outcome, bool) {
@@ -630,10 +831,10 @@ impl Worker {
         crash::running(program);
         let result = (|| {
             let store = &mut instance.store;
-            let (ptr, len) = match arguments {
+            let (ptr, len) = match answer {
                 Some(text) => {
                     let len = u32::try_from(text.len())
-                        .map_err(|_| wasmtime::format_err!("arguments larger than 4 GiB"))?;
+                        .map_err(|_| wasmtime::format_err!("an answer larger than 4 GiB"))?;
                     let ptr = instance.alloc.call(&mut *store, len)?;
                     instance
                         .memory
@@ -975,14 +1176,18 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
             "OutputLimit",
             format!("result of {len} bytes is larger than {state_max}"),
         );
-        (outcome, None)
+        (outcome, Next::Done)
     } else {
         let mut buffer = vec![0u8; len as usize];
         memory.read(&caller, ptr as usize, &mut buffer)?;
         match serde_json::from_slice::<GuestResult>(&buffer) {
             Ok(mut result) => {
-                let arguments = result.arguments.take();
-                (result.into_outcome(), arguments)
+                let next = match result.evaluated.take() {
+                    Some(text) => Next::Evaluated(text),
+                    None if result.needs_evaluation => Next::Evaluate,
+                    None => Next::Done,
+                };
+                (result.into_outcome(), next)
             }
             Err(e) => {
                 let outcome = Outcome::host(
@@ -990,13 +1195,13 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
                     "SandboxFault",
                     format!("unreadable result from the guest: {e}"),
                 );
-                (outcome, None)
+                (outcome, Next::Done)
             }
         }
     };
     let state = caller.data_mut();
-    let (mut outcome, arguments) = outcome;
-    state.arguments = arguments;
+    let (mut outcome, next) = outcome;
+    state.next = next;
     if state.limiter.denied
         && outcome.verdict == Verdict::Error
         && outcome.error_type.as_deref() == Some("MemoryError")

@@ -362,8 +362,10 @@ impl Outcome {
     }
 }
 
-/// What the guest writes for each item (the host adds fuel and time).
+/// What the guest writes for each item (the host adds fuel and time). A field the host does
+/// not know is refused: a renamed field would otherwise pass as its default.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct GuestResult {
     pub verdict: String,
     #[serde(default)]
@@ -376,9 +378,13 @@ pub(crate) struct GuestResult {
     pub error_type: Option<String>,
     #[serde(default)]
     pub error_message: Option<String>,
-    /// An abduction answer's arguments as plain data, for the item's second stage.
+    /// The answer is more than literals: it must first be evaluated where the program never
+    /// ran, and the item then run again with what that gave.
     #[serde(default)]
-    pub arguments: Option<String>,
+    pub needs_evaluation: bool,
+    /// An answer's first stage: what the check needs of it (JSON the guest reads back).
+    #[serde(default)]
+    pub evaluated: Option<String>,
     #[serde(default)]
     pub stderr: String,
     #[serde(default)]
@@ -483,7 +489,8 @@ mod tests {
             stdout: String::new(),
             error_type: None,
             error_message: None,
-            arguments: None,
+            needs_evaluation: false,
+            evaluated: None,
             stderr: String::new(),
             exit_code: None,
         };

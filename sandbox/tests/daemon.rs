@@ -167,7 +167,7 @@ fn every_rpc_answers_over_a_real_socket() {
         assert_eq!(outs[0].value.as_deref(), Some("[1, 2, 3]"));
         assert_eq!(verdict(&outs[1]), v1::Verdict::Rejected);
 
-        let tasks = ["3", "4", "(1+2)"]
+        let tasks = ["3", "4", "(1+2)", "f(1, 2)", "int('3')"]
             .iter()
             .map(|answer| v1::CheckTask {
                 program: None,
@@ -176,13 +176,51 @@ fn every_rpc_answers_over_a_real_socket() {
                     answer: answer.to_string(),
                 })),
             })
+            .chain(
+                ["1, 2", "*[n for n in range(5) if f(n, 2) == 3], 2"]
+                    .iter()
+                    .map(|answer| v1::CheckTask {
+                        program: None,
+                        kind: Some(Kind::Abduction(v1::Abduction {
+                            gold_output: "3".into(),
+                            answer: answer.to_string(),
+                        })),
+                    }),
+            )
             .collect();
         let outs = client
             .check_batch(tasks, program(f), &call)
             .await
             .expect("check batch");
         let passed: Vec<_> = outs.iter().map(|o| o.passed).collect();
-        assert_eq!(passed, [Some(true), Some(false), Some(true)]);
+        assert_eq!(
+            passed,
+            [
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(false)
+            ]
+        );
+        // An answer that runs the program is wrong, and says so.
+        for refused in [&outs[3], &outs[6]] {
+            assert_eq!(verdict(refused), v1::Verdict::Error, "{refused:?}");
+            assert_eq!(
+                refused.error_type.as_deref(),
+                Some("AnswerUsesProgram"),
+                "{refused:?}"
+            );
+            assert!(
+                refused
+                    .error_message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("`f`")),
+                "{refused:?}"
+            );
+        }
 
         let stats = client.stats().await.expect("stats");
         assert!(stats.tasks >= 15, "{stats:?}");
@@ -700,4 +738,167 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     // Unknown keys are only warnings: any output is a finding.
     assert!(stderr.trim().is_empty(), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Reads from an HTTP connection until the daemon closes it (or `limit` passes): what it
+/// said, and how long that took.
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (String, Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    (
+        String::from_utf8_lossy(&said).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn http_connections_are_bounded_in_number_silence_headers_and_bodies_and_grpc_is_not_starved() {
+    use std::io::Write;
+    let port = free_port();
+    let daemon = Daemon::start(&format!(
+        "[server]\nhttp = \"127.0.0.1:{port}\"\nmax_request_bytes = 65536\n\
+         http_max_connections = 6\nhttp_idle_timeout_ms = 1500\nhttp_header_timeout_ms = 1500\n\
+         http_body_timeout_ms = 1500\nhttp_body_budget_bytes = 131072\n"
+    ));
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+    };
+    let head = |length: usize| {
+        format!(
+            "POST /run_code HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+    };
+    let long = Duration::from_secs(15);
+
+    // A body declared past the bound: 413 at once, before any of it is read.
+    let mut big = connect();
+    big.write_all(head(100_000).as_bytes()).expect("written");
+    let (said, _) = read_until_closed(&mut big, Duration::from_secs(5));
+    assert!(said.starts_with("HTTP/1.1 413"), "{said}");
+
+    // A body that stops arriving: 408 once the body time-out passes, though the client
+    // keeps the connection busy with a byte now and then.
+    let mut slow = connect();
+    slow.write_all(head(1000).as_bytes()).expect("written");
+    slow.write_all(b"{\"code\": ").expect("written");
+    let started = std::time::Instant::now();
+    let mut said = String::new();
+    while started.elapsed() < long && said.is_empty() {
+        let _ = slow.write_all(b" ");
+        let (s, _) = read_until_closed(&mut slow, Duration::from_millis(300));
+        said = s;
+    }
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Headers trickled a byte at a time (never idle): closed at the header time-out.
+    let mut trickle = connect();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in b"POST /run_code HTTP/1.1\r\nHost: t\r\nX-Padding: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'))
+    {
+        if started.elapsed() > long {
+            break;
+        }
+        if trickle.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let (said, took) = read_until_closed(&mut trickle, Duration::from_millis(150));
+        if took < Duration::from_millis(150) || !said.is_empty() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a trickle of headers kept its connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "closed after {:?}",
+        started.elapsed()
+    );
+
+    // Bodies held together past the budget: the one that would pass it is answered 503.
+    let mut holders: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = connect();
+            s.write_all(head(65_000).as_bytes()).expect("written");
+            s.write_all(&[b' '; 60_000]).expect("written");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = connect();
+    third.write_all(head(65_000).as_bytes()).expect("written");
+    let _ = third.write_all(&[b' '; 20_000]);
+    let (said, _) = read_until_closed(&mut third, Duration::from_secs(5));
+    assert!(said.starts_with("HTTP/1.1 503"), "{said}");
+    holders.clear();
+
+    // A silent connection is closed at the idle time-out; connections past the limit at once,
+    // and meanwhile gRPC clients are served.
+    std::thread::sleep(Duration::from_millis(300));
+    let opened = std::time::Instant::now();
+    let mut silent: Vec<_> = (0..6).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = connect();
+    let (_, took) = read_until_closed(&mut over, Duration::from_secs(5));
+    assert!(
+        took < Duration::from_secs(1),
+        "over the limit: closed after {took:?}"
+    );
+    daemon.block_on(async {
+        let client = daemon.client();
+        for _ in 0..20 {
+            let health = client.health().await.expect("gRPC is served");
+            assert_eq!(health.status, "serving");
+        }
+    });
+    let (said, _) = read_until_closed(&mut silent[0], long);
+    let took = opened.elapsed();
+    assert!(said.is_empty(), "{said}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(10),
+        "idle connection closed after {took:?}"
+    );
+    silent.clear();
+
+    // And a well-behaved request after all that is answered.
+    std::thread::sleep(Duration::from_millis(300));
+    let body = r#"{"code": "print(6 * 7)", "language": "python"}"#;
+    let mut good = connect();
+    good.write_all(format!("{}{body}", head(body.len())).as_bytes())
+        .expect("written");
+    let (said, _) = read_until_closed(&mut good, Duration::from_secs(10));
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    assert!(said.contains("42"), "{said}");
 }

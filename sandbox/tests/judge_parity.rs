@@ -189,21 +189,20 @@ fn humaneval_canonical_solutions_pass_the_judge() {
         .collect();
     let mut items = Vec::new();
     for p in &problems {
-        let program = format!(
-            "{}{}\n\n{}\n\ndef f(x):\n    check({})\n    return True\n",
-            text(p, "prompt"),
-            text(p, "canonical_solution"),
-            text(p, "test"),
-            text(p, "entry_point")
-        );
-        items.push(Item::Deduction {
-            program: program.clone(),
+        let solution = format!("{}{}", text(p, "prompt"), text(p, "canonical_solution"));
+        // The tests as a test case, and as the program of an abduction whose `f` runs them
+        // (the answer `0` is a literal; an answer may not call `f` itself).
+        items.push(Item::Assert {
+            program: solution.clone(),
             imports: vec![],
-            gold: "True".into(),
-            answer: "f(0)".into(),
+            test: format!("{}\n\ncheck({})\n", text(p, "test"), text(p, "entry_point")),
         });
         items.push(Item::Abduction {
-            program,
+            program: format!(
+                "{solution}\n\n{}\n\ndef f(x):\n    check({})\n    return True\n",
+                text(p, "test"),
+                text(p, "entry_point")
+            ),
             imports: vec![],
             gold: "True".into(),
             answer: "0".into(),

@@ -147,16 +147,67 @@ const PAIRS: &[(&str, &str, &str)] = &[
         "Fraction(1, 3)",
     ),
     ("from fractions import Fraction", "Fraction(1, 2)", "0.5"),
+    // Answers evaluated where the program never ran: `math.nan` is still the one object.
+    ("import math", "[math.nan, 1]", "[math.nan, 1]"),
+    ("import cmath", "[cmath.nanj]", "[cmath.nanj]"),
+    (
+        "",
+        "[complex(float('nan'), 1)]",
+        "[complex(float('nan'), 1)]",
+    ),
+    ("", "complex(float('nan'), 1)", "complex(float('nan'), 1)"),
+    ("", "{complex(-0.0, 1)}", "{complex(0.0, 1)}"),
+    // Order counts between two OrderedDicts, not against a dict.
+    (
+        "from collections import OrderedDict",
+        "OrderedDict([(1, 2), (3, 4)])",
+        "OrderedDict([(3, 4), (1, 2)])",
+    ),
+    (
+        "from collections import OrderedDict",
+        "OrderedDict([(1, 2), (3, 4)])",
+        "OrderedDict([(1, 2), (3, 4)])",
+    ),
+    (
+        "from collections import OrderedDict",
+        "OrderedDict([(1, 2), (3, 4)])",
+        "{3: 4, 1: 2}",
+    ),
+    // A deque subclass's attributes do not take part in `==`.
+    (
+        "from collections import deque\nclass D(deque):\n    pass\nd = D([1, 2])\nd.tag = 'x'",
+        "d",
+        "deque([1, 2])",
+    ),
+    // Big integers in sets (hashed by their digits, not a decimal string).
+    ("", "{10**5000, 1}", "{1, 10**5000}"),
+    ("", "{10**5000: 1}", "{10**5000 + 1: 1}"),
+    // Deeper than serde_json's default limit, within the judge's.
+    (
+        "",
+        "eval('[' * 150 + ']' * 150)",
+        "eval('[' * 150 + ']' * 150)",
+    ),
+    (
+        "",
+        "eval('[' * 150 + '1' + ']' * 150)",
+        "eval('[' * 150 + '2' + ']' * 150)",
+    ),
+    (
+        "import array",
+        "array.array('i', [1])",
+        "array.array('i', [1])",
+    ),
 ];
 
 /// Pairs where the judge differs from CPython's `==` on purpose, and why.
 const DIFFERENCES: &[(&str, &str, &str)] = &[
-    // Python-level classes compare by class and attribute values: `Node` defines no
-    // `__eq__`, so CPython compares identity (always False for two evaluations).
+    // An answer may not use the program: one that builds the program's dataclass is
+    // refused (`AnswerUsesProgram`), where CPython, running it, finds it equal.
     (
-        "Node(1, Node(2))",
-        "Node(1, Node(2))",
-        "instances compare by value",
+        "P(1, [2])",
+        "P(1, [2])",
+        "an answer cannot use the program's classes",
     ),
     // A `Fraction` (a Python-level class) is an instance: equal to `Fraction`s of the same
     // value, not to other numbers.
@@ -164,6 +215,13 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
         "Fraction(1, 2)",
         "0.5",
         "Fraction is compared as an instance",
+    ),
+    // `array.array` keeps its items where only its own code reads them: it equals only
+    // itself, and an answer's array is never the gold's.
+    (
+        "array.array('i', [1])",
+        "array.array('i', [1])",
+        "arrays compare by identity",
     ),
 ];
 

@@ -172,6 +172,119 @@ fn abduction_passes_an_input_that_reproduces_the_output() {
 }
 
 #[test]
+fn an_answer_that_needs_the_program_is_wrong_and_says_why() {
+    let program = "K = 2\n\ndef helper(x):\n    return x * K\n\ndef f(x):\n    return [helper(x)]";
+    let deduction = |answer: &str| Item::Deduction {
+        program: program.into(),
+        imports: vec![],
+        gold: "[6]".into(),
+        answer: answer.into(),
+    };
+    let abduction = |answer: &str| Item::Abduction {
+        program: program.into(),
+        imports: vec![],
+        gold: "[6]".into(),
+        answer: answer.into(),
+    };
+    let out = items(vec![
+        deduction("f(3)"),
+        deduction("[helper(3)]"),
+        deduction("[3 * K]"),
+        deduction("[6]"),
+        deduction("[2 * 3]"),
+        abduction("next(n for n in range(10) if f(n) == [6])"),
+        abduction("3"),
+        abduction("int('3')"),
+    ]);
+    for (i, name) in [(0, "f"), (1, "helper"), (2, "K"), (5, "f")] {
+        let o = &out[i];
+        assert_eq!(o.verdict, Verdict::Error, "{o:?}");
+        assert_eq!(o.passed, Some(false), "{o:?}");
+        assert_eq!(o.error_type.as_deref(), Some("AnswerUsesProgram"), "{o:?}");
+        let message = o.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains(&format!("`{name}`")), "{message}");
+    }
+    for i in [3, 4, 6, 7] {
+        assert_eq!(out[i].passed, Some(true), "{:?}", out[i]);
+    }
+}
+
+#[test]
+fn answers_may_use_the_tasks_imports_and_the_programs_own_imports() {
+    let program = "from collections import deque\n\ndef f(x):\n    return deque([x, x])";
+    let check = |imports: &[&str], answer: &str| Item::Deduction {
+        program: program.into(),
+        imports: imports.iter().map(|s| (*s).to_owned()).collect(),
+        gold: "deque([1, 1])".into(),
+        answer: answer.into(),
+    };
+    let out = items(vec![
+        check(&[], "deque([1, 1])"),
+        check(&[], "deque([1, 2])"),
+        check(&["import collections"], "collections.deque([1, 1])"),
+        check(&[], "[1, 1]"),
+    ]);
+    let passed: Vec<_> = out.iter().map(|o| o.passed).collect();
+    assert_eq!(
+        passed,
+        [Some(true), Some(false), Some(true), Some(false)],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_answers_nan_is_never_the_golds_nan() {
+    // CPython: a NaN equals nothing, and inside containers only the same object.
+    let check = |gold: &str, answer: &str| Item::Deduction {
+        program: "def f(x):\n    return x".into(),
+        imports: vec![],
+        gold: gold.into(),
+        answer: answer.into(),
+    };
+    let out = items(vec![
+        check("float('nan')", "float('nan')"),
+        check("[float('nan')]", "[float('nan')]"),
+        check("[1.5]", "[float('1.5')]"),
+    ]);
+    let passed: Vec<_> = out.iter().map(|o| o.passed).collect();
+    assert_eq!(passed, [Some(false), Some(false), Some(true)], "{out:?}");
+}
+
+#[test]
+fn validation_refuses_an_output_no_answer_could_state() {
+    // An answer may not use the program, so an instance of its class (or a function, a
+    // generator, ...) could never be stated: such a task is refused, with the reason.
+    for program in [
+        "class P:\n    def __init__(self, x):\n        self.x = x\n\ndef f(x):\n    return P(x)",
+        "def g():\n    pass\n\ndef f(x):\n    return [g]",
+        "def f(x):\n    return (i for i in range(x))",
+    ] {
+        let o = validate(program, "1");
+        assert_eq!(o.verdict, Verdict::Rejected, "{program}: {o:?}");
+        assert_eq!(o.error_type.as_deref(), Some("UnanswerableOutput"), "{o:?}");
+    }
+    // Library classes and builtins are in every instance: an answer can state them.
+    for (program, value) in [
+        (
+            "import collections\ndef f(x):\n    return collections.deque([x])",
+            "deque([1])",
+        ),
+        (
+            "from fractions import Fraction\ndef f(x):\n    return Fraction(x, 3)",
+            "Fraction(1, 3)",
+        ),
+        (
+            "def f(x):\n    return [len, int]",
+            "[<built-in function len>, <class 'int'>]",
+        ),
+    ] {
+        let o = validate(program, "1");
+        assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
+        assert_eq!(o.value.as_deref(), Some(value));
+    }
+}
+
+#[test]
 fn induction_needs_every_held_out_output() {
     let check = |program: &str| Item::Induction {
         program: program.into(),

@@ -135,6 +135,98 @@ fn exit_status_and_stderr_are_python3s() {
     assert!(o.stderr.contains("SyntaxError"), "{o:?}");
 }
 
+/// What `python3 -c program < stdin` prints and how it ends: (stdout, stderr, status).
+fn python3(program: &str, stdin: &str) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", program])
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("written");
+    let output = child.wait_with_output().expect("python3 ends");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn scripts_end_print_and_read_as_python3_does() {
+    // Exit statuses, what the streams accept, the ways competitive programs read and write,
+    // and `atexit`: stdout, exit status and the last line of stderr compared with CPython.
+    let cases = [
+        ("import sys\nsys.exit(2**64)", ""),
+        ("import sys\nsys.exit(2**31)", ""),
+        ("import sys\nsys.exit(2**32 + 3)", ""),
+        ("import sys\nsys.exit(-2**70)", ""),
+        ("import sys\nsys.exit(True)", ""),
+        ("print('a\\ud800b')", ""),
+        ("import sys\nprint(sys.stdout.write('h\\u00e9llo\\n'))", ""),
+        ("import sys\nsys.stdout.buffer.write(b'hi\\n')", ""),
+        (
+            "import sys\nprint('a')\nsys.stdout.flush()\nsys.stdout.buffer.write('b\\n'.encode())",
+            "",
+        ),
+        ("import sys\nsys.stdout.buffer.write('text')", ""),
+        ("print(open(0).read().split())", "3 4\n5\n"),
+        (
+            "data = open(0, 'rb').read()\nprint(len(data), type(data).__name__)",
+            "h\u{e9}\n",
+        ),
+        (
+            "import sys\nprint(sys.__stdout__ is sys.stdout, sys.__stdin__ is sys.stdin)",
+            "",
+        ),
+        (
+            "import atexit\natexit.register(print, 'bye')\nprint('x')",
+            "",
+        ),
+        (
+            "import atexit, sys\natexit.register(print, 'bye')\nsys.exit(3)",
+            "",
+        ),
+        ("import atexit\natexit.register(print, 'bye')\n1 / 0", ""),
+    ];
+    for (program, stdin) in cases {
+        let (stdout, stderr, status) = python3(program, stdin);
+        let o = one(script(program, stdin));
+        assert_eq!(o.exit_code, Some(status), "{program}: {o:?}");
+        assert_eq!(o.stdout, stdout, "{program}: {o:?}");
+        let last = |text: &str| text.trim_end().lines().last().unwrap_or("").to_owned();
+        assert_eq!(last(&o.stderr), last(&stderr), "{program}: {o:?}");
+    }
+}
+
+#[test]
+fn no_write_path_escapes_the_output_cap() {
+    // The cap is counted natively on what reaches the streams: a `str` subclass that says it
+    // is empty, the bytes buffer, a program that swaps in its own class all end at it.
+    let programs = [
+        "class S(str):\n    def __len__(self):\n        return 0\nfor _ in range(200):\n    print(S('x' * 1000))",
+        "import sys\nfor _ in range(200):\n    sys.stdout.buffer.write(b'x' * 1000)",
+        "import sys\nfor _ in range(200):\n    sys.stderr.write('x' * 1000)",
+        "import sys\ntype(sys.stdout).writelines = lambda self, lines: None\nfor _ in range(200):\n    print('x' * 1000)",
+        "import sys\ns = sys.stdout\ns.__dict__.clear()\nfor _ in range(200):\n    try:\n        print('x' * 1000)\n    except Exception:\n        break\nprint('y' * 200000, file=sys.stderr)",
+    ];
+    for program in programs {
+        for item in [script(program, ""), asserts(program, "pass")] {
+            let o = one(item);
+            assert_eq!(o.verdict, Verdict::OutputLimit, "{program}: {o:?}");
+        }
+    }
+}
+
 #[test]
 fn a_script_with_an_expected_output_passes_only_on_a_match_with_status_zero() {
     let case = |program: &str, expected: &str, output_match| Item::Script {

@@ -119,12 +119,13 @@ pub fn truncate_completion(text: &str) -> &str {
     &text[..end]
 }
 
-/// The program the sandbox runs for a completion: the prompt and completion, the problem's
-/// tests, and `f`, which runs them (the check is `f(0) == True`).
-pub fn humaneval_program(p: &HumanEvalProblem, completion: &str) -> String {
-    format!(
-        "{}{}\n\n{}\n\ndef f(x):\n    check({})\n    return True\n",
-        p.prompt, completion, p.test, p.entry_point
+/// The sandbox's test case for a completion: the program (the prompt and the completion)
+/// and assert-style test code (the problem's `check`, called on its entry point), run by
+/// the sandbox's test-case operation. It passes when the tests end without an exception.
+pub fn humaneval_case(p: &HumanEvalProblem, completion: &str) -> (String, String) {
+    (
+        format!("{}{}", p.prompt, completion),
+        format!("{}\n\ncheck({})\n", p.test, p.entry_point),
     )
 }
 
@@ -166,19 +167,12 @@ pub fn humaneval(
             ..SamplingParams::greedy(max_new_tokens.min(positions - longest))
         };
         let completions = generate(model, tokenizer, &prompts, &params)?;
-        let mut checks = Vec::new();
+        let mut cases = Vec::new();
         for (p, c) in kept.iter().zip(&completions) {
             let text = tokenizer.decode(&c.tokens, true)?;
-            checks.push(TaskCheck {
-                program: humaneval_program(p, truncate_completion(&text)),
-                imports: vec![],
-                kind: crate::azr::check::CheckKind::Deduction {
-                    gold: "True".into(),
-                    answer: "f(0)".into(),
-                },
-            });
+            cases.push(humaneval_case(p, truncate_completion(&text)));
         }
-        let Ok(results) = sandbox.check(&checks);
+        let results = sandbox.run_asserts(&cases);
         for (p, r) in kept.iter().zip(&results) {
             if r.passed {
                 score.passed += 1;
@@ -350,7 +344,7 @@ pub fn wilson(k: usize, n: usize) -> [f64; 2] {
 
 #[cfg(test)]
 mod tests {
-    use super::{HumanEvalProblem, humaneval_program, truncate_completion, wilson};
+    use super::{HumanEvalProblem, humaneval_case, truncate_completion, wilson};
 
     #[test]
     fn a_completion_ends_at_the_next_top_level_statement() {
@@ -363,12 +357,10 @@ mod tests {
             test: "def check(c):\n    assert c(1, 2) == 3\n".into(),
             entry_point: "add".into(),
         };
-        let program = humaneval_program(&p, truncate_completion(body));
-        assert!(
-            program.starts_with("def add(a, b):\n    return a + b\n"),
-            "{program}"
-        );
-        assert!(program.ends_with("def f(x):\n    check(add)\n    return True\n"));
+        let (program, test) = humaneval_case(&p, truncate_completion(body));
+        assert_eq!(program, "def add(a, b):\n    return a + b\n");
+        assert!(test.starts_with(&p.test), "{test}");
+        assert!(test.ends_with("\ncheck(add)\n"), "{test}");
     }
 
     #[test]

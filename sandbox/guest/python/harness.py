@@ -36,35 +36,30 @@ class OutputLimit(BaseException):
     """Raised inside the program when it writes more than the stdout cap."""
 
 
-class Capture:
-    """`sys.stdout`/`sys.stderr` for programs: keeps at most `cap` characters."""
+class _Buffer:
+    """`sys.stdout.buffer`: bytes, written to the same capture as UTF-8 text."""
 
-    def __init__(self):
-        self.parts = []
-        self.size = 0
-        self.cap = 0
-        self.overflow = False
+    def __init__(self, write):
+        self.write = write
 
-    def reset(self, cap):
-        self.parts = []
-        self.size = 0
-        self.cap = cap
-        self.overflow = False
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
 
-    def write(self, s):
-        if not _isinstance(s, _str):
-            raise TypeError("write() argument must be str, not " + _type(s).__name__)
-        n = _len(s)
-        room = self.cap - self.size
-        if n > room:
-            if room > 0:
-                self.parts.append(s[:room])
-            self.size = self.cap
-            self.overflow = True
-            raise OutputLimit("output limit of %d characters exceeded" % self.cap)
-        self.parts.append(s)
-        self.size += n
-        return n
+    def flush(self):
+        pass
+
+
+class Stream:
+    """`sys.stdout`/`sys.stderr` for programs. `write` and `buffer.write` are native
+    (`src/capture.rs`): they, not this class, decide what is captured and the cap."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self, write, write_bytes):
+        self.write = write
+        self.buffer = _Buffer(write_bytes)
 
     def writelines(self, lines):
         for line in lines:
@@ -76,47 +71,54 @@ class Capture:
     def isatty(self):
         return False
 
-    def text(self):
-        return "".join(self.parts)
+    def readable(self):
+        return False
 
-    encoding = "utf-8"
-    errors = "strict"
-
-
-_stdout = Capture()
-_stderr = Capture()
+    def writable(self):
+        return True
 
 
-def begin(cap, recursion_limit):
-    """Before a request's program runs: fresh output capture, the recursion limit."""
-    _stdout.reset(cap)
-    _stderr.reset(cap)
-    sys.stdout = _stdout
-    sys.stderr = _stderr
+_stdout = None
+_stderr = None
+
+
+def install_streams(stdout_write, stdout_bytes, stderr_write, stderr_bytes):
+    """At start-up: the two streams, with the native writers."""
+    global _stdout, _stderr
+    _stdout = Stream(stdout_write, stdout_bytes)
+    _stderr = Stream(stderr_write, stderr_bytes)
+
+
+def _point_streams():
+    sys.stdout = sys.__stdout__ = _stdout
+    sys.stderr = sys.__stderr__ = _stderr
+
+
+def begin(recursion_limit):
+    """Before a request's program runs: the streams (emptied natively), the recursion limit."""
+    _point_streams()
     sys.setrecursionlimit(recursion_limit)
 
 
-def captured():
-    """What the program wrote so far, and whether it passed the cap (informational)."""
-    return (_stdout.text() + _stderr.text(), _stdout.overflow or _stderr.overflow)
-
-
-def captured_apart():
-    """A script's stdout and stderr, kept apart, and whether either passed the cap."""
-    return (_stdout.text(), _stderr.text(), _stdout.overflow or _stderr.overflow)
+def restart_capture():
+    _point_streams()
 
 
 def make_stdin(data):
     """`sys.stdin` for a script: `data` (bytes) read as `python3 prog.py < file` reads it
-    (UTF-8, universal newlines, with a `.buffer` for `sys.stdin.buffer.read()`)."""
-    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    (UTF-8, universal newlines, with a `.buffer` for `sys.stdin.buffer.read()`). `open(0)`
+    gives the same stream (`open(0, 'rb')` its buffer), as file descriptor 0 would."""
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    sys.stdin = sys.__stdin__ = stdin
+    original = builtins.open
 
+    def open(file, mode="r", *args, **kwargs):
+        if _type(file) is int and file == 0:
+            return stdin.buffer if "b" in mode else stdin
+        return original(file, mode, *args, **kwargs)
 
-def restart_capture(cap):
-    _stdout.reset(cap)
-    _stderr.reset(cap)
-    sys.stdout = _stdout
-    sys.stderr = _stderr
+    builtins.open = open
+    return stdin
 
 
 def banned_import(source, banned, banned_keywords):

@@ -65,7 +65,12 @@ pub enum Value {
         bits: u64,
         id: usize,
     },
-    Complex(u64, u64),
+    /// `id` as for floats: recorded only when a part is NaN.
+    Complex {
+        re: u64,
+        im: u64,
+        id: usize,
+    },
     /// WTF-8 (a Python `str` may hold lone surrogates).
     Str(Vec<u8>),
     Bytes {
@@ -76,6 +81,9 @@ pub enum Value {
     Tuple(Vec<Value>),
     /// In insertion order.
     Dict(Vec<(Value, Value)>),
+    /// A `collections.OrderedDict` (or subclass), in order: against another one, `==`
+    /// compares the order too.
+    OrderedDict(Vec<(Value, Value)>),
     /// In iteration order.
     Set {
         items: Vec<Value>,
@@ -139,8 +147,44 @@ fn addr(obj: &PyObject) -> usize {
 }
 
 /// Types whose instances are compared by content though they are not heap types.
+#[derive(Clone)]
 pub struct KnownTypes {
     pub deque: Option<PyObjectRef>,
+    pub ordered_dict: Option<PyObjectRef>,
+    /// Objects made before the snapshot that every instance shares at the same address:
+    /// the classes, builtins and NaNs of the modules loaded then. Held here so that none is
+    /// ever freed and its address reused. An answer's `math.nan`, `Fraction` or `int` is
+    /// then the gold's, as in CPython.
+    pub snapshot: std::rc::Rc<Snapshot>,
+}
+
+/// See [`KnownTypes::snapshot`].
+#[derive(Default)]
+pub struct Snapshot {
+    /// Never read: holding them is the point.
+    #[allow(dead_code)]
+    objects: Vec<PyObjectRef>,
+    addresses: HashSet<usize>,
+}
+
+impl Snapshot {
+    pub fn new(objects: Vec<PyObjectRef>) -> Snapshot {
+        let addresses = objects.iter().map(|o| addr(o)).collect();
+        Snapshot { objects, addresses }
+    }
+}
+
+impl KnownTypes {
+    fn in_snapshot(&self, id: usize) -> bool {
+        id != 0 && self.snapshot.addresses.contains(&id)
+    }
+
+    fn is_subclass(class: &Py<PyType>, known: Option<&PyObjectRef>) -> Option<usize> {
+        let known = known?.downcast_ref::<PyType>()?;
+        class
+            .fast_issubclass(known.as_object())
+            .then(|| addr(known.as_object()))
+    }
 }
 
 struct Walker<'a> {
@@ -185,12 +229,62 @@ impl Value {
     /// Whether [`Value::build`] can make an object of it (no identities).
     pub fn is_plain(&self) -> bool {
         match self {
-            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) => false,
+            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) | Value::OrderedDict(_) => {
+                false
+            }
             Value::List(v) | Value::Tuple(v) => v.iter().all(Value::is_plain),
             Value::Set { items, .. } => items.iter().all(Value::is_plain),
             Value::Dict(kv) => kv.iter().all(|(k, v)| k.is_plain() && v.is_plain()),
             _ => true,
         }
+    }
+
+    /// The value as data that means the same in another instance of the guest: an answer
+    /// evaluated where the program never ran is compared, in the program's instance, with
+    /// the program's gold value. Both instances start from one snapshot, so an identity
+    /// means the same in both only for an object that was in the snapshot and is kept
+    /// alive ([`KnownTypes::snapshot`]: library classes, builtins, `math.nan`). A value
+    /// holding any other identity (an instance of the program's class, a function it made,
+    /// a value inside itself) is refused, with what it holds; a NaN made by the answer
+    /// loses its identity (it is never the gold's NaN object).
+    pub fn portable(&self, known: &KnownTypes) -> Result<Value, String> {
+        let kept = |id: usize| if known.in_snapshot(id) { id } else { 0 };
+        Ok(match self {
+            Value::Float { bits, id } => Value::Float {
+                bits: *bits,
+                id: kept(*id),
+            },
+            Value::Complex { re, im, id } => Value::Complex {
+                re: *re,
+                im: *im,
+                id: kept(*id),
+            },
+            Value::List(items) => Value::List(portable_all(items, known)?),
+            Value::Tuple(items) => Value::Tuple(portable_all(items, known)?),
+            Value::Set { items, frozen } => Value::Set {
+                items: portable_all(items, known)?,
+                frozen: *frozen,
+            },
+            Value::Dict(pairs) => Value::Dict(portable_pairs(pairs, known)?),
+            Value::OrderedDict(pairs) => Value::OrderedDict(portable_pairs(pairs, known)?),
+            Value::Instance { class, parts } if known.in_snapshot(*class) => Value::Instance {
+                class: *class,
+                parts: portable_all(parts, known)?,
+            },
+            Value::Instance { .. } => {
+                return Err("an instance of a class the program defines".into());
+            }
+            Value::Object(id) if known.in_snapshot(*id) => Value::Object(*id),
+            Value::Object(_) => {
+                return Err(
+                    "an object that equals only itself (a function, a generator, \
+                            an iterator, ...)"
+                        .into(),
+                );
+            }
+            Value::Cycle(_) => return Err("a container that holds itself".into()),
+            other => other.clone(),
+        })
     }
 
     /// Makes a new object of this value with built-in types only (no Python code runs but
@@ -204,7 +298,7 @@ impl Value {
             Value::Bool(b) => ctx.new_bool(*b).into(),
             Value::Int(i) => ctx.new_int(i.clone()).into(),
             Value::Float { bits, .. } => ctx.new_float(f64::from_bits(*bits)).into(),
-            Value::Complex(re, im) => ctx
+            Value::Complex { re, im, .. } => ctx
                 .new_complex(num_complex::Complex64::new(
                     f64::from_bits(*re),
                     f64::from_bits(*im),
@@ -266,7 +360,7 @@ impl Value {
             }
             .into_ref(ctx)
             .into(),
-            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) => {
+            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) | Value::OrderedDict(_) => {
                 return Err(vm.new_type_error(
                     "only plain data (numbers, strings, bytes, None and the built-in \
                      containers of them) can be passed as an argument",
@@ -274,6 +368,20 @@ impl Value {
             }
         })
     }
+}
+
+fn portable_all(items: &[Value], known: &KnownTypes) -> Result<Vec<Value>, String> {
+    items.iter().map(|v| v.portable(known)).collect()
+}
+
+fn portable_pairs(
+    pairs: &[(Value, Value)],
+    known: &KnownTypes,
+) -> Result<Vec<(Value, Value)>, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| Ok((k.portable(known)?, v.portable(known)?)))
+        .collect()
 }
 
 impl Walker<'_> {
@@ -323,7 +431,17 @@ impl Walker<'_> {
         }
         if let Some(c) = obj.downcast_ref::<PyComplex>() {
             let c = c.to_complex();
-            return Ok(Value::Complex(c.re.to_bits(), c.im.to_bits()));
+            let id = if c.re.is_nan() || c.im.is_nan() {
+                self.identities.push(obj.to_owned());
+                addr(obj)
+            } else {
+                0
+            };
+            return Ok(Value::Complex {
+                re: c.re.to_bits(),
+                im: c.im.to_bits(),
+                id,
+            });
         }
         if let Some(s) = obj.downcast_ref::<PyStr>() {
             return Ok(Value::Str(s.as_wtf8().as_bytes().to_vec()));
@@ -359,7 +477,9 @@ impl Walker<'_> {
         } else if let Some(t) = obj.downcast_ref::<PyTuple>() {
             Some(Container::Tuple(t.as_slice().to_vec()))
         } else if let Some(d) = obj.downcast_ref::<PyDict>() {
-            Some(Container::Dict(d.items_vec()))
+            let ordered =
+                KnownTypes::is_subclass(class, self.known.ordered_dict.as_ref()).is_some();
+            Some(Container::Dict(d.items_vec(), ordered))
         } else if let Some(s) = obj.downcast_ref::<PySet>() {
             Some(Container::Set(s.elements(), false))
         } else if let Some(s) = obj.downcast_ref::<PyFrozenSet>() {
@@ -371,19 +491,23 @@ impl Walker<'_> {
             // only with itself.
             Some(Container::View(kind, dict.items_vec()))
         } else {
-            let deque = self
-                .known
-                .deque
-                .as_ref()
-                .and_then(|d| d.downcast_ref::<PyType>())
-                .filter(|d| class.fast_issubclass(d.as_object()));
-            if let Some(deque) = deque {
-                self.identities.push(deque.as_object().to_owned());
-                Some(Container::Instance(
-                    addr(deque.as_object()),
-                    referents(obj, class),
-                ))
-            } else if class.slots.flags.has_feature(PyTypeFlags::HEAPTYPE) {
+            if let Some(deque) = KnownTypes::is_subclass(class, self.known.deque.as_ref()) {
+                // A deque (or a subclass: its attributes do not take part, as in `==`).
+                if let Some(d) = &self.known.deque {
+                    self.identities.push(d.clone());
+                }
+                let own = obj.dict();
+                let items = referents(obj, class)
+                    .into_iter()
+                    .filter(|r| !own.as_ref().is_some_and(|d| r.is(d.as_object())))
+                    .collect();
+                Some(Container::Instance(deque, items))
+            } else if class.slots.flags.has_feature(PyTypeFlags::HEAPTYPE)
+                && native_base(class).is(vm.ctx.types.object_type)
+            {
+                // A class written in Python on `object`: compared by what it holds. A
+                // subclass of another native type (`array.array`, an exception) keeps its
+                // content where only that type's code reads it: it equals only itself.
                 self.identities.push(class.as_object().to_owned());
                 Some(Container::Instance(
                     addr(class.as_object()),
@@ -410,11 +534,17 @@ impl Walker<'_> {
             Container::Set(items, frozen) => {
                 walk_all(self, items).map(|items| Value::Set { items, frozen })
             }
-            Container::Dict(items) => items
+            Container::Dict(items, ordered) => items
                 .iter()
                 .map(|(k, v)| Ok((self.walk(k, depth + 1)?, self.walk(v, depth + 1)?)))
                 .collect::<Result<Vec<_>, _>>()
-                .map(Value::Dict),
+                .map(|pairs| {
+                    if ordered {
+                        Value::OrderedDict(pairs)
+                    } else {
+                        Value::Dict(pairs)
+                    }
+                }),
             Container::Instance(class, parts) => {
                 walk_all(self, parts).map(|parts| Value::Instance { class, parts })
             }
@@ -442,10 +572,22 @@ impl Walker<'_> {
 enum Container {
     List(Vec<PyObjectRef>),
     Tuple(Vec<PyObjectRef>),
-    Dict(Vec<(PyObjectRef, PyObjectRef)>),
+    Dict(Vec<(PyObjectRef, PyObjectRef)>, bool),
     Set(Vec<PyObjectRef>, bool),
     Instance(usize, Vec<PyObjectRef>),
     View(DictViewKind, Vec<(PyObjectRef, PyObjectRef)>),
+}
+
+/// The first class in `class`'s bases that is not written in Python.
+fn native_base(class: &Py<PyType>) -> &Py<PyType> {
+    let mut class = class;
+    while class.slots.flags.has_feature(PyTypeFlags::HEAPTYPE) {
+        match class.base.deref() {
+            Some(base) => class = base,
+            None => break,
+        }
+    }
+    class
 }
 
 /// What an instance holds (its `__dict__`, its slots, a container's items), without its
@@ -469,7 +611,7 @@ pub fn equal(a: &Value, b: &Value) -> Result<bool, Unjudgeable> {
 enum Num {
     Int(BigInt),
     Float(f64, usize),
-    Complex(f64, f64),
+    Complex(f64, f64, usize),
 }
 
 fn num(v: &Value) -> Option<Num> {
@@ -477,12 +619,12 @@ fn num(v: &Value) -> Option<Num> {
         Value::Bool(b) => Num::Int(BigInt::from(*b as u8)),
         Value::Int(i) => Num::Int(i.clone()),
         Value::Float { bits, id } => Num::Float(f64::from_bits(*bits), *id),
-        Value::Complex(re, im) => {
+        Value::Complex { re, im, id } => {
             let (re, im) = (f64::from_bits(*re), f64::from_bits(*im));
             if im == 0.0 {
-                Num::Float(re, 0)
+                Num::Float(re, *id)
             } else {
-                Num::Complex(re, im)
+                Num::Complex(re, im, *id)
             }
         }
         _ => return None,
@@ -510,7 +652,14 @@ fn num_eq(a: Num, b: Num, top: bool) -> bool {
                 x == y
             }
         }
-        (Num::Complex(r1, i1), Num::Complex(r2, i2)) => r1 == r2 && i1 == i2,
+        (Num::Complex(r1, i1, id1), Num::Complex(r2, i2, id2)) => {
+            if [r1, i1, r2, i2].iter().any(|x| x.is_nan()) {
+                // As for floats: only the same object, and only inside a container.
+                !top && id1 == id2 && id1 != 0
+            } else {
+                r1 == r2 && i1 == i2
+            }
+        }
         _ => false,
     }
 }
@@ -547,37 +696,33 @@ fn eq(a: &Value, b: &Value, top: bool, budget: &mut usize) -> Result<bool, Unjud
                 parts: y,
             },
         ) => c1 == c2 && seq_eq(x, y, budget)?,
-        (Value::Dict(x), Value::Dict(y)) => {
+        (Value::Dict(x), Value::Dict(y)) => dict_eq(x, y, budget)?,
+        (Value::OrderedDict(x), Value::OrderedDict(y)) => {
+            // `OrderedDict == OrderedDict` is order-sensitive (against a dict it is not).
             if x.len() != y.len() {
                 return Ok(false);
             }
-            let index = index_of(y.iter().map(|(k, _)| k));
-            for (k, v) in x {
-                let mut found = false;
-                for &j in index.get(&key_hash(k)).map(Vec::as_slice).unwrap_or(&[]) {
-                    if eq(k, &y[j].0, false, budget)? {
-                        if !eq(v, &y[j].1, false, budget)? {
-                            return Ok(false);
-                        }
-                        found = true;
-                        break;
-                    }
-                }
-                if !found {
+            for ((k1, v1), (k2, v2)) in x.iter().zip(y) {
+                if !eq(k1, k2, false, budget)? || !eq(v1, v2, false, budget)? {
                     return Ok(false);
                 }
             }
             true
+        }
+        (Value::Dict(x) | Value::OrderedDict(x), Value::Dict(y) | Value::OrderedDict(y)) => {
+            dict_eq(x, y, budget)?
         }
         (Value::Set { items: x, .. }, Value::Set { items: y, .. }) => {
             if x.len() != y.len() {
                 return Ok(false);
             }
             let index = index_of(y.iter());
+            let mut used = vec![false; y.len()];
             for k in x {
                 let mut found = false;
                 for &j in index.get(&key_hash(k)).map(Vec::as_slice).unwrap_or(&[]) {
-                    if eq(k, &y[j], false, budget)? {
+                    if !used[j] && eq(k, &y[j], false, budget)? {
+                        used[j] = true;
                         found = true;
                         break;
                     }
@@ -606,6 +751,38 @@ fn eq(a: &Value, b: &Value, top: bool, budget: &mut usize) -> Result<bool, Unjud
         (Value::Object(x), Value::Object(y)) | (Value::Cycle(x), Value::Cycle(y)) => x == y,
         _ => false,
     })
+}
+
+/// Dicts as `==` compares them: the same keys with equal values, in any order.
+fn dict_eq(
+    x: &[(Value, Value)],
+    y: &[(Value, Value)],
+    budget: &mut usize,
+) -> Result<bool, Unjudgeable> {
+    if x.len() != y.len() {
+        return Ok(false);
+    }
+    // Each entry of one side pairs with a different entry of the other: two keys
+    // that are equal by value (instances) cannot both match one key.
+    let index = index_of(y.iter().map(|(k, _)| k));
+    let mut used = vec![false; y.len()];
+    for (k, v) in x {
+        let mut found = false;
+        for &j in index.get(&key_hash(k)).map(Vec::as_slice).unwrap_or(&[]) {
+            if !used[j] && eq(k, &y[j].0, false, budget)? {
+                if !eq(v, &y[j].1, false, budget)? {
+                    return Ok(false);
+                }
+                used[j] = true;
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn seq_eq(x: &[Value], y: &[Value], budget: &mut usize) -> Result<bool, Unjudgeable> {
@@ -655,18 +832,20 @@ fn key_hash(v: &Value) -> u64 {
     h.finish()
 }
 
+/// An integer's hash from its binary digits: linear in its size (a decimal string is
+/// quadratic, and a set of big integers would run out of fuel being compared).
+fn hash_int(i: &BigInt, h: &mut impl Hasher) {
+    0u8.hash(h);
+    i.is_negative().hash(h);
+    i.to_u64_digits().1.hash(h);
+}
+
 fn hash_into(v: &Value, h: &mut impl Hasher) {
     if let Some(n) = num(v) {
         match n {
-            Num::Int(i) => {
-                0u8.hash(h);
-                i.to_string().hash(h);
-            }
+            Num::Int(i) => hash_int(&i, h),
             Num::Float(f, id) => match integral(f) {
-                Some(i) => {
-                    0u8.hash(h);
-                    i.to_string().hash(h);
-                }
+                Some(i) => hash_int(&i, h),
                 None if f.is_nan() => {
                     1u8.hash(h);
                     id.hash(h);
@@ -676,10 +855,11 @@ fn hash_into(v: &Value, h: &mut impl Hasher) {
                     f.to_bits().hash(h);
                 }
             },
-            Num::Complex(re, im) => {
+            Num::Complex(re, im, _) => {
+                // `+ 0.0` makes -0.0 hash as 0.0, which it equals.
                 3u8.hash(h);
-                re.to_bits().hash(h);
-                im.to_bits().hash(h);
+                (re + 0.0).to_bits().hash(h);
+                (im + 0.0).to_bits().hash(h);
             }
         }
         return;
@@ -717,11 +897,11 @@ fn hash_into(v: &Value, h: &mut impl Hasher) {
         Value::Range { start, stop, step } => {
             10u8.hash(h);
             let n = range_len(start, stop, step);
-            n.to_string().hash(h);
+            hash_int(&n, h);
             if !n.is_zero() {
-                start.to_string().hash(h);
+                hash_int(start, h);
                 if n != BigInt::from(1u8) {
-                    step.to_string().hash(h);
+                    hash_int(step, h);
                 }
             }
         }
@@ -733,10 +913,10 @@ fn hash_into(v: &Value, h: &mut impl Hasher) {
             14u8.hash(h);
             items.len().hash(h);
         }
-        Value::Dict(items) => {
+        Value::Dict(items) | Value::OrderedDict(items) => {
             15u8.hash(h);
             items.len().hash(h);
         }
-        Value::Bool(_) | Value::Int(_) | Value::Float { .. } | Value::Complex(..) => {}
+        Value::Bool(_) | Value::Int(_) | Value::Float { .. } | Value::Complex { .. } => {}
     }
 }

@@ -22,9 +22,11 @@ use std::cell::RefCell;
 use rustpython::InterpreterBuilderExt;
 use rustpython_vm::{
     AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine,
-    builtins::PyBaseExceptionRef, scope::Scope,
+    builtins::{PyBaseExceptionRef, PyComplex, PyFloat, PyType},
+    scope::Scope,
 };
 
+mod capture;
 mod judge;
 mod ops;
 
@@ -150,22 +152,33 @@ fn build() -> Result<Guest, String> {
             .set_item("__name__", vm.ctx.new_str("_azr_harness").into(), vm)?;
         vm.run_string(scope.clone(), HARNESS, "<harness>")?;
         let get = |name: &str| scope.globals.get_item(name, vm);
+        // The streams programs print to write natively (capture.rs).
+        let output_limit = get("OutputLimit")?;
+        get("install_streams")?.call(
+            (
+                capture::text_writer(vm, capture::Stream::Stdout, output_limit.clone()),
+                capture::bytes_writer(vm, capture::Stream::Stdout, output_limit.clone()),
+                capture::text_writer(vm, capture::Stream::Stderr, output_limit.clone()),
+                capture::bytes_writer(vm, capture::Stream::Stderr, output_limit.clone()),
+            ),
+            vm,
+        )?;
         let default_banned = get("DEFAULT_BANNED")?
             .try_to_value::<Vec<String>>(vm)
             .unwrap_or_default();
         let collections = vm.import("collections", 0)?;
         let harness = Harness {
             begin: get("begin")?,
-            captured: get("captured")?,
-            captured_apart: get("captured_apart")?,
             make_stdin: get("make_stdin")?,
             restart_capture: get("restart_capture")?,
             banned_import: get("banned_import")?,
             compile_program: get("compile_program")?,
-            output_limit: get("OutputLimit")?,
+            output_limit,
             default_banned,
             known: judge::KnownTypes {
                 deque: collections.get_attr("deque", vm).ok(),
+                ordered_dict: collections.get_attr("OrderedDict", vm).ok(),
+                snapshot: std::rc::Rc::new(snapshot_objects(vm)),
             },
         };
         // Start every program from a collected heap.
@@ -190,6 +203,36 @@ fn build() -> Result<Guest, String> {
             Err(message)
         }
     }
+}
+
+/// The objects every instance shares at one address (see `judge::Snapshot`): the classes,
+/// builtin functions and float or complex constants (`math.nan`) of the builtins and of the
+/// modules loaded at initialisation.
+fn snapshot_objects(vm: &VirtualMachine) -> judge::Snapshot {
+    let mut objects: Vec<PyObjectRef> = Vec::new();
+    let mut add_from = |dict: &rustpython_vm::builtins::PyDict| {
+        for (_, value) in dict.items_vec() {
+            let class = value.class();
+            if value.downcast_ref::<PyType>().is_some()
+                || value.downcast_ref::<PyFloat>().is_some()
+                || value.downcast_ref::<PyComplex>().is_some()
+                || class.is(vm.ctx.types.builtin_function_or_method_type)
+            {
+                objects.push(value);
+            }
+        }
+    };
+    add_from(&vm.builtins.dict());
+    if let Ok(modules) = vm.sys_module.get_attr("modules", vm)
+        && let Some(modules) = modules.downcast_ref::<rustpython_vm::builtins::PyDict>()
+    {
+        for (_, module) in modules.items_vec() {
+            if let Some(dict) = module.dict() {
+                add_from(&dict);
+            }
+        }
+    }
+    judge::Snapshot::new(objects)
 }
 
 /// Wizer's initialisation function: everything done here is in the snapshot.

@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 
-use malachite_bigint::BigInt;
-use ruff_python_ast::{Expr, Operator, UnaryOp};
+use num_traits::ToPrimitive;
+use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use rustpython_vm::{
     AsObject, PyObjectRef, PyRef, PyResult, VirtualMachine,
     builtins::{PyBaseExceptionRef, PyCode, PyDict, PyDictRef, PyFunction, PyInt},
@@ -29,7 +29,10 @@ use rustpython_vm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::judge::{self, KnownTypes, Unjudgeable, Value};
+use crate::{
+    capture,
+    judge::{self, KnownTypes, Unjudgeable, Value},
+};
 
 /// The request the host sends, once per program.
 #[derive(Deserialize)]
@@ -129,6 +132,36 @@ enum ItemSpec {
         imports: Vec<String>,
         test: String,
     },
+    /// The first stage of a deduction or abduction answer that is more than literals: the
+    /// answer evaluated where the program never ran (its imports did), reduced to portable
+    /// plain data for the check in the program's instance.
+    EvaluateAnswer {
+        program: String,
+        #[serde(default)]
+        imports: Vec<String>,
+        answer: String,
+        role: AnswerRole,
+    },
+}
+
+/// What an answer stands for: an output (deduction) or an argument list (abduction).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum AnswerRole {
+    Deduction,
+    Abduction,
+}
+
+/// An answer as its first stage leaves it for the check (JSON between the two stages).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Evaluated {
+    /// Only literals: evaluated in the program's namespace, where a literal reaches nothing.
+    Literal,
+    /// A deduction answer's value.
+    Value(Value),
+    /// An abduction answer's positional and keyword arguments.
+    Arguments(Value, Value),
 }
 
 impl ItemSpec {
@@ -156,6 +189,9 @@ impl ItemSpec {
                 program, imports, ..
             }
             | ItemSpec::Assert {
+                program, imports, ..
+            }
+            | ItemSpec::EvaluateAnswer {
                 program, imports, ..
             } => (program, imports),
         }
@@ -186,10 +222,14 @@ pub struct ItemResult {
     pub error_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    /// An abduction answer's arguments as plain data: the host calls the item again with
-    /// them, from the prepared state.
+    /// A deduction or abduction answer that is more than literals: the host evaluates it
+    /// where the program never ran (an `evaluate_answer` item) and calls this item again
+    /// with what that gave.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_evaluation: bool,
+    /// An `evaluate_answer` item's result (an [`Evaluated`], as JSON) for the check.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<String>,
+    pub evaluated: Option<String>,
     /// A script's stderr (other items fold it into `stdout`).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub stderr: String,
@@ -231,8 +271,6 @@ impl Failure {
 /// The Python side the operations use (held from start-up, before any program ran).
 pub struct Harness {
     pub begin: PyObjectRef,
-    pub captured: PyObjectRef,
-    pub captured_apart: PyObjectRef,
     pub make_stdin: PyObjectRef,
     pub restart_capture: PyObjectRef,
     pub banned_import: PyObjectRef,
@@ -269,6 +307,9 @@ pub struct Prepared {
     /// What the program printed while it was prepared (every item's output starts with it).
     stdout: String,
     stdout_overflow: bool,
+    /// The names the program binds at its top level, for requests of `evaluate_answer`
+    /// items (which never run it): an answer that needs one is told so.
+    program_names: Vec<String>,
 }
 
 fn failure_of(vm: &VirtualMachine, exc: &PyBaseExceptionRef, harness: &Harness) -> Failure {
@@ -401,7 +442,15 @@ impl Prepared {
     /// only before the program does.
     pub fn new(vm: &VirtualMachine, harness: &Harness, request: Request) -> Prepared {
         let o = &request.options;
-        let _ = harness.begin.call((o.stdout_cap, o.recursion_limit), vm);
+        capture::reset(o.stdout_cap);
+        let _ = harness.begin.call((o.recursion_limit,), vm);
+        if request
+            .items
+            .first()
+            .is_some_and(|i| matches!(i, ItemSpec::EvaluateAnswer { .. }))
+        {
+            return Prepared::for_answers(vm, harness, request);
+        }
         let (program, imports) = request
             .items
             .first()
@@ -551,8 +600,8 @@ impl Prepared {
             };
             golds.insert(gold.clone(), value);
         }
-        let (stdout, stdout_overflow) = captured(vm, harness);
-        let _ = harness.restart_capture.call((o.stdout_cap,), vm);
+        let (stdout, stdout_overflow) = capture::taken();
+        restart_capture(vm, harness, o.stdout_cap);
         Prepared {
             request,
             code,
@@ -565,6 +614,54 @@ impl Prepared {
             gold_identities,
             stdout,
             stdout_overflow,
+            program_names: Vec::new(),
+        }
+    }
+
+    /// The state answers are evaluated in: the task's imports and the program's own
+    /// top-level import statements have run, nothing else of the program has. Its
+    /// definitions (functions, classes, constants) do not exist in this instance at all, so
+    /// no route (`globals()`, `__main__`, `sys.modules`, frames, `gc`, `eval` of a string)
+    /// leads to them.
+    fn for_answers(vm: &VirtualMachine, harness: &Harness, request: Request) -> Prepared {
+        let (program, imports) = request
+            .items
+            .first()
+            .map(|i| i.program())
+            .unwrap_or(("", &[]));
+        let (statements, program_names) = program_outline(program);
+        let namespace = fresh_namespace(vm, harness).and_then(|ns| {
+            if !imports.is_empty() {
+                let code = compile(vm, &imports.join("\n"), "imports", Mode::Exec)?;
+                vm.run_code_obj(code, scope(&ns, vm))
+                    .map_err(|e| failure_of(vm, &e, harness))?;
+            }
+            // One by one: an import the program makes but cannot use fails it there too.
+            for statement in &statements {
+                if let Ok(code) = compile(vm, statement, "program imports", Mode::Exec) {
+                    let _ = vm.run_code_obj(code, scope(&ns, vm));
+                }
+            }
+            Ok(ns)
+        });
+        let (stdout, stdout_overflow) = capture::taken();
+        restart_capture(vm, harness, request.options.stdout_cap);
+        Prepared {
+            request,
+            code: Err(Failure::error(
+                "GuestError",
+                "answers never run the program",
+            )),
+            rules: None,
+            namespace,
+            golds: HashMap::new(),
+            import_golds: HashMap::new(),
+            call_args: HashMap::new(),
+            pristine: None,
+            gold_identities: Vec::new(),
+            stdout,
+            stdout_overflow,
+            program_names,
         }
     }
 
@@ -588,7 +685,7 @@ impl Prepared {
             return self.run_script(vm, harness, stdin);
         }
         let outcome = self.operate(vm, harness, item, arguments);
-        let (printed, overflow) = captured(vm, harness);
+        let (printed, overflow) = capture::taken();
         let stdout = format!("{}{}", self.stdout, printed);
         let mut result = match outcome {
             Ok(Done::Value(passed, value)) => ItemResult {
@@ -597,9 +694,14 @@ impl Prepared {
                 value,
                 ..Default::default()
             },
-            Ok(Done::Arguments(text)) => ItemResult {
+            Ok(Done::Evaluated(text)) => ItemResult {
                 verdict: "ok".into(),
-                arguments: Some(text),
+                evaluated: Some(text),
+                ..Default::default()
+            },
+            Ok(Done::NeedsEvaluation) => ItemResult {
+                verdict: "ok".into(),
+                needs_evaluation: true,
                 ..Default::default()
             },
             Err(f) => ItemResult {
@@ -615,7 +717,8 @@ impl Prepared {
             result.verdict = "output_limit".into();
             result.error_type = Some("OutputLimit".into());
             result.error_message = Some(format!("output limit of {cap} characters exceeded"));
-            result.arguments = None;
+            result.evaluated = None;
+            result.needs_evaluation = false;
         }
         let value_cap = self.request.options.value_cap as usize;
         if result.verdict == "ok"
@@ -660,7 +763,7 @@ impl Prepared {
                 argument_list(text)?;
                 let code = compile_value(vm, &format!("f({text})"), "input")?;
                 let value = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
-                Ok(Done::Value(None, repr(vm, &value)))
+                Ok(Done::Value(None, Some(output_repr(vm, harness, &value)?)))
             }
             ItemSpec::Validate { input, .. } => {
                 if let Some(rejected) = &self.rules {
@@ -684,6 +787,18 @@ impl Prepared {
                 let first = vm.run_code_obj(code.clone(), scope(ns, vm)).map_err(err)?;
                 // Reduced before the second call, which could change a value it shares.
                 let once = Value::of(&first, vm, known).map_err(Failure::unjudgeable)?;
+                // A deduction answer may not use the program, so it can only state what
+                // exists without it: a task whose output holds something the program made
+                // (an instance of its class, a function, a generator) could never be solved.
+                if let Err(what) = once.portable(known) {
+                    return Err(Failure::rejected(
+                        "UnanswerableOutput",
+                        format!(
+                            "f(input) returns {what}, which an answer cannot state without \
+                             the program"
+                        ),
+                    ));
+                }
                 let second = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
                 let twice = Value::of(&second, vm, known).map_err(Failure::unjudgeable)?;
                 if !judge::equal(&once, &twice).map_err(Failure::unjudgeable)? {
@@ -692,13 +807,26 @@ impl Prepared {
                         "f(input) gave different results on two calls",
                     ));
                 }
-                Ok(Done::Value(None, repr(vm, &first)))
+                Ok(Done::Value(None, Some(output_repr(vm, harness, &first)?)))
             }
             ItemSpec::Deduction { gold, answer, .. } => {
                 let gold = self.gold(gold)?;
                 let ns = self.namespace()?;
-                let code = compile_value(vm, answer, "answer")?;
-                let value = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
+                let value = match evaluated(arguments)? {
+                    Some(Evaluated::Value(value)) => {
+                        let passed = judge::equal(gold, &value).map_err(Failure::unjudgeable)?;
+                        return Ok(Done::Value(Some(passed), None));
+                    }
+                    Some(Evaluated::Arguments(..)) => {
+                        return Err(Failure::error("GuestError", "arguments for a deduction"));
+                    }
+                    Some(Evaluated::Literal) | None if value_is_literal(answer) => {
+                        // A literal looks up no name: the program's namespace is harmless.
+                        let code = compile_value(vm, answer, "answer")?;
+                        vm.run_code_obj(code, scope(ns, vm)).map_err(err)?
+                    }
+                    _ => return Ok(Done::NeedsEvaluation),
+                };
                 let passed = judged(&value, gold, vm, known)?;
                 Ok(Done::Value(Some(passed), repr(vm, &value)))
             }
@@ -706,41 +834,79 @@ impl Prepared {
                 let gold = self.gold(gold)?;
                 let ns = self.namespace()?;
                 let literal = argument_list(answer)?;
-                let value = if literal {
-                    // Literals run no code: `f` is called as the template writes it.
-                    let code = compile_value(vm, &format!("f({answer})"), "input")?;
-                    vm.run_code_obj(code, scope(ns, vm)).map_err(err)?
-                } else if let Some(text) = arguments {
-                    let (args, kwargs): (Value, Value) = serde_json::from_str(text)
-                        .map_err(|e| Failure::error("GuestError", format!("arguments: {e}")))?;
-                    let f =
-                        ns.get_item_opt("f", vm).ok().flatten().ok_or_else(|| {
+                let value = match evaluated(arguments)? {
+                    Some(Evaluated::Arguments(args, kwargs)) => {
+                        let f = ns.get_item_opt("f", vm).ok().flatten().ok_or_else(|| {
                             Failure::error("NameError", "name 'f' is not defined")
                         })?;
-                    let call = build_call(vm, &args, &kwargs).map_err(err)?;
-                    f.call_with_args(call, vm).map_err(err)?
-                } else {
-                    // First stage: the arguments as plain data, for a clean second stage.
-                    let code =
-                        compile_value(vm, &format!("(lambda *a, **k: (a, k))({answer})"), "input")?;
-                    let pair = vm.run_code_obj(code, scope(ns, vm)).map_err(err)?;
-                    let reduced = Value::of(&pair, vm, known).map_err(Failure::unjudgeable)?;
-                    let Value::Tuple(parts) = reduced else {
-                        return Err(Failure::error("GuestError", "arguments were not collected"));
-                    };
-                    if !parts.iter().all(Value::is_plain) || parts.len() != 2 {
-                        return Err(Failure::error(
-                            "TypeError",
-                            "an input that is not literals must evaluate to plain data \
-                             (numbers, strings, bytes, None and the built-in containers)",
-                        ));
+                        let call = build_call(vm, &args, &kwargs).map_err(err)?;
+                        f.call_with_args(call, vm).map_err(err)?
                     }
-                    let text = serde_json::to_string(&(&parts[0], &parts[1]))
-                        .map_err(|e| Failure::error("GuestError", e.to_string()))?;
-                    return Ok(Done::Arguments(text));
+                    Some(Evaluated::Value(_)) => {
+                        return Err(Failure::error("GuestError", "a value for an abduction"));
+                    }
+                    Some(Evaluated::Literal) | None if literal => {
+                        // Literals run no code: `f` is called as the template writes it.
+                        let code = compile_value(vm, &format!("f({answer})"), "input")?;
+                        vm.run_code_obj(code, scope(ns, vm)).map_err(err)?
+                    }
+                    _ => return Ok(Done::NeedsEvaluation),
                 };
                 let passed = judged(&value, gold, vm, known)?;
                 Ok(Done::Value(Some(passed), repr(vm, &value)))
+            }
+            ItemSpec::EvaluateAnswer { answer, role, .. } => {
+                let ns = self.namespace()?;
+                let outcome = match role {
+                    AnswerRole::Deduction if value_is_literal(answer) => Evaluated::Literal,
+                    AnswerRole::Abduction if argument_list(answer)? => Evaluated::Literal,
+                    AnswerRole::Deduction => {
+                        let code = compile_value(vm, answer, "answer")?;
+                        let value = vm
+                            .run_code_obj(code, scope(ns, vm))
+                            .map_err(|e| self.answer_failure(vm, harness, &e))?;
+                        let reduced = Value::of(&value, vm, known).map_err(Failure::unjudgeable)?;
+                        Evaluated::Value(reduced.portable(known).map_err(|what| {
+                            Failure::error(
+                                "TypeError",
+                                format!(
+                                    "the answer evaluates to {what}: an answer must be \
+                                         plain data"
+                                ),
+                            )
+                        })?)
+                    }
+                    AnswerRole::Abduction => {
+                        let code = compile_value(
+                            vm,
+                            &format!("(lambda *a, **k: (a, k))({answer})"),
+                            "input",
+                        )?;
+                        let pair = vm
+                            .run_code_obj(code, scope(ns, vm))
+                            .map_err(|e| self.answer_failure(vm, harness, &e))?;
+                        let reduced = Value::of(&pair, vm, known).map_err(Failure::unjudgeable)?;
+                        match reduced {
+                            Value::Tuple(mut parts)
+                                if parts.len() == 2 && parts.iter().all(Value::is_plain) =>
+                            {
+                                let kwargs = parts.pop().unwrap_or(Value::None);
+                                let args = parts.pop().unwrap_or(Value::None);
+                                Evaluated::Arguments(args, kwargs)
+                            }
+                            _ => {
+                                return Err(Failure::error(
+                                    "TypeError",
+                                    "an input that is not literals must evaluate to plain data \
+                                     (numbers, strings, bytes, None and the built-in containers)",
+                                ));
+                            }
+                        }
+                    }
+                };
+                let text = serde_json::to_string(&outcome)
+                    .map_err(|e| Failure::error("GuestError", e.to_string()))?;
+                Ok(Done::Evaluated(text))
             }
             ItemSpec::Script { .. } => Err(Failure::error(
                 "GuestError",
@@ -821,7 +987,7 @@ impl Prepared {
     /// `SystemExit` or from an uncaught exception (whose traceback goes to stderr).
     fn run_script(&self, vm: &VirtualMachine, harness: &Harness, stdin: &str) -> ItemResult {
         let ended = self.script(vm, harness, stdin);
-        let (stdout, mut stderr, overflow) = captured_apart(vm, harness);
+        let (stdout, mut stderr, overflow) = capture::taken_apart();
         let cap = self.request.options.stdout_cap;
         let mut result = ItemResult {
             verdict: "ok".into(),
@@ -868,18 +1034,55 @@ impl Prepared {
             .map_err(err)?;
         vm.sys_module.set_attr("stdin", stream, vm).map_err(err)?;
         let ns = fresh_namespace(vm, harness)?;
-        let Err(exc) = vm.run_code_obj(code.clone(), scope(&ns, vm)) else {
-            return Ok(0);
+        let ended = match vm.run_code_obj(code.clone(), scope(&ns, vm)) {
+            Ok(_) => Ok(0),
+            Err(exc) if exc.fast_isinstance(vm.ctx.exceptions.system_exit) => {
+                Ok(exit_status(vm, &exc))
+            }
+            Err(exc) => {
+                let failure = failure_of(vm, &exc, harness);
+                if failure.verdict != "output_limit" {
+                    // The traceback, through `sys.excepthook`, to the captured stderr.
+                    vm.print_exception(&exc);
+                }
+                Err(failure)
+            }
         };
-        if exc.fast_isinstance(vm.ctx.exceptions.system_exit) {
-            return Ok(exit_status(vm, &exc));
+        // As the interpreter does when it exits: the `atexit` handlers run last, whatever
+        // ended the program (an exception in one is reported on stderr and ignored).
+        rustpython_vm::stdlib::atexit::_run_exitfuncs(vm);
+        ended
+    }
+
+    /// Why an answer's first stage failed; a name the program defines (the answer called
+    /// `f`, used a helper or a constant of the program) is said to be that.
+    fn answer_failure(
+        &self,
+        vm: &VirtualMachine,
+        harness: &Harness,
+        exc: &PyBaseExceptionRef,
+    ) -> Failure {
+        let failure = failure_of(vm, exc, harness);
+        if !exc.fast_isinstance(vm.ctx.exceptions.name_error) {
+            return failure;
         }
-        let failure = failure_of(vm, &exc, harness);
-        if failure.verdict != "output_limit" {
-            // The traceback, through `sys.excepthook`, to the captured stderr.
-            vm.print_exception(&exc);
+        let name = exc
+            .as_object()
+            .get_attr("name", vm)
+            .ok()
+            .and_then(|n| n.str(vm).ok())
+            .map(|n| n.to_string_lossy().into_owned());
+        match name {
+            Some(name) if self.program_names.contains(&name) => Failure::error(
+                "AnswerUsesProgram",
+                format!(
+                    "the answer uses `{name}`, which the program defines: an answer must \
+                     state its value without running the program, and is evaluated where \
+                     the program's definitions do not exist"
+                ),
+            ),
+            _ => failure,
         }
-        Err(failure)
     }
 
     fn gold(&self, text: &str) -> Result<&Value, Failure> {
@@ -900,7 +1103,8 @@ impl Prepared {
 }
 
 /// A script's exit status from its `SystemExit`, as the process would end: `None` is 0, an
-/// integer is taken modulo 256, anything else is printed to stderr and gives 1.
+/// integer its low 8 bits (`2**64`, past a C `long`: 255), anything else is printed to
+/// stderr and gives 1.
 fn exit_status(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> i32 {
     let code = exc
         .as_object()
@@ -910,13 +1114,10 @@ fn exit_status(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> i32 {
         return 0;
     }
     if let Some(int) = code.downcast_ref::<PyInt>() {
-        let status = int.as_bigint() % BigInt::from(256);
-        let status = if status < BigInt::from(0) {
-            status + 256
-        } else {
-            status
-        };
-        return i32::try_from(status).unwrap_or(1);
+        // As CPython: the code as a C `long` (one past its range is -1), of which the
+        // operating system keeps the low 8 bits.
+        let status = int.as_bigint().to_i64().unwrap_or(-1);
+        return (status & 0xff) as i32;
     }
     if let (Ok(text), Ok(stderr)) = (code.str(vm), vm.sys_module.get_attr("stderr", vm)) {
         let _ = vm.call_method(&stderr, "write", (text,));
@@ -1034,7 +1235,7 @@ fn test_namespace(vm: &VirtualMachine, ns: &PyDictRef, known: &KnownTypes) -> Py
 }
 
 fn plain_results(vm: &VirtualMachine, function: PyObjectRef, known: &KnownTypes) -> PyObjectRef {
-    let deque = known.deque.clone();
+    let known = known.clone();
     let name = function
         .get_attr("__name__", vm)
         .ok()
@@ -1047,9 +1248,6 @@ fn plain_results(vm: &VirtualMachine, function: PyObjectRef, known: &KnownTypes)
         name,
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
             let result = function.call_with_args(args, vm)?;
-            let known = KnownTypes {
-                deque: deque.clone(),
-            };
             let value =
                 Value::of(&result, vm, &known).map_err(|u| vm.new_value_error(u.message()))?;
             if !value.is_plain() {
@@ -1067,7 +1265,78 @@ fn plain_results(vm: &VirtualMachine, function: PyObjectRef, known: &KnownTypes)
 
 enum Done {
     Value(Option<bool>, Option<String>),
-    Arguments(String),
+    /// An `evaluate_answer` item's [`Evaluated`], as JSON.
+    Evaluated(String),
+    /// The answer must first be evaluated where the program never ran.
+    NeedsEvaluation,
+}
+
+/// What the host handed a check from its answer's first stage. Values nest as deep as the
+/// judge allows ([`judge::MAX_DEPTH`]), past serde_json's default limit of 128 levels.
+fn evaluated(text: Option<&str>) -> Result<Option<Evaluated>, Failure> {
+    text.map(|t| {
+        let mut reader = serde_json::Deserializer::from_str(t);
+        reader.disable_recursion_limit();
+        Evaluated::deserialize(&mut reader)
+            .map_err(|e| Failure::error("GuestError", format!("evaluated answer: {e}")))
+    })
+    .transpose()
+}
+
+/// Whether a deduction answer is one literal value (see [`literal`]).
+fn value_is_literal(text: &str) -> bool {
+    ruff_python_parser::parse_expression(text).is_ok_and(|parsed| literal(parsed.expr()))
+}
+
+/// A program's top-level import statements (as source) and the names it binds at its top
+/// level otherwise (functions, classes, assigned names), read without running it. A
+/// program that does not parse has neither.
+fn program_outline(program: &str) -> (Vec<String>, Vec<String>) {
+    let Ok(parsed) = ruff_python_parser::parse_module(program) else {
+        return (Vec::new(), Vec::new());
+    };
+    let alias = |a: &ruff_python_ast::Alias| match &a.asname {
+        Some(name) => format!("{} as {}", a.name.id.as_str(), name.id.as_str()),
+        None => a.name.id.as_str().to_owned(),
+    };
+    let mut imports = Vec::new();
+    let mut names = Vec::new();
+    let bind = |target: &Expr, names: &mut Vec<String>| {
+        if let Expr::Name(n) = target {
+            names.push(n.id.as_str().to_owned());
+        }
+    };
+    for statement in &parsed.syntax().body {
+        match statement {
+            Stmt::Import(i) => imports.push(format!(
+                "import {}",
+                i.names.iter().map(alias).collect::<Vec<_>>().join(", ")
+            )),
+            Stmt::ImportFrom(i) if i.level == 0 => {
+                if let Some(module) = &i.module {
+                    imports.push(format!(
+                        "from {} import {}",
+                        module.id.as_str(),
+                        i.names.iter().map(alias).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            Stmt::FunctionDef(d) => names.push(d.name.id.as_str().to_owned()),
+            Stmt::ClassDef(c) => names.push(c.name.id.as_str().to_owned()),
+            Stmt::Assign(a) => {
+                for target in &a.targets {
+                    match target {
+                        Expr::Tuple(t) => t.elts.iter().for_each(|e| bind(e, &mut names)),
+                        Expr::List(l) => l.elts.iter().for_each(|e| bind(e, &mut names)),
+                        other => bind(other, &mut names),
+                    }
+                }
+            }
+            Stmt::AnnAssign(a) => bind(&a.target, &mut names),
+            _ => {}
+        }
+    }
+    (imports, names)
 }
 
 fn judged(
@@ -1168,6 +1437,19 @@ fn fresh_namespace(vm: &VirtualMachine, _harness: &Harness) -> Result<PyDictRef,
     Ok(ns)
 }
 
+/// The `repr` of an output, which is what run and validate answer: where `repr` raises (an
+/// integer of more digits than CPython converts, a `__repr__` that fails), so does the item.
+fn output_repr(
+    vm: &VirtualMachine,
+    harness: &Harness,
+    value: &PyObjectRef,
+) -> Result<String, Failure> {
+    value
+        .repr(vm)
+        .map(|s| s.as_wtf8().to_string_lossy().into_owned())
+        .map_err(|e| failure_of(vm, &e, harness))
+}
+
 fn repr(vm: &VirtualMachine, value: &PyObjectRef) -> Option<String> {
     value
         .repr(vm)
@@ -1175,40 +1457,9 @@ fn repr(vm: &VirtualMachine, value: &PyObjectRef) -> Option<String> {
         .map(|s| s.as_wtf8().to_string_lossy().into_owned())
 }
 
-fn captured(vm: &VirtualMachine, harness: &Harness) -> (String, bool) {
-    let Ok(pair) = harness.captured.call((), vm) else {
-        return (String::new(), false);
-    };
-    let text = pair
-        .get_item(&0, vm)
-        .ok()
-        .and_then(|t| t.str(vm).ok())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let overflow = pair
-        .get_item(&1, vm)
-        .ok()
-        .and_then(|b| b.try_to_bool(vm).ok())
-        .unwrap_or(false);
-    (text, overflow)
-}
-
-fn captured_apart(vm: &VirtualMachine, harness: &Harness) -> (String, String, bool) {
-    let Ok(triple) = harness.captured_apart.call((), vm) else {
-        return (String::new(), String::new(), false);
-    };
-    let text = |i: usize| {
-        triple
-            .get_item(&i, vm)
-            .ok()
-            .and_then(|t| t.str(vm).ok())
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let overflow = triple
-        .get_item(&2, vm)
-        .ok()
-        .and_then(|b| b.try_to_bool(vm).ok())
-        .unwrap_or(false);
-    (text(0), text(1), overflow)
+/// Empties the capture for the items and points `sys.stdout`/`sys.stderr` at it again
+/// (the program may have replaced them while it was prepared).
+fn restart_capture(vm: &VirtualMachine, harness: &Harness, cap: u64) {
+    capture::reset(cap);
+    let _ = harness.restart_capture.call((), vm);
 }

@@ -68,6 +68,11 @@ pub struct CheckResult {
     pub passed: bool,
     /// The sandbox's verdict (`ok`, `error`, `timeout`, ...), for metrics.
     pub verdict: String,
+    /// The answer was refused because it needs the program it predicts (it calls `f`, uses
+    /// a helper or a constant of the program): an answer must state its value without
+    /// running the program, and such an answer scores nothing.
+    #[serde(default)]
+    pub refused_answer: bool,
 }
 
 /// Batch access to an executor. Results come back in the order of the items.

@@ -29,6 +29,8 @@ pub struct GroupTally {
     response_tokens: usize,
     /// Valid proposals that joined their buffer.
     pub joined: usize,
+    /// Solver answers the sandbox refused because they need the program they predict.
+    pub refused_answers: usize,
 }
 
 impl GroupTally {
@@ -77,6 +79,10 @@ pub struct GroupRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub joined_buffer: Option<usize>,
     pub solve_rate: Option<f64>,
+    /// Solve groups: the share of answers refused because they need the program they
+    /// predict (an answer that calls `f` scores nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_answer_rate: Option<f64>,
     pub mean_response_tokens: Option<f64>,
     /// TRR++ whitening of the group: token-weighted mean return and divisor.
     pub baseline: Option<f64>,
@@ -194,6 +200,8 @@ impl StepRecord {
                     valid_rate: mean(t.valid.iter().map(|&v| f64::from(u8::from(v)))),
                     joined_buffer: (!t.valid.is_empty()).then_some(t.joined),
                     solve_rate: mean(t.solve_rates.iter().copied()),
+                    refused_answer_rate: (n > 0 && g.role == crate::azr::task::Role::Solve)
+                        .then(|| t.refused_answers as f64 / n as f64),
                     mean_response_tokens: (n > 0).then(|| t.response_tokens as f64 / n as f64),
                     baseline: w.map(|w| w.mean),
                     scale: w.map(|w| w.scale),

@@ -1037,8 +1037,11 @@ impl SelfPlay {
                 logprobs: sampled_logprobs,
                 text,
             } = generated;
-            let verdicts: Vec<Option<bool>> =
-                results[range].iter().map(|r| Some(r.passed)).collect();
+            let verdicts: Vec<Option<bool>> = results[range.clone()]
+                .iter()
+                .map(|r| Some(r.passed))
+                .collect();
+            let refused = results[range].iter().any(|r| r.refused_answer);
             let acc = if format_ok {
                 answer_accuracy(task.task_type(), &verdicts, c.reward.induction)
             } else {
@@ -1052,15 +1055,12 @@ impl SelfPlay {
                 "reward": reward,
                 "accuracy": acc,
                 "format_ok": format_ok,
+                "refused_answer": refused,
                 "response": text,
             }))?;
-            tallies.entry(group).or_default().add(
-                reward,
-                !format_ok,
-                None,
-                Some(acc),
-                response.len(),
-            );
+            let tally = tallies.entry(group).or_default();
+            tally.add(reward, !format_ok, None, Some(acc), response.len());
+            tally.refused_answers += usize::from(refused);
             rollouts.push(Rollout {
                 group,
                 prompt,

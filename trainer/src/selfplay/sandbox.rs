@@ -416,6 +416,48 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Runs each `(program, test)` pair as an assert-style test case (the sandbox's
+    /// test-case operation: the test code runs after the program, in its namespace, and the
+    /// case passes when it ends without an exception). For benchmarks that come with tests,
+    /// such as HumanEval; self-play answers go through [`Checker::check`].
+    pub fn run_asserts(&mut self, cases: &[(String, String)]) -> Vec<CheckResult> {
+        let tasks: Vec<v1::TestTask> = cases
+            .iter()
+            .map(|(source, test)| v1::TestTask {
+                program: program(source, &[]),
+                kind: Some(v1::test_task::Kind::Asserts(v1::AssertCase {
+                    test: test.clone(),
+                })),
+            })
+            .collect();
+        let outcomes = self.call(tasks.len(), false, |c, call| {
+            c.test_batch(tasks, None, call)
+        });
+        outcomes.into_iter().map(check_result).collect()
+    }
+}
+
+/// A check's result from the sandbox's outcome (`None`: the sandbox did not answer).
+fn check_result(outcome: Option<v1::Outcome>) -> CheckResult {
+    match outcome {
+        Some(o) => CheckResult {
+            passed: is_ok(&o) && o.passed == Some(true),
+            verdict: verdict_name(&o),
+            refused_answer: o.error_type.as_deref() == Some(ANSWER_USES_PROGRAM),
+        },
+        None => CheckResult {
+            passed: false,
+            verdict: "sandbox_unavailable".into(),
+            refused_answer: false,
+        },
+    }
+}
+
+/// The error type of an answer the sandbox refused because it needs the program's
+/// definitions (it calls `f`, say): such an answer may not run the program it predicts.
+pub const ANSWER_USES_PROGRAM: &str = "AnswerUsesProgram";
+
 fn program(source: &str, imports: &[String]) -> Option<v1::Program> {
     Some(v1::Program {
         source: source.to_owned(),
@@ -519,18 +561,6 @@ impl Checker for Sandbox {
         let outcomes = self.call(tasks.len(), false, |c, call| {
             c.check_batch(tasks, None, call)
         });
-        Ok(outcomes
-            .into_iter()
-            .map(|o| match o {
-                Some(o) => CheckResult {
-                    passed: is_ok(&o) && o.passed == Some(true),
-                    verdict: verdict_name(&o),
-                },
-                None => CheckResult {
-                    passed: false,
-                    verdict: "sandbox_unavailable".into(),
-                },
-            })
-            .collect())
+        Ok(outcomes.into_iter().map(check_result).collect())
     }
 }

@@ -427,7 +427,10 @@ def check_task(
 ) -> Any:
     """An AZR check: `deduction` (the answer is `f`'s output for the program's input: pass
     `gold_output` and `answer`), `abduction` (the answer is an input giving `gold_output`),
-    `induction` (the program is the answer; it must map each of `inputs` to `outputs`)."""
+    `induction` (the program is the answer; it must map each of `inputs` to `outputs`).
+
+    A deduction or abduction answer may not run the program it predicts: one that needs the
+    program's definitions (`f(3)` as an output) fails with error type `AnswerUsesProgram`."""
     prog = _program(program, imports)
     if kind == "deduction":
         return pb.CheckTask(
