@@ -434,11 +434,39 @@ fn an_assert_test_cannot_be_forged() {
         // Leaving with success, before or during the test.
         "import sys\nsys.exit(0)\ndef add(a, b):\n    return 3",
         "import sys\ndef add(a, b):\n    sys.exit(0)",
+        // Functions made some other way than a top-level `def`, returning a liar.
+        "class A:\n    def __eq__(self, o):\n        return True\n    __hash__ = None\n\
+         exec('def add(a, b):\\n    return A()', {'A': A}, globals())",
+        "import functools\nclass A:\n    def __eq__(self, o):\n        return True\n    \
+         __hash__ = None\n@functools.lru_cache\ndef add(a, b):\n    return A()",
+        "class A:\n    def __eq__(self, o):\n        return True\n    __hash__ = None\n\
+         class Add:\n    def __call__(self, a, b):\n        return A()\nadd = Add()",
     ];
     for program in forgeries {
         let o = one(asserts(program, test));
         assert_ne!(o.passed, Some(true), "{program}: {o:?}");
     }
+    // A first call that is right and then changes what the rest of the test runs with (the
+    // second answer, 3, is wrong): hooks, the test's own names, builtins.
+    let test = "assert add(1, 2) == 3\nassert abs(add(2, 2) - 4) < 1e-9";
+    let forgeries = [
+        "import sys\ndef add(a, b):\n    def hook(frame, event, arg):\n        \
+         frame.f_lineno = frame.f_lineno + 1\n        return hook\n    sys.settrace(hook)\n    \
+         return 3",
+        "import sys\ndef add(a, b):\n    sys._getframe(1).f_globals['add'] = lambda a, b: a + b\n    \
+         return 3",
+        "import sys\ndef add(a, b):\n    sys._getframe(1).f_globals['abs'] = lambda x: 0\n    \
+         return 3",
+        "import builtins\ndef add(a, b):\n    builtins.abs = lambda x: 0\n    return 3",
+        "def add(a, b):\n    __builtins__.__dict__['abs'] = lambda x: 0\n    return 3",
+        "import sys\ndef hook(*a):\n    return hook\nsys.settrace(hook)\ndef add(a, b):\n    return 3",
+    ];
+    for program in forgeries {
+        let o = one(asserts(program, test));
+        assert_ne!(o.passed, Some(true), "{program}: {o:?}");
+    }
+    let honest = "def add(a, b):\n    return a + b";
+    assert_eq!(one(asserts(honest, test)).passed, Some(true));
     // The right answer still passes after a program patched the same things.
     let honest =
         "import math\nmath.isclose = lambda *a, **k: False\ndef add(a, b):\n    return a + b";

@@ -175,8 +175,13 @@ impl Snapshot {
 }
 
 impl KnownTypes {
-    fn in_snapshot(&self, id: usize) -> bool {
+    fn in_snapshot_id(&self, id: usize) -> bool {
         id != 0 && self.snapshot.addresses.contains(&id)
+    }
+
+    /// Whether `object` was made before the snapshot and is shared by every instance.
+    pub fn in_snapshot(&self, object: &PyObject) -> bool {
+        self.in_snapshot_id(addr(object))
     }
 
     fn is_subclass(class: &Py<PyType>, known: Option<&PyObjectRef>) -> Option<usize> {
@@ -248,7 +253,7 @@ impl Value {
     /// a value inside itself) is refused, with what it holds; a NaN made by the answer
     /// loses its identity (it is never the gold's NaN object).
     pub fn portable(&self, known: &KnownTypes) -> Result<Value, String> {
-        let kept = |id: usize| if known.in_snapshot(id) { id } else { 0 };
+        let kept = |id: usize| if known.in_snapshot_id(id) { id } else { 0 };
         Ok(match self {
             Value::Float { bits, id } => Value::Float {
                 bits: *bits,
@@ -267,14 +272,14 @@ impl Value {
             },
             Value::Dict(pairs) => Value::Dict(portable_pairs(pairs, known)?),
             Value::OrderedDict(pairs) => Value::OrderedDict(portable_pairs(pairs, known)?),
-            Value::Instance { class, parts } if known.in_snapshot(*class) => Value::Instance {
+            Value::Instance { class, parts } if known.in_snapshot_id(*class) => Value::Instance {
                 class: *class,
                 parts: portable_all(parts, known)?,
             },
             Value::Instance { .. } => {
                 return Err("an instance of a class the program defines".into());
             }
-            Value::Object(id) if known.in_snapshot(*id) => Value::Object(*id),
+            Value::Object(id) if known.in_snapshot_id(*id) => Value::Object(*id),
             Value::Object(_) => {
                 return Err(
                     "an object that equals only itself (a function, a generator, \

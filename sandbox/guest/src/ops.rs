@@ -16,13 +16,13 @@
 //! returned to the host as plain data, and `f` runs on a rebuilt copy in a second call,
 //! from the prepared state.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, rc::Rc};
 
 use num_traits::ToPrimitive;
 use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use rustpython_vm::{
     AsObject, PyObjectRef, PyRef, PyResult, VirtualMachine,
-    builtins::{PyBaseExceptionRef, PyCode, PyDict, PyDictRef, PyFunction, PyInt},
+    builtins::{PyBaseExceptionRef, PyCode, PyDict, PyDictRef, PyInt, PyStr, PyType},
     compiler::Mode,
     function::FuncArgs,
     scope::Scope,
@@ -299,7 +299,7 @@ pub struct Prepared {
     /// ran: every call gets a new copy built natively.
     call_args: HashMap<String, Result<(Value, Value), Failure>>,
     /// Builtins and module namespaces as they were before the program ran, for assert tests.
-    pristine: Option<Pristine>,
+    pristine: Option<Rc<Pristine>>,
     /// The objects whose identities the gold values record, kept alive so that no object an
     /// answer makes can take one of their addresses. Never read: holding them is the point.
     #[allow(dead_code)]
@@ -553,11 +553,16 @@ impl Prepared {
                 call_args.insert(text.clone(), args);
             }
         }
+        // Assert tests: hooks refused before the program runs, and what it may not change
+        // recorded then.
         let pristine = request
             .items
             .iter()
             .any(|i| matches!(i, ItemSpec::Assert { .. }))
-            .then(|| Pristine::record(vm));
+            .then(|| {
+                refuse_hooks(vm);
+                Rc::new(Pristine::record(vm))
+            });
 
         let code = harness
             .compile_program
@@ -935,7 +940,8 @@ impl Prepared {
                 if let Some(pristine) = &self.pristine {
                     pristine.restore(vm);
                 }
-                let test_ns = test_namespace(vm, ns, known).map_err(err)?;
+                clear_hooks(vm);
+                let test_ns = test_namespace(vm, ns, known, self.pristine.clone()).map_err(err)?;
                 let code = compile(vm, test, "test", Mode::Exec)?;
                 vm.run_code_obj(code, scope(&test_ns, vm)).map_err(err)?;
                 Ok(Done::Value(Some(true), None))
@@ -1213,19 +1219,29 @@ impl Pristine {
     }
 }
 
-/// The namespace assert tests run in: the program's, with every function the program defined
-/// replaced by a native wrapper that lets only plain data out, as a new copy. Test code then
-/// only ever compares built-in values, whose `==` a program cannot redefine. Calls between
+/// The namespace assert tests run in: the program's, with every callable the program's
+/// namespace holds (its functions, however they were made: `def`, `exec`, a decorator, a
+/// callable object) replaced by a native wrapper that lets only plain data out, as a new
+/// copy. Test code then only ever compares built-in values, whose `==` a program cannot
+/// redefine. Classes are not wrapped (`Solution().f(...)` works, unguarded). Calls between
 /// the program's own functions go through their own globals and are not wrapped.
-fn test_namespace(vm: &VirtualMachine, ns: &PyDictRef, known: &KnownTypes) -> PyResult<PyDictRef> {
+fn test_namespace(
+    vm: &VirtualMachine,
+    ns: &PyDictRef,
+    known: &KnownTypes,
+    pristine: Option<Rc<Pristine>>,
+) -> PyResult<PyDictRef> {
     let test_ns = vm.ctx.new_dict();
     for (key, value) in ns.items_vec() {
-        let defined_here = value.downcast_ref::<PyFunction>().is_some()
-            && value
-                .get_attr("__globals__", vm)
-                .is_ok_and(|g| g.is(ns.as_object()));
-        let value = if defined_here {
-            plain_results(vm, value, known)
+        let wrap = value.is_callable()
+            && value.downcast_ref::<PyType>().is_none()
+            && !known.in_snapshot(&value);
+        let value = if wrap {
+            let name = key
+                .downcast_ref::<PyStr>()
+                .map(|k| k.as_wtf8().to_string_lossy().into_owned())
+                .unwrap_or_else(|| "function".to_owned());
+            plain_results(vm, value, name, known, &test_ns, pristine.clone())
         } else {
             value
         };
@@ -1234,26 +1250,73 @@ fn test_namespace(vm: &VirtualMachine, ns: &PyDictRef, known: &KnownTypes) -> Py
     Ok(test_ns)
 }
 
-fn plain_results(vm: &VirtualMachine, function: PyObjectRef, known: &KnownTypes) -> PyObjectRef {
+/// Assert tests refuse trace and profile hooks (a hook could rewrite the test's frame while
+/// it runs): `sys.settrace` and `sys.setprofile` raise, `sys.monitoring` is gone. Done before
+/// the program runs, in requests with assert tests only.
+fn refuse_hooks(vm: &VirtualMachine) {
+    let sys = vm.sys_module.clone();
+    for name in ["settrace", "setprofile"] {
+        let refusing = vm.new_function(
+            name,
+            move |_args: FuncArgs, vm: &VirtualMachine| -> PyResult {
+                Err(vm.new_exception_msg(
+                    vm.ctx.exceptions.permission_error.to_owned(),
+                    format!("sys.{name}() is refused in assert tests").into(),
+                ))
+            },
+        );
+        let _ = sys.set_attr(name, refusing, vm);
+    }
+    let _ = sys.dict().del_item("monitoring", vm);
+}
+
+/// Removes any trace or profile function (natively, whatever installed it).
+fn clear_hooks(vm: &VirtualMachine) {
+    vm.trace_func.replace(vm.ctx.none());
+    vm.profile_func.replace(vm.ctx.none());
+    vm.use_tracing.set(false);
+}
+
+/// A wrapper of `function` for assert tests. After each call, before the test goes on, it
+/// undoes what the call could have done to the test's surroundings: hooks are cleared,
+/// builtins and the modules loaded before the program are put back, and the test's own
+/// namespace is put back as it was when the call started (so a call cannot rebind a name
+/// the test uses next, through a frame's globals).
+fn plain_results(
+    vm: &VirtualMachine,
+    function: PyObjectRef,
+    name: String,
+    known: &KnownTypes,
+    test_ns: &PyDictRef,
+    pristine: Option<Rc<Pristine>>,
+) -> PyObjectRef {
     let known = known.clone();
-    let name = function
-        .get_attr("__name__", vm)
-        .ok()
-        .and_then(|n| n.str(vm).ok())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "function".to_owned());
+    let test_ns = test_ns.clone();
     // Leaked into the guest heap, which the host puts back after the item.
     let name: &'static str = Box::leak(name.into_boxed_str());
     vm.new_function(
         name,
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
-            let result = function.call_with_args(args, vm)?;
+            let writes = test_ns.write_count();
+            let before = test_ns.items_vec();
+            let called = function.call_with_args(args, vm);
+            clear_hooks(vm);
+            if let Some(pristine) = &pristine {
+                pristine.restore(vm);
+            }
+            if test_ns.write_count() != writes {
+                test_ns.clear();
+                for (key, value) in &before {
+                    test_ns.set_item(&**key, value.clone(), vm)?;
+                }
+            }
+            let result = called?;
             let value =
                 Value::of(&result, vm, &known).map_err(|u| vm.new_value_error(u.message()))?;
             if !value.is_plain() {
                 return Err(vm.new_type_error(format!(
                     "{name}() returned a {} under test: only plain data (numbers, strings, \
-                 bytes, None and the built-in containers) can be checked",
+                     bytes, None and the built-in containers) can be checked",
                     result.class().name()
                 )));
             }
