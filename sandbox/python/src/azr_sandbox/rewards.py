@@ -17,6 +17,13 @@ A ground truth (a dict, or its JSON text) is one of:
 The code of a test-case completion is taken as veRL takes it: the last ```` ```python ````
 block, else the first fenced block; a completion with no block scores 0 (verdict
 `no_code`). One completion's cases go to the sandbox in one batch.
+
+Prefer `fn_name` cases (function calls) to assert tests and HumanEval-style `check` code
+where a policy is trained on the reward: a call case's expected value is computed before the
+solution runs and compared natively, so no solution can change it, while assert tests run as
+Python beside the solution and are hardened, not unforgeable (SECURITY.md, *The judge*,
+lists what holds). An AZR deduction or abduction answer may not run the program it
+predicts: one that calls `f` scores 0 (error type `AnswerUsesProgram`).
 """
 
 from __future__ import annotations
