@@ -40,6 +40,8 @@ pub struct FrontEndsArgs {
 struct Round {
     latencies: Vec<Duration>,
     peak_rss_kib: u64,
+    /// Most file descriptors the daemon held (its sockets among them).
+    peak_fds: usize,
     /// Load connections the daemon had closed by the end of the round.
     closed: usize,
 }
@@ -101,6 +103,8 @@ pub fn run(config: &SandboxConfig, args: &FrontEndsArgs) -> Result<()> {
     let (p50_quiet, p50_loaded) = (p(&quiet, 0.5), p(&loaded, 0.5));
     let peak = loaded.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
     let closed = median(loaded.iter().map(|r| r.closed as f64).collect());
+    let fds_quiet = quiet.iter().map(|r| r.peak_fds).max().unwrap_or(0);
+    let fds_loaded = loaded.iter().map(|r| r.peak_fds).max().unwrap_or(0);
     writeln!(
         out,
         "gRPC trivial check, HTTP quiet:  p50 {p50_quiet:.3} ms, p99 {:.3} ms",
@@ -119,6 +123,11 @@ pub fn run(config: &SandboxConfig, args: &FrontEndsArgs) -> Result<()> {
          closed during a round (median): {closed:.0} of {}",
         peak as f64 / 1024.0,
         args.idle + args.slow
+    )?;
+    writeln!(
+        out,
+        "daemon file descriptors: at most {fds_quiet} quiet, {fds_loaded} loaded (HTTP limit {})",
+        s.http_max_connections
     )?;
     Ok(())
 }
@@ -148,6 +157,7 @@ async fn measure(client: &Client, calls: usize, pid: u32, load: Option<Load>) ->
     let call = CallOptions::default();
     let mut latencies = Vec::with_capacity(calls);
     let mut peak_rss_kib = rss_kib(pid);
+    let mut peak_fds = open_fds(pid);
     for n in 0..calls {
         let t = Instant::now();
         let outcome = client
@@ -160,6 +170,7 @@ async fn measure(client: &Client, calls: usize, pid: u32, load: Option<Load>) ->
         }
         if n % 50 == 0 {
             peak_rss_kib = peak_rss_kib.max(rss_kib(pid));
+            peak_fds = peak_fds.max(open_fds(pid));
         }
     }
     latencies.sort();
@@ -170,6 +181,7 @@ async fn measure(client: &Client, calls: usize, pid: u32, load: Option<Load>) ->
     Ok(Round {
         latencies,
         peak_rss_kib: peak_rss_kib.max(rss_kib(pid)),
+        peak_fds,
         closed,
     })
 }
@@ -242,6 +254,10 @@ async fn wait_closed(stream: &mut TcpStream) -> bool {
             Ok(_) => {}
         }
     }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 fn rss_kib(pid: u32) -> u64 {
