@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]      # targets: fuzz/fuzz_targets/*.rs
 #
 # Installs cargo-fuzz if missing (cached under $HOME/.cache/azr-rs/cargo-fuzz/<version>),
-# seeds fuzz/corpus/TARGET from ../shared/data/azr-seeds, builds the target, replays the
+# seeds fuzz/corpus/TARGET from data/azr-seeds, builds the target, replays the
 # committed crash inputs of fuzz/regressions/TARGET first (any failure stops here), then runs
 # libFuzzer for SECONDS (default 600). Works with the stable toolchain: cargo-fuzz passes
 # `-Zsanitizer=address` (and no -Zbuild-std), which stable rustc accepts with RUSTC_BOOTSTRAP=1,
@@ -50,7 +50,7 @@ bash "$root/scripts/build-guest.sh" >/dev/null
 # the protobuf body), or every seed output and input as an answer (check_answer: a selector
 # byte, then the answer), one file each, named by content hash like libFuzzer's own; new
 # finds accumulate beside them.
-seeds="$root/../shared/data/azr-seeds"
+seeds="$root/data/azr-seeds"
 corpus="$fuzz/corpus/$target"
 mkdir -p "$corpus"
 if [[ -d "$seeds" ]]; then

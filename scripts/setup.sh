@@ -24,7 +24,7 @@ cargo build --release --locked -p azr-sandbox -p azr-trainer
 bin="$CARGO_TARGET_DIR/release/azr-sandbox"
 echo "installed: $bin $CARGO_TARGET_DIR/release/azr-trainer" >&2
 
-seeds="${AZR_SEEDS:-$root/../shared/data/azr-seeds/7b_seed_io.jsonl}"
+seeds="${AZR_SEEDS:-$root/data/azr-seeds/7b_seed_io.jsonl}"
 out="$cache/eval-7b_seed_io.jsonl"
 "$bin" eval --jsonl "$seeds" --output "$out"
 echo "answers: $out" >&2

@@ -50,7 +50,7 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
     for f in &files {
         assert!(
             std::path::Path::new(f).exists(),
-            "{f} is missing: the tests need ../shared beside the repository"
+            "{f} is missing: the checkout ships it under data/azr-seeds"
         );
     }
     let paths: Vec<std::path::PathBuf> = files.iter().map(std::path::PathBuf::from).collect();
@@ -148,4 +148,67 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
         "agreement {:.2}% is below 99.8%",
         rate * 100.0
     );
+}
+
+/// Users clone the repository alone: nothing it tracks may reach for a folder beside the
+/// checkout, and the main job's first command (`azr-sandbox eval` over the seed programs the
+/// checkout ships) runs from a clone with nothing beside it.
+#[test]
+fn a_clone_of_the_repository_alone_runs_the_main_jobs_first_command() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("git runs")
+    };
+    // Spelled apart, so that this file does not list itself.
+    let beside = format!("{}/{}", "..", "shared");
+    let listed = git(&root, &["grep", "-l", "-F", &beside, "--", ":!*.md"]);
+    let offenders = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        offenders.trim().is_empty(),
+        "tracked files that read {beside}: {offenders}"
+    );
+
+    let scratch = std::env::temp_dir().join(format!("azr-alone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let clone = scratch.join("azr-rs");
+    let cloned = git(
+        &scratch,
+        &[
+            "clone",
+            "--quiet",
+            "--no-hardlinks",
+            &root.display().to_string(),
+            "azr-rs",
+        ],
+    );
+    assert!(
+        cloned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cloned.stderr)
+    );
+    let out = scratch.join("answers.jsonl");
+    let eval = std::process::Command::new(env!("CARGO_BIN_EXE_azr-sandbox"))
+        .current_dir(&clone)
+        .args([
+            "eval",
+            "--jsonl",
+            "data/azr-seeds/7b_seed_io.jsonl",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .expect("azr-sandbox runs");
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let answers = std::fs::read_to_string(&out).expect("answers written");
+    assert_eq!(answers.lines().count(), 256, "one answer per seed program");
+    let _ = std::fs::remove_dir_all(&scratch);
 }

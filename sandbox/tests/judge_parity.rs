@@ -1,6 +1,6 @@
 //! Nothing right is lost: the judge's verdicts on an honest corpus, pinned.
 //!
-//! The corpus is every seed record of `../shared/data/azr-seeds/` as the AZR loop uses it:
+//! The corpus is every seed record of `data/azr-seeds/` as the AZR loop uses it:
 //! its validation, deduction and abduction checks with the true output and input and with
 //! another record's (wrong ones), and induction checks of the true program and of another
 //! record's, one pair per item as the trainer sends them. `tests/data/judge_parity.jsonl`

@@ -254,6 +254,11 @@ fn the_judge_agrees_with_cpython_eq_on_plain_data() {
 
 /// `eval(gold) == eval(answer)` in `python3` for every pair, after its program.
 fn cpython_eq() -> Vec<bool> {
+    cpython_eq_of(PAIRS)
+}
+
+/// [`cpython_eq`] for any `(program, gold, answer)` triples.
+fn cpython_eq_of(pairs: &[(&str, &str, &str)]) -> Vec<bool> {
     let script = r#"
 import json, sys
 for pair in json.load(sys.stdin):
@@ -265,7 +270,7 @@ for pair in json.load(sys.stdin):
     except Exception:
         print("false")
 "#;
-    let input = serde_json::to_string(PAIRS).expect("JSON");
+    let input = serde_json::to_string(pairs).expect("JSON");
     let mut child = std::process::Command::new("python3")
         .args(["-c", script])
         .env("PYTHONHASHSEED", "0")
@@ -288,4 +293,171 @@ for pair in json.load(sys.stdin):
         .lines()
         .map(|l| l == "true")
         .collect()
+}
+
+/// A small deterministic generator (xorshift*), so that a failure names a reproducible case.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.below(options.len())]
+    }
+}
+
+/// A hashable plain value, as Python source.
+fn hashable(rng: &mut Rng, depth: u32) -> String {
+    match rng.below(if depth == 0 { 9 } else { 11 }) {
+        0 => rng
+            .pick(&[
+                "0",
+                "1",
+                "-1",
+                "7",
+                "2**53",
+                "2**53 + 1",
+                "10**30",
+                "-10**30",
+            ])
+            .into(),
+        1 => rng
+            .pick(&[
+                "0.0",
+                "-0.0",
+                "1.0",
+                "0.5",
+                "1e16",
+                "2.0**53",
+                "float('inf')",
+                "float('nan')",
+            ])
+            .into(),
+        2 => rng.pick(&["True", "False", "None", "..."]).into(),
+        3 => rng.pick(&["1j", "1+0j", "complex(0.5, -1)", "0j"]).into(),
+        4 => rng
+            .pick(&[
+                "''",
+                "'a'",
+                "'ab'",
+                "'\\u00e9'",
+                "'e\\u0301'",
+                "'\\U0001f600'",
+            ])
+            .into(),
+        5 => rng.pick(&["b''", "b'a'", "b'\\xff'"]).into(),
+        6 => rng
+            .pick(&["range(3)", "range(0)", "range(1, 7, 2)", "range(5, 2)"])
+            .into(),
+        7 | 8 => rng.pick(&["1", "1.0", "True", "'1'", "(1,)"]).into(),
+        9 => {
+            let n = rng.below(3);
+            let items: Vec<String> = (0..n).map(|_| hashable(rng, depth - 1)).collect();
+            if n == 1 {
+                format!("({},)", items[0])
+            } else {
+                format!("({})", items.join(", "))
+            }
+        }
+        _ => {
+            let items: Vec<String> = (0..rng.below(3))
+                .map(|_| hashable(rng, depth - 1))
+                .collect();
+            format!("frozenset([{}])", items.join(", "))
+        }
+    }
+}
+
+/// A plain value, as Python source.
+fn value(rng: &mut Rng, depth: u32) -> String {
+    if depth == 0 {
+        return hashable(rng, 0);
+    }
+    let n = rng.below(4);
+    match rng.below(6) {
+        0 => format!(
+            "[{}]",
+            (0..n)
+                .map(|_| value(rng, depth - 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        1 => format!(
+            "{{{}}}",
+            (0..n)
+                .map(|_| format!("{}: {}", hashable(rng, 1), value(rng, depth - 1)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        2 => format!(
+            "set([{}])",
+            (0..n)
+                .map(|_| hashable(rng, 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        3 => format!("bytearray({})", rng.pick(&["b''", "b'a'", "b'ab'"])),
+        _ => hashable(rng, depth),
+    }
+}
+
+/// A second value to compare with `a`: itself, a variation of it, or another value.
+fn partner(rng: &mut Rng, a: &str) -> String {
+    match rng.below(5) {
+        0 => a.to_owned(),
+        1 => a.replacen('1', "1.0", 1),
+        2 => a.replace("True", "1").replace("0.0", "0"),
+        3 => a.replacen('[', "(", 1).replacen(']', ",)", 1),
+        _ => value(rng, 2),
+    }
+}
+
+#[test]
+fn random_plain_values_compare_as_cpython_compares_them() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let pairs: Vec<(String, String)> = (0..400)
+        .map(|_| {
+            let a = value(&mut rng, 3);
+            let b = partner(&mut rng, &a);
+            (a, b)
+        })
+        .collect();
+    let items: Vec<Item> = pairs
+        .iter()
+        .map(|(gold, answer)| Item::Deduction {
+            program: "def f(x):\n    return x".into(),
+            imports: vec![],
+            gold: gold.clone(),
+            answer: answer.clone(),
+        })
+        .collect();
+    let outcomes = common::items(items);
+    let triples: Vec<(&str, &str, &str)> = pairs
+        .iter()
+        .map(|(g, a)| ("", g.as_str(), a.as_str()))
+        .collect();
+    let cpython = cpython_eq_of(&triples);
+    let mut disagreements = Vec::new();
+    let mut equal = 0;
+    for (((gold, answer), outcome), expected) in pairs.iter().zip(&outcomes).zip(cpython) {
+        let ours = outcome.passed == Some(true);
+        equal += usize::from(expected);
+        if ours != expected {
+            disagreements.push(format!(
+                "{gold} == {answer}: CPython {expected}, sandbox {ours} ({outcome:?})"
+            ));
+        }
+    }
+    // Enough of both kinds for the comparison to mean something.
+    assert!(equal >= 80 && equal <= 320, "{equal} of 400 pairs equal");
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }

@@ -251,6 +251,28 @@ fn an_answers_nan_is_never_the_golds_nan() {
 }
 
 #[test]
+fn instances_differ_when_different_slots_are_set() {
+    // Slots are compared by name and position, an unset slot as unset: one instance with only
+    // `_numerator` set never equals one with only `_denominator` set.
+    let made = |slot: &str| {
+        format!("(lambda a: (setattr(a, '{slot}', 1), a)[1])(object.__new__(Fraction))")
+    };
+    let check = |gold: &str, answer: &str| Item::Deduction {
+        program: "from fractions import Fraction\n\ndef f(x):\n    return x".into(),
+        imports: vec![],
+        gold: gold.into(),
+        answer: answer.into(),
+    };
+    let out = items(vec![
+        check(&made("_numerator"), &made("_denominator")),
+        check(&made("_numerator"), &made("_numerator")),
+        check("Fraction(1, 3)", "Fraction(2, 6)"),
+    ]);
+    let passed: Vec<_> = out.iter().map(|o| o.passed).collect();
+    assert_eq!(passed, [Some(false), Some(true), Some(true)], "{out:?}");
+}
+
+#[test]
 fn validation_refuses_an_output_no_answer_could_state() {
     // An answer may not use the program, so an instance of its class (or a function, a
     // generator, ...) could never be stated: such a task is refused, with the reason.

@@ -667,3 +667,113 @@ fn the_served_daemon_answers_scripts_of_every_verdict_kind_and_stays_up() {
     assert!(daemon.alive(), "the daemon died");
     assert_eq!(daemon.pid(), pid);
 }
+
+#[test]
+fn each_class_of_the_judges_second_round_holds_through_the_served_daemon() {
+    let daemon = support::Daemon::start("");
+    daemon.block_on(async {
+        let client = daemon.client();
+        let call = CallOptions::default();
+        let program = |source: &str| {
+            Some(v1::Program {
+                source: source.into(),
+                imports: vec![],
+            })
+        };
+        let deduction = |gold: &str, answer: &str| v1::CheckTask {
+            program: None,
+            kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+                gold_output: gold.into(),
+                answer: answer.into(),
+            })),
+        };
+        // Comparison rules: order between OrderedDicts, big integers in sets, values deeper
+        // than 128 levels, math.nan's identity; and an answer that calls the program.
+        let outcomes = client
+            .check_batch(
+                vec![
+                    deduction(
+                        "OrderedDict([(1, 2), (3, 4)])",
+                        "OrderedDict([(3, 4), (1, 2)])",
+                    ),
+                    deduction("OrderedDict([(1, 2), (3, 4)])", "{3: 4, 1: 2}"),
+                    deduction("{10**5000, 1}", "{1, 10**5000}"),
+                    deduction("eval('[' * 150 + ']' * 150)", "eval('[' * 150 + ']' * 150)"),
+                    deduction("[math.nan]", "[math.nan]"),
+                    deduction("[1, 2]", "f([1, 2])"),
+                ],
+                program(
+                    "import math\nfrom collections import OrderedDict\ndef f(x):\n    return x",
+                ),
+                &call,
+            )
+            .await
+            .expect("check batch");
+        let passed: Vec<_> = outcomes.iter().map(|o| o.passed).collect();
+        assert_eq!(
+            passed,
+            [
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(false)
+            ],
+            "{outcomes:#?}"
+        );
+        assert_eq!(outcomes[5].error_type.as_deref(), Some("AnswerUsesProgram"));
+        // Validation: an output that repr cannot show, and one no answer could state.
+        for source in [
+            "def f(x):\n    return 10**5000",
+            "class P:\n    pass\n\ndef f(x):\n    return P()",
+        ] {
+            let o = client
+                .validate(
+                    v1::ValidateTask {
+                        program: program(source),
+                        input: "1".into(),
+                    },
+                    &call,
+                )
+                .await
+                .expect("validate");
+            assert_ne!(o.verdict, v1::Verdict::Ok as i32, "{source}: {o:?}");
+            assert!(o.value.is_none(), "{o:?}");
+        }
+        // An assert case forged through a function that is not a top-level `def`, and a
+        // script ending as CPython does.
+        let forged = client
+            .test(
+                v1::TestTask {
+                    program: program(
+                        "class A:\n    def __eq__(self, o):\n        return True\n    \
+                         __hash__ = None\nclass Add:\n    def __call__(self, a, b):\n        \
+                         return A()\nadd = Add()",
+                    ),
+                    kind: Some(v1::test_task::Kind::Asserts(v1::AssertCase {
+                        test: "assert add(1, 2) == 3".into(),
+                    })),
+                },
+                &call,
+            )
+            .await
+            .expect("test");
+        assert_ne!(forged.passed, Some(true), "{forged:?}");
+        let exit = client
+            .test(
+                v1::TestTask {
+                    program: program("import sys\nsys.exit(2**64)"),
+                    kind: Some(v1::test_task::Kind::Stdio(v1::StdioCase {
+                        stdin: String::new(),
+                        expected_stdout: None,
+                        output_match: v1::OutputMatch::Lines as i32,
+                    })),
+                },
+                &call,
+            )
+            .await
+            .expect("test");
+        assert_eq!(exit.exit_code, Some(255), "{exit:?}");
+    });
+}

@@ -228,8 +228,8 @@ struct EvalArgs {
     /// A .gguf file, a Hugging Face directory, or a checkpoint's `model/` directory.
     #[arg(long)]
     model: PathBuf,
-    /// Program records in the AZR seed format (default: the 256 AZR seed programs in
-    /// ../shared/data/azr-seeds/7b_seed_io.jsonl beside the checkout).
+    /// Program records in the AZR seed format (default: the 256 AZR seed programs the
+    /// checkout ships, data/azr-seeds/7b_seed_io.jsonl).
     #[arg(long)]
     programs: Option<PathBuf>,
     /// Score only the first N programs (0: all).
@@ -650,8 +650,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let (threads, placement) = args.placement.apply()?;
     let programs = args.programs.clone().unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/azr-seeds/7b_seed_io.jsonl")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/azr-seeds/7b_seed_io.jsonl")
     });
     let records = if args.no_tasks {
         Vec::new()

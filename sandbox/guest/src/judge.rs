@@ -11,22 +11,28 @@
 //!
 //! The rules, as SECURITY.md states them for users:
 //! - `bool`, `int`, `float`, `complex` compare by numeric value across types (`1 == 1.0 ==
-//!   True`), exactly (a float equals an int only if it is that integer); NaN never equals
-//!   anything at the top level, and inside containers only the same NaN object (CPython's
-//!   identity shortcut).
+//!   True`), exactly (a float equals an int only if it is that integer); NaN (and a complex
+//!   with a NaN part) never equals anything at the top level, and inside containers only the
+//!   same object (CPython's identity shortcut).
 //! - `str` by code points; `bytes` and `bytearray` by bytes, with each other; `list` with
-//!   `list`, `tuple` with `tuple`, element-wise; `dict` by keys and values, ignoring order;
-//!   `set` and `frozenset` by elements, and `dict.keys()`/`dict.items()` as sets of keys and
-//!   pairs; `range` as CPython compares ranges.
+//!   `list`, `tuple` with `tuple`, element-wise; `dict` by keys and values, ignoring order, each
+//!   key of one side matched with a different key of the other; two `OrderedDict`s in order;
+//!   `set` and `frozenset` by elements, matched one to one, and `dict.keys()`/`dict.items()`
+//!   as sets of keys and pairs; `range` as CPython compares ranges.
 //! - Subclasses of these built-in types compare by their built-in content (what `==` does
 //!   unless the subclass overrides `__eq__`; an override is not called).
-//! - An instance of a class written in Python compares equal to an instance of the same
-//!   class whose `__dict__` and `__slots__` values compare equal (a `@dataclass`'s `==`);
-//!   a custom `__eq__` is not called. `collections.deque` compares element-wise.
+//! - An instance of a class written in Python on `object` compares equal to an instance of
+//!   the same class whose `__dict__` and declared slots (slot by slot, unset as unset) compare
+//!   equal (a `@dataclass`'s `==`); a custom `__eq__` is not called. `collections.deque` and
+//!   its subclasses compare element-wise; a subclass of another native type equals itself.
 //! - Every other object (functions, modules, types, ...) equals only itself.
 //! - A value nested deeper than [`MAX_DEPTH`] or larger than [`MAX_NODES`] cannot be judged:
 //!   the check fails, as CPython's comparison would raise `RecursionError` or run out of time.
 //! - A value that contains itself is compared by identity where it recurs.
+//!
+//! An answer is reduced in an instance where the program never ran ([`Value::portable`]
+//! carries it to the program's instance): only identities of objects made before the
+//! snapshot mean the same in both.
 //!
 //! The guest is not built for the host, so these rules are tested from outside, against
 //! CPython itself: `sandbox/tests/judge_rules.rs`.
@@ -38,11 +44,12 @@ use malachite_bigint::BigInt;
 use num_traits::{FromPrimitive, Signed, Zero};
 use rustpython_vm::{
     AsObject, Py, PyObject, PyObjectRef, PyPayload, PyResult, VirtualMachine,
+    builtins::descriptor::PyMemberDescriptor,
     builtins::{
         DictViewKind, PyByteArray, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList,
         PyRange, PySet, PyStr, PyTuple, PyType, dict_view_parts,
     },
-    types::PyTypeFlags,
+    types::{GetDescriptor, PyTypeFlags},
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +113,8 @@ pub enum Value {
     Object(usize),
     /// A container met again inside itself.
     Cycle(usize),
+    /// A slot of an instance that holds no value (`__slots__` entry never assigned).
+    Unset,
 }
 
 mod bigint_text {
@@ -234,9 +243,11 @@ impl Value {
     /// Whether [`Value::build`] can make an object of it (no identities).
     pub fn is_plain(&self) -> bool {
         match self {
-            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) | Value::OrderedDict(_) => {
-                false
-            }
+            Value::Instance { .. }
+            | Value::Object(_)
+            | Value::Cycle(_)
+            | Value::Unset
+            | Value::OrderedDict(_) => false,
             Value::List(v) | Value::Tuple(v) => v.iter().all(Value::is_plain),
             Value::Set { items, .. } => items.iter().all(Value::is_plain),
             Value::Dict(kv) => kv.iter().all(|(k, v)| k.is_plain() && v.is_plain()),
@@ -365,7 +376,11 @@ impl Value {
             }
             .into_ref(ctx)
             .into(),
-            Value::Instance { .. } | Value::Object(_) | Value::Cycle(_) | Value::OrderedDict(_) => {
+            Value::Instance { .. }
+            | Value::Object(_)
+            | Value::Cycle(_)
+            | Value::Unset
+            | Value::OrderedDict(_) => {
                 return Err(vm.new_type_error(
                     "only plain data (numbers, strings, bytes, None and the built-in \
                      containers of them) can be passed as an argument",
@@ -502,11 +517,14 @@ impl Walker<'_> {
                     self.identities.push(d.clone());
                 }
                 let own = obj.dict();
-                let items = referents(obj, class)
+                let items: Vec<PyObjectRef> = referents(obj, class)
                     .into_iter()
                     .filter(|r| !own.as_ref().is_some_and(|d| r.is(d.as_object())))
                     .collect();
-                Some(Container::Instance(deque, items))
+                Some(Container::Instance(
+                    deque,
+                    items.into_iter().map(Some).collect(),
+                ))
             } else if class.slots.flags.has_feature(PyTypeFlags::HEAPTYPE)
                 && native_base(class).is(vm.ctx.types.object_type)
             {
@@ -516,7 +534,7 @@ impl Walker<'_> {
                 self.identities.push(class.as_object().to_owned());
                 Some(Container::Instance(
                     addr(class.as_object()),
-                    referents(obj, class),
+                    instance_state(obj, class, vm),
                 ))
             } else {
                 None
@@ -550,9 +568,14 @@ impl Walker<'_> {
                         Value::Dict(pairs)
                     }
                 }),
-            Container::Instance(class, parts) => {
-                walk_all(self, parts).map(|parts| Value::Instance { class, parts })
-            }
+            Container::Instance(class, parts) => parts
+                .iter()
+                .map(|part| match part {
+                    Some(o) => self.walk(o, depth + 1),
+                    None => Ok(Value::Unset),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|parts| Value::Instance { class, parts }),
             Container::View(kind, items) => items
                 .iter()
                 .map(|(k, v)| {
@@ -579,7 +602,8 @@ enum Container {
     Tuple(Vec<PyObjectRef>),
     Dict(Vec<(PyObjectRef, PyObjectRef)>, bool),
     Set(Vec<PyObjectRef>, bool),
-    Instance(usize, Vec<PyObjectRef>),
+    /// A class identity and what the instance holds (`None`: a slot with no value).
+    Instance(usize, Vec<Option<PyObjectRef>>),
     View(DictViewKind, Vec<(PyObjectRef, PyObjectRef)>),
 }
 
@@ -595,8 +619,40 @@ fn native_base(class: &Py<PyType>) -> &Py<PyType> {
     class
 }
 
-/// What an instance holds (its `__dict__`, its slots, a container's items), without its
-/// class.
+/// What an instance of a class written in Python holds, in a fixed layout: its `__dict__`
+/// (`None` without one), then every slot its classes declare, in method resolution order,
+/// each read by the slot's own native descriptor (`None` when unset). Two instances whose
+/// different slots are set therefore differ, as their attributes do.
+fn instance_state(
+    obj: &PyObject,
+    class: &Py<PyType>,
+    vm: &VirtualMachine,
+) -> Vec<Option<PyObjectRef>> {
+    let mut parts = vec![obj.dict().map(Into::into)];
+    let mut classes = class.mro_collect();
+    if !classes.first().is_some_and(|c| c.is(class)) {
+        classes.insert(0, class.to_owned());
+    }
+    for cls in classes {
+        if !cls.slots.flags.has_feature(PyTypeFlags::HEAPTYPE) {
+            continue;
+        }
+        for (_, attribute) in cls.attributes.entries() {
+            if attribute.downcast_ref::<PyMemberDescriptor>().is_some() {
+                let value = <PyMemberDescriptor as GetDescriptor>::descr_get(
+                    &attribute,
+                    Some(obj),
+                    None,
+                    vm,
+                );
+                parts.push(value.ok());
+            }
+        }
+    }
+    parts
+}
+
+/// What an instance holds (a container's items), without its class.
 fn referents(obj: &PyObject, class: &Py<PyType>) -> Vec<PyObjectRef> {
     obj.gc_get_referents()
         .into_iter()
@@ -754,6 +810,7 @@ fn eq(a: &Value, b: &Value, top: bool, budget: &mut usize) -> Result<bool, Unjud
             n1 == n2 && (n1.is_zero() || (s1 == s2 && (n1 == BigInt::from(1u8) || t1 == t2)))
         }
         (Value::Object(x), Value::Object(y)) | (Value::Cycle(x), Value::Cycle(y)) => x == y,
+        (Value::Unset, Value::Unset) => true,
         _ => false,
     })
 }
@@ -922,6 +979,7 @@ fn hash_into(v: &Value, h: &mut impl Hasher) {
             15u8.hash(h);
             items.len().hash(h);
         }
+        Value::Unset => 16u8.hash(h),
         Value::Bool(_) | Value::Int(_) | Value::Float { .. } | Value::Complex { .. } => {}
     }
 }

@@ -57,7 +57,7 @@ pub enum BenchKind {
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Seed programs (JSONL with snippet, input, imports, output).
-    #[arg(long, default_value = "../shared/data/azr-seeds/7b_seed_io.jsonl")]
+    #[arg(long, default_value = "data/azr-seeds/7b_seed_io.jsonl")]
     seeds: PathBuf,
     /// Rounds per measurement; medians are reported.
     #[arg(long, default_value_t = 5)]

@@ -49,7 +49,7 @@ pub fn items(items: Vec<Item>) -> Vec<Outcome> {
 
 /// The seed data shipped beside the repository.
 pub fn seeds_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/azr-seeds")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/azr-seeds")
 }
 
 /// The `imports` list of a seed record (missing or malformed: none).

@@ -290,14 +290,18 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 fn seeds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/azr-seeds")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/azr-seeds")
 }
 
 /// (source with its imports, input) of the 256 deduction seed programs.
 pub fn seed_programs() -> Vec<(String, String)> {
     let path = seeds_dir().join("7b_seed_io.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (the tests need ../shared)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the checkout ships it under data/azr-seeds)",
+            path.display()
+        )
+    });
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|v| {
