@@ -533,9 +533,9 @@ mod tests {
 
     #[test]
     fn reference_seed_files_load_into_buffers() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../data/azr-seeds/7b_seed_io.jsonl");
-        let text = std::fs::read_to_string(&path).expect("the seed file the checkout ships");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/azr-seeds");
+        let text = std::fs::read_to_string(dir.join("7b_seed_io.jsonl"))
+            .expect("the seed file the checkout ships");
         let mut b = Buffers::new();
         for line in text.lines() {
             let t: Triplet = serde_json::from_str(line).expect("triplet line");
