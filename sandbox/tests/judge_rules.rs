@@ -458,6 +458,6 @@ fn random_plain_values_compare_as_cpython_compares_them() {
         }
     }
     // Enough of both kinds for the comparison to mean something.
-    assert!(equal >= 80 && equal <= 320, "{equal} of 400 pairs equal");
+    assert!((80..=320).contains(&equal), "{equal} of 400 pairs equal");
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
