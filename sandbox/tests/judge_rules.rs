@@ -271,23 +271,7 @@ for pair in json.load(sys.stdin):
         print("false")
 "#;
     let input = serde_json::to_string(pairs).expect("JSON");
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .env("PYTHONHASHSEED", "0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("written");
-    }
-    let output = child.wait_with_output().expect("python3 ends");
+    let output = common::python3(script, input.as_bytes());
     assert!(output.status.success(), "python3 failed");
     String::from_utf8_lossy(&output.stdout)
         .lines()

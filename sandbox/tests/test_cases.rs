@@ -137,23 +137,7 @@ fn exit_status_and_stderr_are_python3s() {
 
 /// What `python3 -c program < stdin` prints and how it ends: (stdout, stderr, status).
 fn python3(program: &str, stdin: &str) -> (String, String, i32) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", program])
-        .env("PYTHONHASHSEED", "0")
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("written");
-    let output = child.wait_with_output().expect("python3 ends");
+    let output = common::python3(program, stdin.as_bytes());
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),

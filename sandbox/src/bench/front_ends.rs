@@ -10,15 +10,19 @@
 use std::{
     io::Write,
     net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use azr_sandbox::config::SandboxConfig;
-use azr_sandbox_client::{CallOptions, Client, v1};
+use azr_sandbox_client::{CallOptions, Client};
 use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 
-use super::{daemon::DaemonChild, median, percentile};
+use super::{daemon::DaemonChild, median, percentile, trivial_check};
 
 #[derive(clap::Args)]
 pub struct FrontEndsArgs {
@@ -78,12 +82,20 @@ pub fn run(config: &SandboxConfig, args: &FrontEndsArgs) -> Result<()> {
             let mut quiet = Vec::new();
             let mut loaded = Vec::new();
             warm_up(&client).await?;
+            let quiet_fds = open_fds(daemon.pid());
             for round in 0..args.rounds * 2 {
                 if round % 2 == 0 {
                     quiet.push(measure(&client, args.calls, daemon.pid(), None).await?);
                 } else {
                     let load = Load::open(http, args.idle, args.slow).await;
                     loaded.push(measure(&client, args.calls, daemon.pid(), Some(load)).await?);
+                    // The next quiet round starts once the daemon has let go of the load.
+                    let settled = Instant::now();
+                    while open_fds(daemon.pid()) > quiet_fds + 8
+                        && settled.elapsed() < Duration::from_secs(10)
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
             Ok::<_, anyhow::Error>((quiet, loaded))
@@ -134,22 +146,11 @@ pub fn run(config: &SandboxConfig, args: &FrontEndsArgs) -> Result<()> {
 
 async fn warm_up(client: &Client) -> Result<()> {
     for _ in 0..50 {
-        client.check(trivial(), &CallOptions::default()).await?;
+        client
+            .check(trivial_check(), &CallOptions::default())
+            .await?;
     }
     Ok(())
-}
-
-fn trivial() -> v1::CheckTask {
-    v1::CheckTask {
-        program: Some(v1::Program {
-            source: "def f(x):\n    return x".into(),
-            imports: vec![],
-        }),
-        kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
-            gold_output: "1".into(),
-            answer: "1".into(),
-        })),
-    }
 }
 
 /// Times `calls` trivial checks one after another; with a load, keeps it open meanwhile.
@@ -161,7 +162,7 @@ async fn measure(client: &Client, calls: usize, pid: u32, load: Option<Load>) ->
     for n in 0..calls {
         let t = Instant::now();
         let outcome = client
-            .check(trivial(), &call)
+            .check(trivial_check(), &call)
             .await
             .context("a gRPC call failed")?;
         latencies.push(t.elapsed());
@@ -188,7 +189,9 @@ async fn measure(client: &Client, calls: usize, pid: u32, load: Option<Load>) ->
 
 /// The misbehaving HTTP clients of one round.
 struct Load {
-    tasks: JoinSet<bool>,
+    tasks: JoinSet<()>,
+    /// Connections the daemon closed (or refused).
+    closed: Arc<AtomicUsize>,
 }
 
 impl Load {
@@ -196,62 +199,65 @@ impl Load {
     /// or when the round ends (aborted).
     async fn open(http: SocketAddr, idle: usize, slow: usize) -> Load {
         let mut tasks = JoinSet::new();
+        let closed = Arc::new(AtomicUsize::new(0));
         for _ in 0..idle {
+            let closed = closed.clone();
             tasks.spawn(async move {
-                let Ok(mut stream) = TcpStream::connect(http).await else {
-                    return true;
-                };
-                wait_closed(&mut stream).await
+                if let Ok(mut stream) = TcpStream::connect(http).await {
+                    wait_closed(&mut stream).await;
+                }
+                closed.fetch_add(1, Ordering::Relaxed);
             });
         }
         for _ in 0..slow {
+            let closed = closed.clone();
             tasks.spawn(async move {
-                let Ok(mut stream) = TcpStream::connect(http).await else {
-                    return true;
-                };
-                let head = "POST /run_code HTTP/1.1\r\nHost: bench\r\n\
+                let ended = async {
+                    let Ok(mut stream) = TcpStream::connect(http).await else {
+                        return;
+                    };
+                    let head = "POST /run_code HTTP/1.1\r\nHost: bench\r\n\
                             Content-Type: application/json\r\nContent-Length: 16000000\r\n\r\n";
-                if stream.write_all(head.as_bytes()).await.is_err() {
-                    return true;
-                }
-                // 1 MiB at once, then 4 KiB every 100 ms: a body that never finishes.
-                let chunk = vec![b' '; 1 << 20];
-                if stream.write_all(&chunk).await.is_err() {
-                    return true;
-                }
-                loop {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if stream.write_all(&chunk[..4096]).await.is_err() {
-                        return true;
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
                     }
-                }
+                    // 1 MiB at once, then 4 KiB every 100 ms: a body that never finishes.
+                    let chunk = vec![b' '; 1 << 20];
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if stream.write_all(&chunk[..4096]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                ended.await;
+                closed.fetch_add(1, Ordering::Relaxed);
             });
         }
         // Let the connections reach the daemon before the round is timed.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        Load { tasks }
+        Load { tasks, closed }
     }
 
     /// Ends the round's connections; how many the daemon had closed already.
     async fn close(mut self) -> usize {
-        let mut closed = 0;
-        while let Some(Ok(true)) = self.tasks.try_join_next() {
-            closed += 1;
-        }
+        let closed = self.closed.load(Ordering::Relaxed);
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         closed
     }
 }
 
-/// Reads until the peer closes (true) or errors.
-async fn wait_closed(stream: &mut TcpStream) -> bool {
+/// Reads until the peer closes the connection (or it fails).
+async fn wait_closed(stream: &mut TcpStream) {
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 512];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => {}
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
     }
 }

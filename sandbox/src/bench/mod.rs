@@ -367,16 +367,7 @@ fn daemon_figures(
             };
             let call = CallOptions::default();
             // One trivial check at a time.
-            let trivial = v1::CheckTask {
-                program: Some(v1::Program {
-                    source: "def f(x):\n    return x".into(),
-                    imports: vec![],
-                }),
-                kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
-                    gold_output: "1".into(),
-                    answer: "1".into(),
-                })),
-            };
+            let trivial = trivial_check();
             for _ in 0..50 {
                 client.check(trivial.clone(), &call).await?;
             }
@@ -464,6 +455,21 @@ fn daemon_figures(
         s_daemon / in_process_s
     )?;
     Ok(())
+}
+
+/// The smallest check there is (a literal answer on the identity program), for latency.
+fn trivial_check() -> azr_sandbox_client::v1::CheckTask {
+    use azr_sandbox_client::v1;
+    v1::CheckTask {
+        program: Some(v1::Program {
+            source: "def f(x):\n    return x".into(),
+            imports: vec![],
+        }),
+        kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
+            gold_output: "1".into(),
+            answer: "1".into(),
+        })),
+    }
 }
 
 /// Waits for the first of `futures` to finish; returns its output, its index and the rest.

@@ -105,15 +105,22 @@ pub async fn serve(
                 };
                 let service = http_service.clone();
                 let limits = http_limits.clone();
+                let answering = idle::Answering::default();
+                let io = idle::IdleTimeout::new(stream, http_idle, answering.clone());
                 let svc = hyper::service::service_fn(move |request| {
                     let service = service.clone();
                     let limits = limits.clone();
-                    async move { http_api::handle(&service, request, &limits).await }
+                    let answering = answering.start();
+                    async move {
+                        let response = http_api::handle(&service, request, &limits).await;
+                        drop(answering);
+                        response
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(http_header_timeout)
-                    .serve_connection(TokioIo::new(idle::IdleTimeout::new(stream, http_idle)), svc);
+                    .serve_connection(TokioIo::new(io), svc);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

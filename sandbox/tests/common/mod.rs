@@ -47,7 +47,27 @@ pub fn items(items: Vec<Item>) -> Vec<Outcome> {
     sandbox().run(items, &tight(), &Rules::default())
 }
 
-/// The seed data shipped beside the repository.
+/// `python3 -c program` at `PYTHONHASHSEED=0` (the seed the sandbox fixes), `stdin` written
+/// to it; what it printed and how it ended.
+pub fn python3(program: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", program])
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut input = child.stdin.take().expect("stdin");
+    // A program that never reads its stdin may close it first: that is not an error here.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("python3 ends")
+}
+
+/// The seed data shipped with the repository.
 pub fn seeds_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/azr-seeds")
 }
