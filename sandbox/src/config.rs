@@ -74,6 +74,10 @@ pub struct ServerConfig {
     /// Request bodies being read, all HTTP connections together, in bytes; a body that
     /// would pass it is answered 503. One body is at most `max_request_bytes` (413).
     pub http_body_budget_bytes: usize,
+    /// How long an HTTP request waits for room in a full queue before it is answered 504
+    /// (which SandboxFusion's clients retry); keep it below their deadline (veRL's:
+    /// `compile_timeout + run_timeout + 10` s, 30 s by default).
+    pub http_queue_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             http_header_timeout_ms: 10_000,
             http_body_timeout_ms: 30_000,
             http_body_budget_bytes: 256 << 20,
+            http_queue_wait_ms: 10_000,
         }
     }
 }

@@ -902,3 +902,51 @@ fn http_connections_are_bounded_in_number_silence_headers_and_bodies_and_grpc_is
     assert!(said.starts_with("HTTP/1.1 200"), "{said}");
     assert!(said.contains("42"), "{said}");
 }
+
+#[test]
+fn an_http_request_that_finds_no_room_is_answered_504_within_the_configured_wait() {
+    use std::io::Write;
+    let port = free_port();
+    let daemon = Daemon::start(&format!(
+        "workers = 1\nqueue = 1\n[server]\nhttp = \"127.0.0.1:{port}\"\nhttp_queue_wait_ms = 300\n"
+    ));
+    // Each request keeps the one worker busy until its 2 s time limit; one more may queue.
+    let body = r#"{"code": "while True:\n    pass", "language": "python", "run_timeout": 2}"#;
+    let request = format!(
+        "POST /run_code HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut stream =
+                    std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                stream.write_all(request.as_bytes()).expect("written");
+                let (said, _) = read_until_closed(&mut stream, Duration::from_secs(30));
+                (said, started.elapsed())
+            })
+        })
+        .collect();
+    let answers: Vec<(String, Duration)> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client thread"))
+        .collect();
+    let refused: Vec<&(String, Duration)> = answers
+        .iter()
+        .filter(|(said, _)| said.starts_with("HTTP/1.1 504"))
+        .collect();
+    assert!(!refused.is_empty(), "{answers:#?}");
+    for (_, took) in &refused {
+        assert!(*took < Duration::from_millis(1900), "504 after {took:?}");
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|(said, _)| said.starts_with("HTTP/1.1 504") || said.starts_with("HTTP/1.1 200")),
+        "{answers:#?}"
+    );
+    drop(daemon);
+}

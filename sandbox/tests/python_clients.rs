@@ -109,6 +109,12 @@ fn the_http_endpoint_refuses_what_it_cannot_run_and_stays_on_loopback() {
     );
     assert_eq!(result["bad_json"], 422, "{result}");
     assert_eq!(result["not_found"], 404, "{result}");
+    assert_eq!(result["unknown_language"], 422, "{result}");
+    assert_eq!(
+        result["missing_code"]["detail"][0]["loc"],
+        serde_json::json!(["body", "code"]),
+        "{result}"
+    );
     assert_eq!(result["exit_3"]["status"], "Failed", "{result}");
     assert_eq!(result["exit_3"]["run_result"]["return_code"], 3, "{result}");
     assert_eq!(result["stdin"]["run_result"]["stdout"], "6\n", "{result}");

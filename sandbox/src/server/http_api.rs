@@ -3,7 +3,10 @@
 //! `reward.sandbox_fusion.url`, its `sandbox_fusion` reward module) runs on this sandbox by
 //! changing one URL.
 //!
-//! Python only: a request for another language is answered `SandboxError` with a message.
+//! Requests are validated as SandboxFusion's server validates them (422 with FastAPI's
+//! `{"detail": [...]}` for a missing or mistyped field, or a language SandboxFusion does not
+//! know). Python only: a request for another of SandboxFusion's languages is answered
+//! `SandboxError` with a message.
 //! A `run_code` request becomes one stdin/stdout task ([`Item::Script`]) on the same queue,
 //! workers, limits and seccomp filters as the gRPC side; `run_timeout` and `memory_limit_MB`
 //! lower the daemon's limits (never raise them); `compile_timeout`, `files` and
@@ -25,7 +28,7 @@ use std::{
 use http::{Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
@@ -45,6 +48,8 @@ pub struct BodyLimits {
     /// Bytes of bodies being read, all connections together (503 when a body would pass it).
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    /// How long a request waits for room in a full queue before it is answered 504.
+    pub queue_wait: Duration,
 }
 
 impl BodyLimits {
@@ -58,6 +63,7 @@ impl BodyLimits {
             timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
+            queue_wait: Duration::from_millis(config.http_queue_wait_ms),
         }
     }
 }
@@ -111,34 +117,22 @@ async fn read_body(
         .unwrap_or(Err(BodyError::Slow))
 }
 
-/// `RunCodeRequest` (SandboxFusion `sandbox/server/sandbox_api.py`).
-#[derive(Debug, Deserialize)]
+/// A valid `RunCodeRequest` (SandboxFusion `sandbox/server/sandbox_api.py`), as
+/// [`validate`] reads it, with SandboxFusion's defaults filled in.
+#[derive(Debug)]
 pub struct RunCodeRequest {
     pub code: String,
     pub language: String,
-    #[serde(default)]
     pub stdin: Option<String>,
-    /// Seconds.
-    #[serde(default = "ten")]
+    /// Seconds (default 10).
     pub run_timeout: f64,
     /// Megabytes; -1 (the default) for the daemon's limit.
-    #[serde(default = "minus_one", rename = "memory_limit_MB")]
     pub memory_limit_mb: i64,
     /// Accepted and ignored: nothing is compiled.
-    #[serde(default)]
     pub compile_timeout: Option<f64>,
     /// Accepted and ignored: the guest has no files.
-    #[serde(default)]
     pub files: Option<serde_json::Value>,
-    #[serde(default)]
     pub fetch_files: Option<serde_json::Value>,
-}
-
-fn ten() -> f64 {
-    10.0
-}
-fn minus_one() -> i64 {
-    -1
 }
 
 /// `RunCodeResponse`.
@@ -237,8 +231,188 @@ fn detail(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "detail": message }))
 }
 
-/// How long a request waits for room in a full queue before it is answered 503.
-const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
+/// The languages SandboxFusion's `RunCodeRequest.language` accepts (`runners/types.py`):
+/// another is refused with 422, as its server refuses it; one of these but Python is
+/// answered `SandboxError` (this sandbox runs Python only).
+const SANDBOX_FUSION_LANGUAGES: &[&str] = &[
+    "python",
+    "cpp",
+    "nodejs",
+    "go",
+    "go_test",
+    "java",
+    "php",
+    "csharp",
+    "bash",
+    "typescript",
+    "sql",
+    "rust",
+    "cuda",
+    "lua",
+    "R",
+    "perl",
+    "D_ut",
+    "ruby",
+    "scala",
+    "julia",
+    "pytest",
+    "junit",
+    "kotlin_script",
+    "jest",
+    "verilog",
+    "python_gpu",
+    "lean",
+    "swift",
+    "racket",
+];
+
+/// One validation error in the shape FastAPI answers 422 with (`{"detail": [...]}`):
+/// `type`, `loc` (`["body", field]`), `msg`, `input`.
+fn invalid(
+    kind: &str,
+    field: Option<&str>,
+    msg: String,
+    input: &serde_json::Value,
+) -> serde_json::Value {
+    let mut loc = vec![serde_json::json!("body")];
+    if let Some(field) = field {
+        loc.push(serde_json::json!(field));
+    }
+    serde_json::json!({ "type": kind, "loc": loc, "msg": msg, "input": input })
+}
+
+/// Reads a `RunCodeRequest` as SandboxFusion's server validates it: every field's type
+/// checked (numbers may come as numeric strings, as pydantic accepts them), `code` and
+/// `language` required, `language` one of SandboxFusion's; all errors at once.
+fn validate(body: &[u8]) -> Result<RunCodeRequest, Vec<serde_json::Value>> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        vec![invalid(
+            "json_invalid",
+            None,
+            format!("JSON decode error: {e}"),
+            &Value::Null,
+        )]
+    })?;
+    let Value::Object(fields) = &value else {
+        return Err(vec![invalid(
+            "model_attributes_type",
+            None,
+            "Input should be a valid dictionary or object to extract fields from".into(),
+            &value,
+        )]);
+    };
+    let mut errors = Vec::new();
+    let text = |name: &str, required: bool, errors: &mut Vec<Value>| -> Option<String> {
+        match fields.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) if !required => None,
+            None if !required => None,
+            None => {
+                errors.push(invalid(
+                    "missing",
+                    Some(name),
+                    "Field required".into(),
+                    &value,
+                ));
+                None
+            }
+            Some(other) => {
+                errors.push(invalid(
+                    "string_type",
+                    Some(name),
+                    "Input should be a valid string".into(),
+                    other,
+                ));
+                None
+            }
+        }
+    };
+    let number = |name: &str, default: f64, errors: &mut Vec<Value>| -> f64 {
+        match fields.get(name) {
+            None => default,
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(default),
+            Some(Value::String(s)) if s.trim().parse::<f64>().is_ok() => {
+                s.trim().parse().unwrap_or(default)
+            }
+            Some(other) => {
+                errors.push(invalid(
+                    "float_parsing",
+                    Some(name),
+                    "Input should be a valid number".into(),
+                    other,
+                ));
+                default
+            }
+        }
+    };
+    let code = text("code", true, &mut errors);
+    let language = text("language", true, &mut errors);
+    if let Some(l) = &language
+        && !SANDBOX_FUSION_LANGUAGES.contains(&l.as_str())
+    {
+        errors.push(invalid(
+            "literal_error",
+            Some("language"),
+            format!(
+                "Input should be {}",
+                SANDBOX_FUSION_LANGUAGES
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            &Value::String(l.clone()),
+        ));
+    }
+    let stdin = text("stdin", false, &mut errors);
+    let run_timeout = number("run_timeout", 10.0, &mut errors);
+    let compile_timeout = number("compile_timeout", 10.0, &mut errors);
+    let memory_limit_mb = match fields.get("memory_limit_MB") {
+        None => -1,
+        Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or(-1),
+        Some(other) => {
+            errors.push(invalid(
+                "int_parsing",
+                Some("memory_limit_MB"),
+                "Input should be a valid integer".into(),
+                other,
+            ));
+            -1
+        }
+    };
+    match fields.get("files") {
+        None | Some(Value::Object(_)) => {}
+        Some(other) => errors.push(invalid(
+            "dict_type",
+            Some("files"),
+            "Input should be a valid dictionary".into(),
+            other,
+        )),
+    }
+    match fields.get("fetch_files") {
+        None | Some(Value::Array(_)) => {}
+        Some(other) => errors.push(invalid(
+            "list_type",
+            Some("fetch_files"),
+            "Input should be a valid list".into(),
+            other,
+        )),
+    }
+    match (code, language) {
+        (Some(code), Some(language)) if errors.is_empty() => Ok(RunCodeRequest {
+            code,
+            language,
+            stdin,
+            run_timeout,
+            memory_limit_mb,
+            compile_timeout: Some(compile_timeout),
+            files: fields.get("files").cloned(),
+            fetch_files: fields.get("fetch_files").cloned(),
+        }),
+        _ => Err(errors),
+    }
+}
 
 /// Answers one HTTP request.
 pub async fn handle(
@@ -291,15 +465,15 @@ pub async fn handle(
                     return Ok(detail(status, &message));
                 }
             };
-            let parsed = serde_json::from_slice::<RunCodeRequest>(&body);
+            let parsed = validate(&body);
             drop((body, held));
             match parsed {
-                Ok(run) => run_code(service, run).await,
-                Err(e) => {
+                Ok(run) => run_code(service, run, limits.queue_wait).await,
+                Err(errors) => {
                     service.stats.answered(Answer::Invalid);
-                    detail(
+                    json(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        &format!("not a RunCodeRequest: {e}"),
+                        &serde_json::json!({ "detail": errors }),
                     )
                 }
             }
@@ -311,9 +485,8 @@ pub async fn handle(
     })
 }
 
-async fn run_code(service: &Service, run: RunCodeRequest) -> Response<Body> {
-    let language = run.language.to_ascii_lowercase();
-    if language != "python" && language != "python3" {
+async fn run_code(service: &Service, run: RunCodeRequest, queue_wait: Duration) -> Response<Body> {
+    if run.language != "python" {
         return json(
             StatusCode::OK,
             &RunCodeResponse::sandbox_error(format!(
@@ -339,7 +512,7 @@ async fn run_code(service: &Service, run: RunCodeRequest) -> Response<Body> {
         output_match: OutputMatch::default(),
     };
     let rules = service.bounds.rules.clone();
-    let patience = Instant::now() + QUEUE_PATIENCE;
+    let patience = Instant::now() + queue_wait;
     loop {
         let answer = service
             .execute_items(
@@ -360,8 +533,9 @@ async fn run_code(service: &Service, run: RunCodeRequest) -> Response<Body> {
                     ),
                 };
             }
-            // HTTP clients send one case per request and rarely retry: wait for room
-            // rather than refuse, up to a point.
+            // HTTP clients send one case per request: wait for room rather than refuse, up
+            // to `http_queue_wait_ms`, then answer 504, which SandboxFusion's clients (veRL's
+            // among them) retry, well before their own deadline passes.
             Err(status)
                 if status.code() == Code::ResourceExhausted && Instant::now() < patience =>
             {
@@ -369,7 +543,8 @@ async fn run_code(service: &Service, run: RunCodeRequest) -> Response<Body> {
             }
             Err(status) => {
                 let code = match status.code() {
-                    Code::ResourceExhausted | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    Code::ResourceExhausted => StatusCode::GATEWAY_TIMEOUT,
+                    Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 return detail(code, status.message());
@@ -418,13 +593,60 @@ mod tests {
 
     #[test]
     fn requests_take_sandboxfusion_defaults_and_ignore_what_cannot_apply() {
-        let run: RunCodeRequest = serde_json::from_str(
-            r#"{"code": "print(1)", "language": "python", "files": {"a.txt": null},
+        let Ok(run) = validate(
+            br#"{"code": "print(1)", "language": "python", "files": {"a.txt": null},
                 "fetch_files": [], "compile_timeout": 3}"#,
-        )
-        .expect("parses");
+        ) else {
+            panic!("a valid request refused");
+        };
         assert_eq!(run.run_timeout, 10.0);
         assert_eq!(run.memory_limit_mb, -1);
         assert!(run.stdin.is_none());
+        let Ok(run) = validate(br#"{"code": "", "language": "cpp", "run_timeout": "2.5"}"#) else {
+            panic!("a numeric string is a number, as pydantic reads it");
+        };
+        assert_eq!((run.language.as_str(), run.run_timeout), ("cpp", 2.5));
+    }
+
+    #[test]
+    fn invalid_requests_list_every_error_as_fastapi_does() {
+        let errors = |body: &[u8]| match validate(body) {
+            Ok(_) => panic!("accepted: {}", String::from_utf8_lossy(body)),
+            Err(errors) => errors,
+        };
+        let e = errors(br#"{"language": "cobol", "run_timeout": "soon", "memory_limit_MB": 1.5}"#);
+        let kinds: Vec<(&str, &str)> = e
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap_or(""),
+                    e["loc"][1].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("missing", "code"),
+                ("literal_error", "language"),
+                ("float_parsing", "run_timeout"),
+                ("int_parsing", "memory_limit_MB"),
+            ]
+        );
+        assert_eq!(e[0]["loc"][0], "body");
+        assert_eq!(errors(b"[1]")[0]["type"], "model_attributes_type");
+        assert_eq!(errors(b"{")[0]["type"], "json_invalid");
+        // SandboxFusion's names only: `python3` is not one of them.
+        assert_eq!(
+            errors(br#"{"code": "", "language": "python3"}"#)[0]["type"],
+            "literal_error"
+        );
+        assert_eq!(
+            errors(br#"{"code": 1, "language": "python", "files": []}"#)
+                .iter()
+                .map(|e| e["type"].as_str().unwrap_or(""))
+                .collect::<Vec<_>>(),
+            ["string_type", "dict_type"]
+        );
     }
 }

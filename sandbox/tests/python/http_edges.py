@@ -23,6 +23,12 @@ def main() -> None:
         "cpp": run(base, {"code": "int main() {}", "language": "cpp"}),
         "bad_json": requests.post(f"{base}/run_code", data=b"{", timeout=10).status_code,
         "not_found": requests.get(f"{base}/nothing", timeout=10).status_code,
+        "unknown_language": requests.post(
+            f"{base}/run_code", json={"code": "1", "language": "cobol"}, timeout=10
+        ).status_code,
+        "missing_code": requests.post(
+            f"{base}/run_code", json={"language": "python"}, timeout=10
+        ).json(),
         "exit_3": run(base, {"code": "import sys\nsys.exit(3)", "language": "python"}),
         "stdin": run(
             base,
