@@ -118,7 +118,7 @@ pub struct RolloutConfig {
     /// The weights rollouts are sampled from: `"int8"`, a per-row int8 copy of the f32
     /// weights made again after every update (a quarter of the bytes a CPU decode step
     /// streams); `"int4"`, 4-bit blocks against int8 activations (five bits per weight:
-    /// faster at batch 1, slower at batch 8 on AVX2, and far more rounding, see the README);
+    /// faster at batch 1, slower at batch 8 on AVX2, and far more rounding: docs/measurements.md);
     /// or `"f32"`. Log-probs for the update are recomputed in f32 either way. Where the
     /// kernel cannot run (no AVX2, a GPU) decoding reads f32.
     pub precision: Precision,
@@ -483,8 +483,8 @@ impl AzrConfig {
     /// template with `<think>` opening the answer (as format-valid as the plain route, and the
     /// instruct model's own mode), 256-token answers, the reference's lr of 1e-6 (2e-5 and
     /// 5e-6 collapsed every answer to the format's placeholder after one AdamW step), and one
-    /// mini-batch per step (its old log-probs are the step's own). The README's "Self-play on
-    /// this CPU" has the runs behind these choices.
+    /// mini-batch per step (its old log-probs are the step's own).
+    /// `docs/selfplay-tiny-2026-11-30.md` has the runs behind these choices.
     pub fn tiny() -> Self {
         let d = AzrConfig::default();
         AzrConfig {
