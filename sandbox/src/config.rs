@@ -78,6 +78,15 @@ pub struct ServerConfig {
     /// (which SandboxFusion's clients retry); keep it below their deadline (veRL's:
     /// `compile_timeout + run_timeout + 10` s, 30 s by default).
     pub http_queue_wait_ms: u64,
+    /// The longest `run_timeout` an HTTP request may ask for (ms); a longer one is cut to
+    /// this. Within it the request's `run_timeout` is the time limit, above or below
+    /// `limits.timeout_ms`.
+    pub http_max_run_timeout_ms: u64,
+    /// Fuel an HTTP request gets per millisecond of its time limit, when that is more than
+    /// `limits.fuel`: a CPU-bound run then ends by time, as SandboxFusion's do, not by fuel
+    /// (the guest burns at most about 6 million a millisecond on the machines measured).
+    /// 0: `limits.fuel` always.
+    pub http_fuel_per_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +108,8 @@ impl Default for ServerConfig {
             http_body_timeout_ms: 30_000,
             http_body_budget_bytes: 256 << 20,
             http_queue_wait_ms: 10_000,
+            http_max_run_timeout_ms: 60_000,
+            http_fuel_per_ms: 20_000_000,
         }
     }
 }
@@ -193,6 +204,28 @@ impl SandboxConfig {
         }
     }
 
+    /// The most the engine runs any item with: `limits`, with the time and fuel an HTTP
+    /// request may ask for ([`SandboxConfig::http_run_limits`]) on top. gRPC requests stay
+    /// within `limits` (their service refuses to raise it).
+    pub fn engine_cap(&self) -> Limits {
+        let longest = self.http_run_limits(self.server.http_max_run_timeout_ms);
+        Limits {
+            fuel: self.limits.fuel.max(longest.fuel),
+            timeout_ms: self.limits.timeout_ms.max(longest.timeout_ms),
+            ..self.limits.clone()
+        }
+    }
+
+    /// The limits of an HTTP request that asked for `run_timeout_ms`: that time limit, up to
+    /// `server.http_max_run_timeout_ms`, and the fuel for it (`server.http_fuel_per_ms`).
+    pub fn http_run_limits(&self, run_timeout_ms: u64) -> Limits {
+        self.limits.for_run_time(
+            run_timeout_ms,
+            self.server.http_max_run_timeout_ms,
+            self.server.http_fuel_per_ms,
+        )
+    }
+
     pub fn pool_config(&self) -> PoolConfig {
         let workers = self.workers();
         PoolConfig {
@@ -203,7 +236,7 @@ impl SandboxConfig {
                     self.cache_dir.clone()
                 },
                 max_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
-                cap: self.limits.clone(),
+                cap: self.engine_cap(),
                 reset: self.instance_reset,
             },
             workers,
@@ -226,6 +259,21 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/sandbox.toml");
         let config = SandboxConfig::from_file(&path).expect("policies/sandbox.toml parses");
         assert_eq!(config, SandboxConfig::default());
+    }
+
+    #[test]
+    fn an_http_run_gets_the_time_it_asks_for_within_the_ceiling_and_fuel_to_match() {
+        let config = SandboxConfig::default();
+        let long = config.http_run_limits(40_000);
+        assert_eq!(long.timeout_ms, 40_000);
+        assert_eq!(long.fuel, 40_000 * 20_000_000);
+        let capped = config.http_run_limits(600_000);
+        assert_eq!(capped.timeout_ms, 60_000);
+        let short = config.http_run_limits(500);
+        assert_eq!((short.timeout_ms, short.fuel), (500, config.limits.fuel));
+        let cap = config.engine_cap();
+        assert_eq!((cap.timeout_ms, cap.fuel), (60_000, 60_000 * 20_000_000));
+        assert_eq!(cap.memory_bytes, config.limits.memory_bytes);
     }
 
     #[test]

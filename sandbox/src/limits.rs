@@ -47,6 +47,18 @@ impl Default for Limits {
 impl Limits {
     /// The tighter of `self` and `cap`, field by field: a request may ask for less than the
     /// server allows, never more.
+    /// These limits for a run given `time_ms` of wall clock (at most `ceiling_ms`), and
+    /// `fuel_per_ms` of fuel for each of those milliseconds where that is more than `fuel`:
+    /// a CPU-bound run then ends by time, not by fuel.
+    pub fn for_run_time(&self, time_ms: u64, ceiling_ms: u64, fuel_per_ms: u64) -> Limits {
+        let ms = time_ms.clamp(1, ceiling_ms.max(1));
+        Limits {
+            timeout_ms: ms,
+            fuel: self.fuel.max(ms.saturating_mul(fuel_per_ms)),
+            ..self.clone()
+        }
+    }
+
     pub fn capped_by(&self, cap: &Limits) -> Limits {
         Limits {
             fuel: self.fuel.min(cap.fuel),

@@ -950,3 +950,45 @@ fn an_http_request_that_finds_no_room_is_answered_504_within_the_configured_wait
     );
     drop(daemon);
 }
+
+#[test]
+fn an_http_run_gets_the_time_it_asks_for_up_to_the_ceiling() {
+    use std::io::Write;
+    let port = free_port();
+    // The daemon's own limit is 500 ms; HTTP requests may ask for up to 3 s.
+    let daemon = Daemon::start(&format!(
+        "[limits]\ntimeout_ms = 500\n[server]\nhttp = \"127.0.0.1:{port}\"\n\
+         http_max_run_timeout_ms = 3000\n"
+    ));
+    let post = |run_timeout: f64| {
+        let body = format!(
+            r#"{{"code": "import time\nt = time.perf_counter()\nx = 0\nfor i in range(4000000):\n    x += i\nprint(x)", "language": "python", "run_timeout": {run_timeout}}}"#
+        );
+        let request = format!(
+            "POST /run_code HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.write_all(request.as_bytes()).expect("written");
+        let (said, _) = read_until_closed(&mut stream, Duration::from_secs(30));
+        said
+    };
+    // Several times the daemon's limit of work, asked for with time to spare: it finishes.
+    let long = post(10.0);
+    assert!(long.contains("\"status\":\"Success\""), "{long}");
+    assert!(long.contains("7999998000000"), "{long}");
+    let body = long.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let response: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    let took = response["run_result"]["execution_time"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        took > 0.5,
+        "the run took {took} s: not past the daemon's own limit"
+    );
+    // The same work with less time than it needs: a time limit, not a fuel or memory one.
+    let short = post(0.05);
+    assert!(short.contains("TimeLimitExceeded"), "{short}");
+    drop(daemon);
+}

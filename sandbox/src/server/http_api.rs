@@ -8,13 +8,14 @@
 //! know). Python only: a request for another of SandboxFusion's languages is answered
 //! `SandboxError` with a message.
 //! A `run_code` request becomes one stdin/stdout task ([`Item::Script`]) on the same queue,
-//! workers, limits and seccomp filters as the gRPC side; `run_timeout` and `memory_limit_MB`
-//! lower the daemon's limits (never raise them); `compile_timeout`, `files` and
+//! workers, limits and seccomp filters as the gRPC side; `run_timeout` is the time limit
+//! (up to `server.http_max_run_timeout_ms`, with fuel to match, so that a run ends by
+//! time as SandboxFusion's do), `memory_limit_MB` lowers the memory cap; `compile_timeout`, `files` and
 //! `fetch_files` are accepted and ignored (the guest has no files). TCP has no peer
 //! credentials: whoever reaches the port may run code in the sandbox. That is why the
 //! listener is loopback-only unless the configuration says otherwise (SECURITY.md).
 //!
-//! A request body is read within [`BodyLimits`]: at most `max_request_bytes` (413), whole
+//! A request body is read within [`HttpLimits`]: at most `max_request_bytes` (413), whole
 //! within `http_body_timeout_ms` (408), and while all bodies being read stay within
 //! `http_body_budget_bytes` (503, which clients retry); nothing is allocated up front from a
 //! declared `Content-Length`.
@@ -38,9 +39,10 @@ use crate::{
     item::{Item, Outcome, OutputMatch, Verdict},
 };
 
-/// How request bodies are bounded: one by one in size and time, and all together in bytes
-/// held, so that many slow or unfinished uploads cannot take the daemon's memory.
-pub struct BodyLimits {
+/// What bounds an HTTP request: its body, one by one in size and time and all together in
+/// bytes held (so that many slow or unfinished uploads cannot take the daemon's memory), its
+/// wait for room in the queue, and the run time it may ask for.
+pub struct HttpLimits {
     /// Largest body of one request (413 past it).
     pub max_bytes: usize,
     /// The whole body must arrive within this (408 past it).
@@ -50,20 +52,25 @@ pub struct BodyLimits {
     budget_bytes: usize,
     /// How long a request waits for room in a full queue before it is answered 504.
     pub queue_wait: Duration,
+    /// The longest `run_timeout` a request may ask for, and the fuel per millisecond of it.
+    max_run_timeout_ms: u64,
+    fuel_per_ms: u64,
 }
 
-impl BodyLimits {
-    pub fn new(config: &ServerConfig) -> BodyLimits {
+impl HttpLimits {
+    pub fn new(config: &ServerConfig) -> HttpLimits {
         let budget_bytes = config
             .http_body_budget_bytes
             .max(config.max_request_bytes)
             .min(Semaphore::MAX_PERMITS);
-        BodyLimits {
+        HttpLimits {
             max_bytes: config.max_request_bytes,
             timeout: Duration::from_millis(config.http_body_timeout_ms.max(1)),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             queue_wait: Duration::from_millis(config.http_queue_wait_ms),
+            max_run_timeout_ms: config.http_max_run_timeout_ms,
+            fuel_per_ms: config.http_fuel_per_ms,
         }
     }
 }
@@ -76,12 +83,12 @@ enum BodyError {
     Broken(String),
 }
 
-/// Reads a request body within [`BodyLimits`]. The bytes held count against the shared
+/// Reads a request body within [`HttpLimits`]. The bytes held count against the shared
 /// budget until the returned permit is dropped (after the body is parsed).
 async fn read_body(
     body: Incoming,
     declared: Option<u64>,
-    limits: &BodyLimits,
+    limits: &HttpLimits,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     if declared.is_some_and(|n| n > limits.max_bytes as u64) {
         return Err(BodyError::TooLarge);
@@ -418,7 +425,7 @@ fn validate(body: &[u8]) -> Result<RunCodeRequest, Vec<serde_json::Value>> {
 pub async fn handle(
     service: &Service,
     request: http::Request<Incoming>,
-    limits: &BodyLimits,
+    limits: &HttpLimits,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
@@ -468,7 +475,7 @@ pub async fn handle(
             let parsed = validate(&body);
             drop((body, held));
             match parsed {
-                Ok(run) => run_code(service, run, limits.queue_wait).await,
+                Ok(run) => run_code(service, run, limits).await,
                 Err(errors) => {
                     service.stats.answered(Answer::Invalid);
                     json(
@@ -485,7 +492,7 @@ pub async fn handle(
     })
 }
 
-async fn run_code(service: &Service, run: RunCodeRequest, queue_wait: Duration) -> Response<Body> {
+async fn run_code(service: &Service, run: RunCodeRequest, http: &HttpLimits) -> Response<Body> {
     if run.language != "python" {
         return json(
             StatusCode::OK,
@@ -495,11 +502,18 @@ async fn run_code(service: &Service, run: RunCodeRequest, queue_wait: Duration) 
             )),
         );
     }
-    let mut limits = service.bounds.limits.clone();
-    if run.run_timeout.is_finite() && run.run_timeout > 0.0 {
-        let ms = (run.run_timeout * 1000.0).ceil().max(1.0);
-        limits.timeout_ms = limits.timeout_ms.min(ms as u64);
-    }
+    // The time the request asks for (SandboxFusion's default: 10 s), within the operator's
+    // ceiling, with fuel to match: the run ends by time, as SandboxFusion's does.
+    let asked = if run.run_timeout.is_finite() && run.run_timeout > 0.0 {
+        (run.run_timeout * 1000.0).ceil().max(1.0) as u64
+    } else {
+        service.bounds.limits.timeout_ms
+    };
+    let mut limits =
+        service
+            .bounds
+            .limits
+            .for_run_time(asked, http.max_run_timeout_ms, http.fuel_per_ms);
     if run.memory_limit_mb > 0 {
         let bytes = (run.memory_limit_mb as u64).saturating_mul(1 << 20);
         limits.memory_bytes = limits.memory_bytes.min(bytes);
@@ -512,7 +526,7 @@ async fn run_code(service: &Service, run: RunCodeRequest, queue_wait: Duration) 
         output_match: OutputMatch::default(),
     };
     let rules = service.bounds.rules.clone();
-    let patience = Instant::now() + queue_wait;
+    let patience = Instant::now() + http.queue_wait;
     loop {
         let answer = service
             .execute_items(

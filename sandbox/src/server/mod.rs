@@ -70,7 +70,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let grpc_slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let http_slots = Arc::new(Semaphore::new(config.http_max_connections.max(1)));
-    let http_limits = Arc::new(http_api::BodyLimits::new(config));
+    let http_limits = Arc::new(http_api::HttpLimits::new(config));
     let http_idle = Duration::from_millis(config.http_idle_timeout_ms.max(1));
     let http_header_timeout = Duration::from_millis(config.http_header_timeout_ms.max(1));
     let mut term = signal(SignalKind::terminate())?;
