@@ -335,12 +335,41 @@ fn eval_scores_deduction_and_abduction_through_a_real_daemon() {
     ])
     .arg(&model)
     .arg("--programs")
-    .arg(&programs);
+    .arg(&programs)
+    .arg("--answers")
+    .arg(dir.join("answers.jsonl"));
     let out = run(c);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value = serde_json::from_str(stdout.lines().last().expect("a report line"))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
     assert_eq!(report["programs"], 3, "{report}");
+    // Every answer, with what it answered and how it was judged.
+    let answers: Vec<Value> = std::fs::read_to_string(dir.join("answers.jsonl"))
+        .expect("the answers file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an answer line"))
+        .collect();
+    assert_eq!(answers.len(), 6, "3 programs x 2 task types");
+    for a in &answers {
+        for key in [
+            "task",
+            "program",
+            "prompt",
+            "response",
+            "format_ok",
+            "correct",
+            "output",
+        ] {
+            assert!(a.get(key).is_some(), "{key} missing: {a}");
+        }
+    }
+    let mut programs_seen: Vec<u64> = answers
+        .iter()
+        .filter(|a| a["task"] == "code_o")
+        .map(|a| a["program"].as_u64().unwrap_or(99))
+        .collect();
+    programs_seen.sort_unstable();
+    assert_eq!(programs_seen, [0, 1, 2]);
     let scores = report["scores"].as_object().expect("scores by task type");
     assert_eq!(scores.len(), 2, "{report}");
     for (name, score) in scores {

@@ -41,6 +41,35 @@ pub struct EvalOptions {
     /// The weights decoding reads: f32 (the model as trained), or a rollout copy (int8, the
     /// one self-play samples from by default, or int4; faster on CPU, see [`Precision`]).
     pub precision: Precision,
+    /// Where to write every answer (JSON lines, see [`AnswerRecord`]), as each batch is
+    /// scored, so that a verdict can be re-judged or a failure read afterwards.
+    pub answers: Option<std::path::PathBuf>,
+}
+
+/// One scored answer, as `eval --answers` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerRecord {
+    /// `code_o` (deduction) or `code_i` (abduction).
+    pub task: String,
+    /// The program's line in the program file (0-based) and the sample's number.
+    pub program: usize,
+    pub sample: usize,
+    pub code: String,
+    pub imports: Vec<String>,
+    pub input: String,
+    pub output: String,
+    /// The model's input, as text (after the chat template).
+    pub prompt: String,
+    pub response: String,
+    /// What the parser read as the answer (`None`: no answer in the response).
+    pub answer: Option<String>,
+    /// Whether the response is in the `<think>…</think><answer>…</answer>` layout.
+    pub format_ok: bool,
+    pub correct: bool,
+    /// The sandbox's verdict on the answer (`None` when there was nothing to check).
+    pub verdict: Option<String>,
+    /// The answer needed the program it predicts (it called `f`, say): scored wrong.
+    pub refused_answer: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -233,6 +262,13 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let started = std::time::Instant::now();
     let mut scores = BTreeMap::new();
+    let mut answers = match &opts.answers {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the answers file {}", path.display()))?,
+        )),
+        None => None,
+    };
     for &ty in &opts.types {
         if ty == TaskType::Induction {
             bail!("eval scores deduction (code_o) and abduction (code_i) only");
@@ -246,6 +282,8 @@ pub fn evaluate(
                 _ => SolveTask::Deduction(t.clone()),
             })
             .collect();
+        // Which program and sample each task is, for the answers file.
+        let origin = |index: usize| (index / samples, index % samples);
         let mut score = TypeScore {
             tasks: programs.len(),
             answers: tasks.len(),
@@ -256,7 +294,8 @@ pub fn evaluate(
         for (n, chunk) in tasks.chunks(opts.batch.max(1)).enumerate() {
             let mut prompts = Vec::new();
             let mut kept = Vec::new();
-            for task in chunk {
+            let mut texts = Vec::new();
+            for (offset, task) in chunk.iter().enumerate() {
                 let p = solve_prompt(task);
                 let text = if opts.chat_template && tokenizer.chat_template.is_some() {
                     tokenizer.apply_chat_template(&p.pairs())? + &opts.assistant_prefix
@@ -269,7 +308,8 @@ pub fn evaluate(
                     continue;
                 }
                 prompts.push(ids);
-                kept.push(task);
+                kept.push((n * opts.batch.max(1) + offset, task));
+                texts.push(text);
             }
             if prompts.is_empty() {
                 continue;
@@ -285,25 +325,53 @@ pub fn evaluate(
             };
             let completions = generate(model, tokenizer, &prompts, &params)?;
             let mut checks = Vec::new();
-            let mut ranges = Vec::new();
-            for (task, c) in kept.iter().zip(&completions) {
+            let mut read = Vec::new();
+            for ((_, task), c) in kept.iter().zip(&completions) {
                 let text = tokenizer.decode(&c.tokens, true)?;
-                if format_ok(&generation_text(&text)) {
-                    formatted += 1;
-                }
+                let in_layout = format_ok(&generation_text(&text));
+                formatted += usize::from(in_layout);
                 let start = checks.len();
-                if let Some(answer) = read_estimate_answer(&text, ty) {
-                    checks.extend(TaskCheck::for_answer(task, &answer));
+                let answer = read_estimate_answer(&text, ty);
+                if let Some(answer) = &answer {
+                    checks.extend(TaskCheck::for_answer(task, answer));
                 }
-                ranges.push(start..checks.len());
+                read.push((text, answer, in_layout, start..checks.len()));
             }
             let Ok(results) = sandbox.check(&checks);
-            for r in ranges {
+            for (((index, _), prompt), (response, answer, in_layout, r)) in
+                kept.iter().zip(&texts).zip(read)
+            {
                 let verdicts: Vec<Option<bool>> =
-                    results[r].iter().map(|x| Some(x.passed)).collect();
-                if answer_accuracy(ty, &verdicts, InductionReward::Binary) > 0.0 {
-                    score.correct += 1;
+                    results[r.clone()].iter().map(|x| Some(x.passed)).collect();
+                let correct = answer_accuracy(ty, &verdicts, InductionReward::Binary) > 0.0;
+                score.correct += usize::from(correct);
+                if let Some(out) = answers.as_mut() {
+                    let (program, sample) = origin(*index);
+                    let t = &programs[program];
+                    let record = AnswerRecord {
+                        task: ty.code().to_owned(),
+                        program,
+                        sample,
+                        code: t.program.clone(),
+                        imports: t.imports.clone(),
+                        input: t.input.clone(),
+                        output: t.output.clone(),
+                        prompt: prompt.clone(),
+                        response,
+                        answer,
+                        format_ok: in_layout,
+                        correct,
+                        verdict: results[r.clone()].first().map(|x| x.verdict.clone()),
+                        refused_answer: results[r].iter().any(|x| x.refused_answer),
+                    };
+                    use std::io::Write;
+                    serde_json::to_writer(&mut *out, &record)?;
+                    out.write_all(b"\n")?;
                 }
+            }
+            if let Some(out) = answers.as_mut() {
+                use std::io::Write;
+                out.flush().context("writing the answers file")?;
             }
             eprintln!(
                 "eval {ty}: {}/{} answers, {} correct, {formatted} in the layout",

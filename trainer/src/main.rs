@@ -275,6 +275,10 @@ struct EvalArgs {
     /// Skip the deduction/abduction tasks (with --humaneval: HumanEval only).
     #[arg(long)]
     no_tasks: bool,
+    /// Write every answer here as JSON lines (task, program, prompt, response, parsed
+    /// answer, verdict), batch by batch.
+    #[arg(long)]
+    answers: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
     #[command(flatten)]
@@ -700,6 +704,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             temperature: args.temperature,
             seed: args.seed,
             precision: args.precision,
+            answers: args.answers.clone(),
         },
     )?;
     if let Some(problems) = &humaneval {
