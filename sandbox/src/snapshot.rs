@@ -47,6 +47,7 @@ pub fn load(engine: &Engine, cache_dir: &Path) -> Result<Module, SandboxError> {
     lock.lock()
         .map_err(|e| SandboxError::cache(&lock_path, e))?;
     if path.exists()
+        // SAFETY: the file is this cache's own compilation of the guest, written by this code under the same key (guest hash, wasmtime version, engine settings) and read under the lock.
         && let Ok(module) = unsafe { Module::deserialize_file(engine, &path) }
     {
         return Ok(module);

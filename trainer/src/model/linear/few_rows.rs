@@ -79,6 +79,7 @@ struct Operands {
 // SAFETY: the pointers are only read, except `y`, of which every thread writes a disjoint
 // set of columns; `product` joins the threads before it returns.
 unsafe impl Send for Operands {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for Operands {}
 
 /// # Safety
@@ -148,10 +149,15 @@ mod avx512 {
             ($($mr:literal),*) => {
                 match (mr, width) {
                     $(
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 1) => unsafe { panel::<$mr, 1>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 3) => unsafe { panel::<$mr, 3>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 4) => unsafe { panel::<$mr, 4>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 6) => unsafe { panel::<$mr, 6>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 8) => unsafe { panel::<$mr, 8>(ops, i, j) },
                     )*
                     _ => unreachable!("panel widths come from panel_rows"),
@@ -168,9 +174,11 @@ mod avx512 {
     #[inline]
     unsafe fn panel<const MR: usize, const NR: usize>(ops: Operands, i: usize, j: usize) {
         let k = ops.k;
-        // SAFETY (every pointer below): rows i..i+MR < m of x, rows j..j+NR <= n of w, and
+        // Bounds every pointer below relies on: rows i..i+MR < m of x, rows j..j+NR <= n of w, and
         // offsets < k within a row, as `columns` guarantees.
+        // SAFETY: input row i < m of x (m × k), as `columns` guarantees.
         let x = unsafe { ops.x.add(i * k) };
+        // SAFETY: weight row j < n of w (n × k), as `columns` guarantees.
         let w = unsafe { ops.w.add(j * k) };
         let mut acc = [[_mm512_setzero_ps(); MR]; NR];
         let full = k / LANES * LANES;
@@ -178,13 +186,16 @@ mod avx512 {
         while c < full {
             let mut wv = [_mm512_setzero_ps(); NR];
             for (r, v) in wv.iter_mut().enumerate() {
+                // SAFETY: weight row j + r < n, offset c < k within it.
                 let at = unsafe { w.add(r * k + c) };
                 // The same place in the next panel: the hardware prefetcher alone keeps too
                 // few reads in flight to stream the weight at memory bandwidth.
                 _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(NR * k) as *const i8);
+                // SAFETY: c + 16 <= k: `at` starts 16 readable f32 values.
                 *v = unsafe { _mm512_loadu_ps(at) };
             }
             for q in 0..MR {
+                // SAFETY: input row i + q < m, c + 16 <= k.
                 let xv = unsafe { _mm512_loadu_ps(x.add(q * k + c)) };
                 for r in 0..NR {
                     acc[r][q] = _mm512_fmadd_ps(wv[r], xv, acc[r][q]);
@@ -196,9 +207,11 @@ mod avx512 {
             let mask: __mmask16 = (1u16 << (k - c)) - 1;
             let mut wv = [_mm512_setzero_ps(); NR];
             for (r, v) in wv.iter_mut().enumerate() {
+                // SAFETY: weight row j + r < n; the mask reads only offsets c..k.
                 *v = unsafe { _mm512_maskz_loadu_ps(mask, w.add(r * k + c)) };
             }
             for q in 0..MR {
+                // SAFETY: input row i + q < m; the mask reads only offsets c..k.
                 let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(q * k + c)) };
                 for r in 0..NR {
                     acc[r][q] = _mm512_fmadd_ps(wv[r], xv, acc[r][q]);
@@ -207,10 +220,12 @@ mod avx512 {
         }
         for (r, acc) in acc.iter().enumerate() {
             let bias = match ops.b {
+                // SAFETY: the bias holds n values and j + r < n.
                 Some(b) => unsafe { *b.add(j + r) },
                 None => 0.0,
             };
             for (q, a) in acc.iter().enumerate() {
+                // SAFETY: (i + q, j + r) is within y (m × n), and only this panel writes it.
                 unsafe { *ops.y.add((i + q) * ops.n + j + r) = _mm512_reduce_add_ps(*a) + bias };
             }
         }

@@ -340,6 +340,7 @@ impl Activations {
 struct Out(*mut u8);
 // SAFETY: the parts write disjoint rows (see `quantize`).
 unsafe impl Send for Out {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for Out {}
 
 /// Raw pointers that the worker threads share; each writes its own columns of `y`.
@@ -359,6 +360,7 @@ struct Operands {
 // SAFETY: the pointers are only read, except `y`, of which every thread writes a disjoint
 // set of columns; `product` joins the threads before it returns.
 unsafe impl Send for Operands {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for Operands {}
 
 /// Input rows taken together against a panel of weight rows.
@@ -426,9 +428,13 @@ mod avx2 {
             ($($mr:literal),*) => {
                 match (mr, width) {
                     $(
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 1) => unsafe { panel::<$mr, 1>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 2) => unsafe { panel::<$mr, 2>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 3) => unsafe { panel::<$mr, 3>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 4) => unsafe { panel::<$mr, 4>(ops, i, j) },
                     )*
                     _ => unreachable!("panel widths come from panel_rows"),
@@ -447,8 +453,9 @@ mod avx2 {
         let k = ops.k;
         let nb = k / BLOCK;
         let row_bytes = nb * BLOCK_BYTES;
-        // SAFETY (every pointer below): rows i..i+MR < m of the activations, rows
+        // Bounds every pointer below relies on: rows i..i+MR < m of the activations, rows
         // j..j+NR <= n of the weight, blocks < nb within a row, as `columns` guarantees.
+        // SAFETY: weight row j < n, each `row_bytes` long, as `columns` guarantees.
         let w = unsafe { ops.w.add(j * row_bytes) };
         let nibble = _mm_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
@@ -459,6 +466,7 @@ mod avx2 {
             let mut d = [0f32; NR];
             let mut m = [0f32; NR];
             for r in 0..NR {
+                // SAFETY: weight row j + r < n, block blk < nb within it.
                 let at = unsafe { w.add(r * row_bytes + blk * BLOCK_BYTES) };
                 // The same place in the next panel: the hardware prefetcher alone keeps too
                 // few reads in flight across NR row streams.
@@ -468,6 +476,7 @@ mod avx2 {
                     unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((at as *const i32).read_unaligned())) };
                 d[r] = _mm_cvtss_f32(dm);
                 m[r] = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+                // SAFETY: the block's 16 nibble pairs follow its 4 bytes of d and m.
                 let raw = unsafe { _mm_loadu_si128(at.add(4) as *const __m128i) };
                 let lo = _mm_and_si128(raw, nibble);
                 let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), nibble);
@@ -475,8 +484,11 @@ mod avx2 {
             }
             for q in 0..MR {
                 let block = (i + q) * nb + blk;
+                // SAFETY: activation block (i + q) · nb + blk holds BLOCK int8 values.
                 let xv = unsafe { _mm256_loadu_si256(ops.x.add(block * BLOCK) as *const __m256i) };
+                // SAFETY: one scale per activation block, and `block` is one.
                 let e = unsafe { *ops.x_scales.add(block) };
+                // SAFETY: one sum per activation block, and `block` is one.
                 let sum = unsafe { *ops.x_sums.add(block) };
                 for r in 0..NR {
                     // 15 · 127 · 2 fits the 16-bit pair sums of `maddubs`.
@@ -489,11 +501,13 @@ mod avx2 {
         }
         for r in 0..NR {
             let bias = match ops.b {
+                // SAFETY: the bias holds n values and j + r < n.
                 Some(b) => unsafe { *b.add(j + r) },
                 None => 0.0,
             };
             for q in 0..MR {
                 let v = sum8(acc[r][q]) + mins[r][q] + bias;
+                // SAFETY: (i + q, j + r) is within y (m × n), and only this panel writes it.
                 unsafe { *ops.y.add((i + q) * ops.n + j + r) = v };
             }
         }

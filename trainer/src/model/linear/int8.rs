@@ -188,6 +188,7 @@ struct RowsOut {
 }
 // SAFETY: the parts write disjoint rows (see `quantize`).
 unsafe impl Send for RowsOut {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for RowsOut {}
 
 /// Raw pointers that the worker threads share; each writes its own columns of `y`.
@@ -206,6 +207,7 @@ struct Operands {
 // SAFETY: the pointers are only read, except `y`, of which every thread writes a disjoint
 // set of columns; `product` joins the threads before it returns.
 unsafe impl Send for Operands {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for Operands {}
 
 /// # Safety
@@ -275,9 +277,13 @@ mod avx2 {
             ($($mr:literal),*) => {
                 match (mr, width) {
                     $(
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 1) => unsafe { panel::<$mr, 1>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 3) => unsafe { panel::<$mr, 3>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 4) => unsafe { panel::<$mr, 4>(ops, i, j) },
+                        // SAFETY: forwarded from the caller: input rows i..i+mr and weight rows j..j+width are in bounds.
                         ($mr, 7) => unsafe { panel::<$mr, 7>(ops, i, j) },
                     )*
                     _ => unreachable!("panel widths come from panel_rows"),
@@ -303,9 +309,11 @@ mod avx2 {
     #[inline]
     unsafe fn panel<const MR: usize, const NR: usize>(ops: Operands, i: usize, j: usize) {
         let k = ops.k;
-        // SAFETY (every pointer below): rows i..i+MR < m of x, rows j..j+NR <= n of w, and
+        // Bounds every pointer below relies on: rows i..i+MR < m of x, rows j..j+NR <= n of w, and
         // offsets < k within a row, as `columns` guarantees.
+        // SAFETY: input row i < m of x (m × k), as `columns` guarantees.
         let x = unsafe { ops.x.add(i * k) };
+        // SAFETY: weight row j < n of w (n × k), as `columns` guarantees.
         let w = unsafe { ops.w.add(j * k) };
         let mut acc = [[_mm256_setzero_ps(); MR]; NR];
         let full = k / LANES * LANES;
@@ -313,15 +321,18 @@ mod avx2 {
         while c < full {
             let mut wv = [_mm256_setzero_ps(); NR];
             for (r, v) in wv.iter_mut().enumerate() {
+                // SAFETY: weight row j + r < n, offset c < k within it.
                 let at = unsafe { w.add(r * k + c) };
                 // The same place in the next panel, a cache line at a time: the hardware
                 // prefetcher alone keeps too few reads in flight across NR row streams.
                 if c % 64 == 0 {
                     _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(NR * k));
                 }
+                // SAFETY: c + 8 <= k: `at` starts 8 readable int8 values.
                 *v = unsafe { load8(at) };
             }
             for q in 0..MR {
+                // SAFETY: input row i + q < m, c + 8 <= k.
                 let xv = unsafe { _mm256_loadu_ps(x.add(q * k + c)) };
                 for r in 0..NR {
                     acc[r][q] = _mm256_fmadd_ps(wv[r], xv, acc[r][q]);
@@ -338,19 +349,24 @@ mod avx2 {
         // The tail of a row whose length is not a multiple of 8.
         for c in full..k {
             for r in 0..NR {
+                // SAFETY: weight row j + r < n, tail offset c < k.
                 let wq = f32::from(unsafe { *w.add(r * k + c) });
                 for q in 0..MR {
+                    // SAFETY: input row i + q < m, tail offset c < k.
                     sums[r][q] += wq * unsafe { *x.add(q * k + c) };
                 }
             }
         }
         for r in 0..NR {
+            // SAFETY: one scale per weight row, and j + r < n.
             let scale = unsafe { *ops.scales.add(j + r) };
             let bias = match ops.b {
+                // SAFETY: the bias holds n values and j + r < n.
                 Some(b) => unsafe { *b.add(j + r) },
                 None => 0.0,
             };
             for q in 0..MR {
+                // SAFETY: (i + q, j + r) is within y (m × n), and only this panel writes it.
                 unsafe { *ops.y.add((i + q) * ops.n + j + r) = sums[r][q] * scale + bias };
             }
         }

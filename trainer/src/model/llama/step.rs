@@ -86,10 +86,12 @@ impl Model {
         let qkv_width = q_out + 2 * kv_out;
         let inter = c.intermediate_size as usize;
         let eps = c.rms_norm_eps;
-        // SAFETY (the slices of tensors below): `fused_applies` checked that each is a
+        // What the slices of tensors below rely on: `fused_applies` checked that each is a
         // contiguous f32 CPU tensor; the model is borrowed, so none is freed or written
         // while the slices live.
+        // SAFETY: `fused_applies` checked a contiguous f32 CPU tensor; the model is borrowed.
         let embed = unsafe { values(&self.embed) };
+        // SAFETY: as for `embed`: contiguous f32 CPU tensors of the borrowed model.
         let (cos, sin) = unsafe { (values(&self.cos), values(&self.sin)) };
 
         let mut x = vec![0f32; b * h];
@@ -107,6 +109,7 @@ impl Model {
             let Some(kv) = slot.as_mut() else {
                 unreachable!("every layer's cache was checked above")
             };
+            // SAFETY: a contiguous f32 CPU tensor of the borrowed model (`fused_applies`).
             rms_norm_rows(&x, unsafe { values(&layer.input_norm) }, eps, &mut normed);
             layer.attn.qkv.forward_rows(&normed, b, &mut qkv, precision);
 
@@ -155,6 +158,7 @@ impl Model {
 
             layer.attn.o.forward_rows(&attn, b, &mut proj, precision);
             add_into(&mut x, &proj);
+            // SAFETY: a contiguous f32 CPU tensor of the borrowed model (`fused_applies`).
             rms_norm_rows(&x, unsafe { values(&layer.post_norm) }, eps, &mut normed);
             layer
                 .gate_up
@@ -166,6 +170,7 @@ impl Model {
         for layer in cache.layers.iter_mut().flatten() {
             layer.len += 1;
         }
+        // SAFETY: a contiguous f32 CPU tensor of the borrowed model (`fused_applies`).
         rms_norm_rows(&x, unsafe { values(&self.norm) }, eps, &mut normed);
         let vocab = c.vocab_size as usize;
         let logits = Tensor::empty([b as i64, c.vocab_size], (Kind::Float, Device::Cpu));
@@ -251,6 +256,7 @@ simd_fn! {
 struct Out(*mut f32);
 // SAFETY: the parts write disjoint heads (see `attention`).
 unsafe impl Send for Out {}
+// SAFETY: as for `Send` above: shared only as the disjoint writes described there.
 unsafe impl Sync for Out {}
 
 /// One layer's attention for the new position of every row.
