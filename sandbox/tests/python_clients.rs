@@ -110,6 +110,43 @@ fn the_http_endpoint_refuses_what_it_cannot_run_and_stays_on_loopback() {
     assert_eq!(result["bad_json"], 422, "{result}");
     assert_eq!(result["not_found"], 404, "{result}");
     assert_eq!(result["unknown_language"], 422, "{result}");
+    let metrics = &result["metrics"];
+    assert!(
+        metrics["content_type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("text/plain; version=0.0.4"),
+        "{result}"
+    );
+    for family in [
+        "azr_sandbox_requests",
+        "azr_sandbox_tasks",
+        "azr_sandbox_request_duration_seconds",
+        "azr_sandbox_queue_depth",
+        "azr_sandbox_workers",
+        "azr_sandbox_tasks_in_flight",
+        "azr_sandbox_uptime_seconds",
+    ] {
+        assert!(
+            metrics["families"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|n| n == family)),
+            "{family}: {result}"
+        );
+    }
+    // exit_3 and stdin ran (one error, one ok) before /metrics was read.
+    assert!(
+        metrics["tasks_ok"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{result}"
+    );
+    assert!(
+        metrics["tasks_error"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{result}"
+    );
+    assert!(
+        metrics["duration_count"].as_f64().unwrap_or(0.0) >= 2.0,
+        "{result}"
+    );
     assert_eq!(
         result["missing_code"]["detail"][0]["loc"],
         serde_json::json!(["body", "code"]),

@@ -431,6 +431,17 @@ pub async fn handle(
     let method = request.method().clone();
     Ok(match (method, path.as_str()) {
         (Method::GET, "/v1/ping") => json(StatusCode::OK, &"pong"),
+        (Method::GET, "/metrics") => Response::builder()
+            .status(StatusCode::OK)
+            .header(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(service.stats.prometheus(
+                service.sandbox.queued(),
+                service.sandbox.workers(),
+            ))))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
         (Method::POST, "/run_code") => {
             let declared = request
                 .headers()
@@ -485,7 +496,7 @@ pub async fn handle(
                 }
             }
         }
-        (_, "/v1/ping" | "/run_code") => {
+        (_, "/v1/ping" | "/run_code" | "/metrics") => {
             detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         }
         _ => detail(StatusCode::NOT_FOUND, "Not Found"),

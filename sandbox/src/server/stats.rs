@@ -1,5 +1,5 @@
-//! Counters the daemon keeps since start-up (the `Stats` RPC). Lock-free: every request
-//! touches them.
+//! Counters the daemon keeps since start-up (the `Stats` RPC, and `GET /metrics` in
+//! Prometheus's text format on the HTTP endpoint). Lock-free: every request touches them.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -50,7 +50,19 @@ pub struct Stats {
     in_flight_tasks: AtomicU64,
     verdicts: [AtomicU64; Verdict::ALL.len()],
     latency: [AtomicU64; LATENCY_BOUNDS_US.len()],
+    /// Microseconds of every request answered, together (a histogram's `_sum`).
+    latency_sum_us: AtomicU64,
 }
+
+/// How an answer is named in the metrics, in `Answer`'s order.
+const ANSWER_NAMES: [&str; 6] = [
+    "ok",
+    "invalid",
+    "busy",
+    "deadline_exceeded",
+    "denied",
+    "cancelled",
+];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -61,6 +73,7 @@ impl Default for Stats {
             in_flight_tasks: AtomicU64::new(0),
             verdicts: Default::default(),
             latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -94,6 +107,92 @@ impl Stats {
             .position(|b| us <= *b)
             .unwrap_or(LATENCY_BOUNDS_US.len() - 1);
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The counters in Prometheus's text exposition format (version 0.0.4).
+    pub fn prometheus(&self, queue_depth: usize, workers: usize) -> String {
+        use std::fmt::Write;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP azr_sandbox_{name} {help}");
+            let _ = writeln!(out, "# TYPE azr_sandbox_{name} gauge");
+            let _ = writeln!(out, "azr_sandbox_{name} {value}");
+        };
+        gauge(
+            &mut out,
+            "uptime_seconds",
+            "Seconds since the daemon started.",
+            self.started.elapsed().as_secs_f64().to_string(),
+        );
+        let gauges = [
+            ("workers", "Worker threads.", workers as u64),
+            (
+                "queue_depth",
+                "Batches waiting for a worker.",
+                queue_depth as u64,
+            ),
+            (
+                "tasks_in_flight",
+                "Tasks queued or being run.",
+                get(&self.in_flight_tasks),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            gauge(&mut out, name, help, value.to_string());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP azr_sandbox_requests_total Requests answered, by how."
+        );
+        let _ = writeln!(out, "# TYPE azr_sandbox_requests_total counter");
+        for (name, n) in ANSWER_NAMES.iter().zip(&self.answers) {
+            let _ = writeln!(
+                out,
+                "azr_sandbox_requests_total{{answer=\"{name}\"}} {}",
+                get(n)
+            );
+        }
+        let _ = writeln!(out, "# HELP azr_sandbox_tasks_total Tasks run, by verdict.");
+        let _ = writeln!(out, "# TYPE azr_sandbox_tasks_total counter");
+        for (verdict, n) in Verdict::ALL.iter().zip(&self.verdicts) {
+            let _ = writeln!(
+                out,
+                "azr_sandbox_tasks_total{{verdict=\"{}\"}} {}",
+                verdict.as_str(),
+                get(n)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP azr_sandbox_request_duration_seconds Time to answer a request, from its \
+             arrival to its outcomes."
+        );
+        let _ = writeln!(out, "# TYPE azr_sandbox_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BOUNDS_US.iter().zip(&self.latency) {
+            cumulative += get(n);
+            let le = if *bound == u64::MAX {
+                "+Inf".to_owned()
+            } else {
+                format!("{}", *bound as f64 / 1e6)
+            };
+            let _ = writeln!(
+                out,
+                "azr_sandbox_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "azr_sandbox_request_duration_seconds_sum {}",
+            get(&self.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "azr_sandbox_request_duration_seconds_count {cumulative}"
+        );
+        out
     }
 
     pub fn snapshot(&self, queue_depth: usize) -> v1::StatsResponse {
@@ -123,6 +222,30 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_text_has_every_family_with_cumulative_buckets() {
+        let stats = Stats::default();
+        let ok = Outcome::host(Verdict::Ok, "", "");
+        stats.outcomes(std::slice::from_ref(&ok), Duration::from_micros(300));
+        stats.outcomes(std::slice::from_ref(&ok), Duration::from_secs(2));
+        stats.answered(Answer::Ok);
+        let text = stats.prometheus(3, 2);
+        for line in [
+            "azr_sandbox_workers 2",
+            "azr_sandbox_queue_depth 3",
+            "azr_sandbox_requests_total{answer=\"ok\"} 1",
+            "azr_sandbox_tasks_total{verdict=\"ok\"} 2",
+            "azr_sandbox_request_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "azr_sandbox_request_duration_seconds_bucket{le=\"2.5\"} 2",
+            "azr_sandbox_request_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "azr_sandbox_request_duration_seconds_count 2",
+            "azr_sandbox_request_duration_seconds_sum 2.0003",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(text.ends_with('\n'));
+    }
 
     #[test]
     fn latencies_land_in_the_first_bucket_that_holds_them() {

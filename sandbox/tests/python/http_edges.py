@@ -39,6 +39,27 @@ def main() -> None:
             },
         ),
     }
+    # /metrics, read by Prometheus's own parser: every family, the run above counted.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = requests.get(f"{base}/metrics", timeout=10)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
+    tasks = {
+        s.labels.get("verdict"): s.value
+        for s in families["azr_sandbox_tasks"].samples
+        if s.name == "azr_sandbox_tasks_total"
+    }
+    result["metrics"] = {
+        "content_type": metrics.headers.get("content-type", ""),
+        "families": sorted(families),
+        "tasks_ok": tasks.get("ok", 0),
+        "tasks_error": tasks.get("error", 0),
+        "duration_count": next(
+            s.value
+            for s in families["azr_sandbox_request_duration_seconds"].samples
+            if s.name == "azr_sandbox_request_duration_seconds_count"
+        ),
+    }
     print(json.dumps(result))
 
 
