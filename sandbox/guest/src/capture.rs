@@ -104,17 +104,23 @@ fn over_cap(
     }
 }
 
+/// The one argument of a `write`.
+fn one_argument<'a>(args: &'a FuncArgs, vm: &VirtualMachine) -> PyResult<&'a PyObjectRef> {
+    match args.args.as_slice() {
+        [one] => Ok(one),
+        all => Err(vm.new_type_error(format!(
+            "write() takes exactly one argument ({} given)",
+            all.len()
+        ))),
+    }
+}
+
 /// `stream.write(s)`: a `str` (or subclass) in, its length in characters out.
 pub fn text_writer(vm: &VirtualMachine, stream: Stream, output_limit: PyObjectRef) -> PyObjectRef {
     vm.new_function(
         "write",
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
-            let [s] = args.args.as_slice() else {
-                return Err(vm.new_type_error(format!(
-                    "write() takes exactly one argument ({} given)",
-                    args.args.len()
-                )));
-            };
+            let s = one_argument(&args, vm)?;
             let Some(text) = s.downcast_ref::<PyStr>() else {
                 return Err(vm.new_type_error(format!(
                     "write() argument must be str, not {}",
@@ -154,12 +160,7 @@ pub fn bytes_writer(vm: &VirtualMachine, stream: Stream, output_limit: PyObjectR
     vm.new_function(
         "write",
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
-            let [b] = args.args.as_slice() else {
-                return Err(vm.new_type_error(format!(
-                    "write() takes exactly one argument ({} given)",
-                    args.args.len()
-                )));
-            };
+            let b = one_argument(&args, vm)?;
             let bytes = if let Some(b) = b.downcast_ref::<PyBytes>() {
                 b.as_bytes().to_vec()
             } else if let Some(b) = b.downcast_ref::<PyByteArray>() {

@@ -547,7 +547,9 @@ impl Prepared {
                     continue;
                 }
                 let args = match &imports_ns {
-                    Ok(ns) => reduce_arguments(vm, harness, ns, text),
+                    Ok(ns) => {
+                        reduce_arguments(vm, harness, ns, text, |e| failure_of(vm, e, harness))
+                    }
                     Err(f) => Err(f.clone()),
                 };
                 call_args.insert(text.clone(), args);
@@ -882,31 +884,10 @@ impl Prepared {
                         })?)
                     }
                     AnswerRole::Abduction => {
-                        let code = compile_value(
-                            vm,
-                            &format!("(lambda *a, **k: (a, k))({answer})"),
-                            "input",
-                        )?;
-                        let pair = vm
-                            .run_code_obj(code, scope(ns, vm))
-                            .map_err(|e| self.answer_failure(vm, harness, &e))?;
-                        let reduced = Value::of(&pair, vm, known).map_err(Failure::unjudgeable)?;
-                        match reduced {
-                            Value::Tuple(mut parts)
-                                if parts.len() == 2 && parts.iter().all(Value::is_plain) =>
-                            {
-                                let kwargs = parts.pop().unwrap_or(Value::None);
-                                let args = parts.pop().unwrap_or(Value::None);
-                                Evaluated::Arguments(args, kwargs)
-                            }
-                            _ => {
-                                return Err(Failure::error(
-                                    "TypeError",
-                                    "an input that is not literals must evaluate to plain data \
-                                     (numbers, strings, bytes, None and the built-in containers)",
-                                ));
-                            }
-                        }
+                        let (args, kwargs) = reduce_arguments(vm, harness, ns, answer, |e| {
+                            self.answer_failure(vm, harness, e)
+                        })?;
+                        Evaluated::Arguments(args, kwargs)
                     }
                 };
                 let text = serde_json::to_string(&outcome)
@@ -1292,13 +1273,19 @@ fn plain_results(
 ) -> PyObjectRef {
     let known = known.clone();
     let test_ns = test_ns.clone();
+    // The test namespace's write count and entries when last recorded (none yet).
+    let seen = std::cell::RefCell::new((u64::MAX, Vec::new()));
     // Leaked into the guest heap, which the host puts back after the item.
     let name: &'static str = Box::leak(name.into_boxed_str());
     vm.new_function(
         name,
         move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
+            // The namespace as the call found it: recorded again only when the test wrote
+            // it since the last call (a `check` function's calls leave it alone).
             let writes = test_ns.write_count();
-            let before = test_ns.items_vec();
+            if seen.borrow().0 != writes {
+                *seen.borrow_mut() = (writes, test_ns.items_vec());
+            }
             let called = function.call_with_args(args, vm);
             clear_hooks(vm);
             if let Some(pristine) = &pristine {
@@ -1306,9 +1293,10 @@ fn plain_results(
             }
             if test_ns.write_count() != writes {
                 test_ns.clear();
-                for (key, value) in &before {
+                for (key, value) in &seen.borrow().1 {
                     test_ns.set_item(&**key, value.clone(), vm)?;
                 }
+                seen.borrow_mut().0 = test_ns.write_count();
             }
             let result = called?;
             let value =
@@ -1457,12 +1445,14 @@ fn reduce_gold(
     Ok(value)
 }
 
-/// A call's argument list (`1, [2, 3], key='x'`) as plain `(args, kwargs)`.
+/// A call's argument list (`1, [2, 3], key='x'`) as plain `(args, kwargs)`; `failed` says
+/// what an exception while evaluating it means.
 fn reduce_arguments(
     vm: &VirtualMachine,
     harness: &Harness,
     ns: &PyDictRef,
     text: &str,
+    failed: impl Fn(&PyBaseExceptionRef) -> Failure,
 ) -> Result<(Value, Value), Failure> {
     argument_list(text)?;
     let code = compile_value(
@@ -1472,7 +1462,7 @@ fn reduce_arguments(
     )?;
     let pair = vm
         .run_code_obj(code, scope(ns, vm))
-        .map_err(|e| failure_of(vm, &e, harness))?;
+        .map_err(|e| failed(&e))?;
     let reduced = Value::of(&pair, vm, &harness.known).map_err(Failure::unjudgeable)?;
     match reduced {
         Value::Tuple(mut parts) if parts.len() == 2 && parts.iter().all(Value::is_plain) => {
