@@ -26,7 +26,7 @@ for tool in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-16 /usr/lib/wasm32-wa
   [[ -e "$tool" ]] || { echo "missing $tool: run scripts/setup.sh (Debian packages for the guest)" >&2; exit 1; }
 done
 
-key=$(cd "$guest" && cat Cargo.toml Cargo.lock build.rs $(find src python patches -type f | sort) \
+key=$(cd "$guest" && cat Cargo.toml Cargo.lock build.rs $(find src python patches ../contract -type f | sort) \
       "$root/scripts/build-guest.sh" | sha256sum | cut -c1-16)
 out="$cache/guest/$key/azr_sandbox_guest.wasm"
 if [[ -s "$out" ]]; then

@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use azr_guest_contract::{AnswerRole, ItemResult, ItemSpec, Options, Request, abi};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
@@ -40,7 +40,7 @@ use crate::{
     crash,
     dirty::{DirtyTracker, Tracked},
     error::SandboxError,
-    item::{GuestResult, Item, Outcome, Verdict},
+    item::{Item, Outcome, Verdict},
     limits::{Limits, Rules},
     snapshot,
     wasi::{self, GuestIo, HasGuestIo},
@@ -87,7 +87,7 @@ pub struct EngineConfig {
 
 /// How an instance is made ready for the next program; both give every program the
 /// snapshot's exact state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceReset {
     /// Keep one instance per worker and copy back the pages the last program wrote (Linux
@@ -252,42 +252,19 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// What the guest reads as `options` (see `guest/src/ops.rs`).
-#[derive(Serialize)]
-struct GuestOptions<'a> {
-    banned_words: &'a [String],
-    banned_keywords: &'a [String],
-    require_f: bool,
-    stdout_cap: u64,
-    value_cap: u64,
-    recursion_limit: u32,
-}
-
-#[derive(Serialize)]
-struct GuestRequest<'a> {
-    options: GuestOptions<'a>,
-    items: &'a [GuestItem<'a>],
-}
-
-/// An item as the guest reads it: a caller's item, or the first stage of a deduction or
-/// abduction answer, which the engine adds itself.
-#[derive(Serialize)]
-#[serde(untagged)]
+/// An item as the engine hands it to the guest: a caller's item, or the first stage of a
+/// deduction or abduction answer, which the engine adds itself.
 enum GuestItem<'a> {
     Item(&'a Item),
-    Answer(AnswerStage<'a>),
+    /// An answer evaluated where its program never ran (the guest's `evaluate_answer`): only
+    /// the task's imports and the program's own import statements have. An answer that
+    /// needs the program's definitions (that calls `f`, say) fails here, and so is wrong.
+    Answer(ItemSpec<&'a str>),
 }
 
-/// An answer evaluated where its program never ran (the guest's `evaluate_answer`): only the
-/// task's imports and the program's own import statements have. An answer that needs the
-/// program's definitions (that calls `f`, say) fails here, and so is wrong.
-#[derive(Serialize)]
-struct AnswerStage<'a> {
-    op: &'static str,
-    program: &'a str,
-    imports: &'a [String],
-    answer: &'a str,
-    role: &'static str,
+/// `strings` borrowed.
+fn borrowed(strings: &[String]) -> Vec<&str> {
+    strings.iter().map(String::as_str).collect()
 }
 
 impl<'a> GuestItem<'a> {
@@ -299,28 +276,120 @@ impl<'a> GuestItem<'a> {
                 imports,
                 answer,
                 ..
-            } => (program, imports, answer, "deduction"),
+            } => (program, imports, answer, AnswerRole::Deduction),
             Item::Abduction {
                 program,
                 imports,
                 answer,
                 ..
-            } => (program, imports, answer, "abduction"),
+            } => (program, imports, answer, AnswerRole::Abduction),
             _ => return None,
         };
-        Some(GuestItem::Answer(AnswerStage {
-            op: "evaluate_answer",
+        Some(GuestItem::Answer(ItemSpec::EvaluateAnswer {
             program,
-            imports,
+            imports: borrowed(imports),
             answer,
             role,
         }))
     }
 
+    /// The item as the guest reads it (a script's expected output stays on this side).
+    fn spec(&self) -> ItemSpec<&'a str> {
+        let item = match self {
+            GuestItem::Item(item) => *item,
+            GuestItem::Answer(stage) => return stage.clone(),
+        };
+        match item {
+            Item::Run {
+                program,
+                imports,
+                input,
+            } => ItemSpec::Run {
+                program,
+                imports: borrowed(imports),
+                input: input.as_deref(),
+            },
+            Item::Validate {
+                program,
+                imports,
+                input,
+            } => ItemSpec::Validate {
+                program,
+                imports: borrowed(imports),
+                input,
+            },
+            Item::Deduction {
+                program,
+                imports,
+                gold,
+                answer,
+            } => ItemSpec::Deduction {
+                program,
+                imports: borrowed(imports),
+                gold,
+                answer,
+            },
+            Item::Abduction {
+                program,
+                imports,
+                gold,
+                answer,
+            } => ItemSpec::Abduction {
+                program,
+                imports: borrowed(imports),
+                gold,
+                answer,
+            },
+            Item::Induction {
+                program,
+                imports,
+                inputs,
+                outputs,
+            } => ItemSpec::Induction {
+                program,
+                imports: borrowed(imports),
+                inputs: borrowed(inputs),
+                outputs: borrowed(outputs),
+            },
+            Item::Script {
+                program,
+                imports,
+                stdin,
+                ..
+            } => ItemSpec::Script {
+                program,
+                imports: borrowed(imports),
+                stdin,
+            },
+            Item::Call {
+                program,
+                imports,
+                function,
+                arguments,
+                expected,
+            } => ItemSpec::Call {
+                program,
+                imports: borrowed(imports),
+                function,
+                arguments,
+                expected,
+            },
+            Item::Assert {
+                program,
+                imports,
+                test,
+            } => ItemSpec::Assert {
+                program,
+                imports: borrowed(imports),
+                test,
+            },
+        }
+    }
+
     fn program(&self) -> &str {
         match self {
             GuestItem::Item(item) => item.program().0,
-            GuestItem::Answer(stage) => stage.program,
+            GuestItem::Answer(stage) => stage.program().0,
         }
     }
 
@@ -399,7 +468,7 @@ impl Executor {
         // Our own WASI: no call a guest makes may need a system call (see `crate::wasi`).
         wasi::add_to_linker(&mut linker).map_err(engine_err)?;
         linker
-            .func_wrap("azr", "item_done", item_done)
+            .func_wrap(abi::HOST_MODULE, abi::ITEM_DONE, item_done)
             .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(engine_err)?;
 
@@ -657,16 +726,16 @@ impl Worker {
         control: RunControl,
         ran: &mut Vec<Ran>,
     ) {
-        let request = GuestRequest {
-            options: GuestOptions {
-                banned_words: &rules.banned_words,
-                banned_keywords: &rules.banned_keywords,
+        let request = Request {
+            options: Options {
+                banned_words: Some(borrowed(&rules.banned_words)),
+                banned_keywords: borrowed(&rules.banned_keywords),
                 require_f: rules.require_f,
                 stdout_cap: limits.stdout_chars,
                 value_cap: limits.value_chars,
                 recursion_limit: limits.recursion_limit,
             },
-            items,
+            items: items.iter().map(GuestItem::spec).collect(),
         };
         let bytes = match serde_json::to_vec(&request) {
             Ok(b) => b,
@@ -1098,9 +1167,9 @@ fn new_instance(engine: &Engine, pre: &InstancePre<HostState>) -> wasmtime::Resu
     let memory = instance
         .get_memory(&mut store, "memory")
         .ok_or_else(|| wasmtime::format_err!("guest exports no memory"))?;
-    let alloc = instance.get_typed_func::<u32, u32>(&mut store, "azr_alloc")?;
-    let prepare = instance.get_typed_func::<(u32, u32), i32>(&mut store, "azr_prepare")?;
-    let item = instance.get_typed_func::<(u32, u32, u32), i32>(&mut store, "azr_item")?;
+    let alloc = instance.get_typed_func::<u32, u32>(&mut store, abi::ALLOC)?;
+    let prepare = instance.get_typed_func::<(u32, u32), i32>(&mut store, abi::PREPARE)?;
+    let item = instance.get_typed_func::<(u32, u32, u32), i32>(&mut store, abi::ITEM)?;
     let size = memory.data_size(&store);
     Ok(GuestInstance {
         store,
@@ -1165,7 +1234,7 @@ fn classify_trap(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) 
 
 fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
     let fuel_left = caller.get_fuel().unwrap_or(0);
-    let memory: Memory = match caller.get_export("memory") {
+    let memory: Memory = match caller.get_export(abi::MEMORY) {
         Some(wasmtime::Extern::Memory(m)) => m,
         _ => wasmtime::bail!("guest exports no memory"),
     };
@@ -1180,14 +1249,14 @@ fn item_done(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime:
     } else {
         let mut buffer = vec![0u8; len as usize];
         memory.read(&caller, ptr as usize, &mut buffer)?;
-        match serde_json::from_slice::<GuestResult>(&buffer) {
+        match serde_json::from_slice::<ItemResult>(&buffer) {
             Ok(mut result) => {
                 let next = match result.evaluated.take() {
                     Some(text) => Next::Evaluated(text),
                     None if result.needs_evaluation => Next::Evaluate,
                     None => Next::Done,
                 };
-                (result.into_outcome(), next)
+                (Outcome::from_guest(result), next)
             }
             Err(e) => {
                 let outcome = Outcome::host(

@@ -4,6 +4,7 @@
 //! evaluates them in order in one fresh instance, and the host fills in what only it can know
 //! (traps: time, fuel, memory) plus fuel used and time taken.
 
+use azr_guest_contract::{GuestVerdict, ItemResult};
 use serde::{Deserialize, Serialize};
 
 /// One AZR operation. Every string in it is model-written and is only ever parsed or
@@ -362,55 +363,27 @@ impl Outcome {
     }
 }
 
-/// What the guest writes for each item (the host adds fuel and time). A field the host does
-/// not know is refused: a renamed field would otherwise pass as its default.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GuestResult {
-    pub verdict: String,
-    #[serde(default)]
-    pub passed: Option<bool>,
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default)]
-    pub stdout: String,
-    #[serde(default)]
-    pub error_type: Option<String>,
-    #[serde(default)]
-    pub error_message: Option<String>,
-    /// The answer is more than literals: it must first be evaluated where the program never
-    /// ran, and the item then run again with what that gave.
-    #[serde(default)]
-    pub needs_evaluation: bool,
-    /// An answer's first stage: what the check needs of it (JSON the guest reads back).
-    #[serde(default)]
-    pub evaluated: Option<String>,
-    #[serde(default)]
-    pub stderr: String,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-}
-
-impl GuestResult {
-    pub(crate) fn into_outcome(self) -> Outcome {
-        let verdict = match self.verdict.as_str() {
-            "ok" => Verdict::Ok,
-            "error" => Verdict::Error,
-            "rejected" => Verdict::Rejected,
-            "output_limit" => Verdict::OutputLimit,
-            _ => Verdict::Fault,
+impl Outcome {
+    /// The guest's result for an item (the host adds fuel and time).
+    pub(crate) fn from_guest(result: ItemResult) -> Outcome {
+        let verdict = match result.verdict {
+            GuestVerdict::Ok => Verdict::Ok,
+            GuestVerdict::Error => Verdict::Error,
+            GuestVerdict::Rejected => Verdict::Rejected,
+            GuestVerdict::OutputLimit => Verdict::OutputLimit,
+            GuestVerdict::Fault => Verdict::Fault,
         };
         // Only an item that ran to the end can have passed.
-        let passed = self.passed.map(|p| p && verdict == Verdict::Ok);
+        let passed = result.passed.map(|p| p && verdict == Verdict::Ok);
         Outcome {
             verdict,
             passed,
-            value: self.value,
-            stdout: self.stdout,
-            stderr: self.stderr,
-            exit_code: self.exit_code,
-            error_type: self.error_type,
-            error_message: self.error_message,
+            value: result.value,
+            stdout: result.stdout,
+            stderr: result.stderr,
+            exit_code: result.exit_code,
+            error_type: result.error_type,
+            error_message: result.error_message,
             fuel_used: 0,
             micros: 0,
         }
@@ -481,21 +454,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_guest_verdict_is_a_fault_not_a_pass() {
-        let r = GuestResult {
-            verdict: "weird".into(),
-            passed: Some(true),
-            value: None,
-            stdout: String::new(),
-            error_type: None,
-            error_message: None,
-            needs_evaluation: false,
-            evaluated: None,
-            stderr: String::new(),
-            exit_code: None,
-        };
-        let outcome = r.into_outcome();
-        assert_eq!(outcome.verdict, Verdict::Fault);
-        assert_eq!(outcome.passed, Some(false));
+    fn only_an_item_that_ran_to_the_end_can_have_passed() {
+        for verdict in [
+            GuestVerdict::Fault,
+            GuestVerdict::Error,
+            GuestVerdict::OutputLimit,
+        ] {
+            let outcome = Outcome::from_guest(ItemResult {
+                passed: Some(true),
+                ..ItemResult::new(verdict)
+            });
+            assert_eq!(outcome.passed, Some(false), "{verdict:?}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::{
     time::Instant,
 };
 
+use azr_guest_contract::abi;
 use wasmtime::{Config, Engine, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wizer::Wizer;
@@ -102,11 +103,11 @@ pub fn make_snapshot(guest: &[u8]) -> Result<Vec<u8>, SandboxError> {
         .map_err(|e| SandboxError::Snapshot(format!("linking WASI: {e:#}")))?;
     // The guest's result hook is never called during initialisation.
     linker
-        .func_wrap("azr", "item_done", |_: u32, _: u32| {})
+        .func_wrap(abi::HOST_MODULE, abi::ITEM_DONE, |_: u32, _: u32| {})
         .map_err(|e| SandboxError::Snapshot(format!("linking hooks: {e:#}")))?;
     let mut store = Store::new(&engine, determinism::wasi_ctx());
     let mut wizer = Wizer::new();
-    wizer.init_func("azr_init");
+    wizer.init_func(abi::INIT);
     let future = wizer.run(&mut store, guest, async |store, module| {
         linker.instantiate_async(store, module).await
     });

@@ -15,15 +15,15 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::azr::check::{Checker, TaskCheck, answer_accuracy};
-use crate::azr::config::InductionReward;
-use crate::azr::parse::{format_ok, generation_text, read_estimate_answer};
-use crate::azr::prompts::solve_prompt;
-use crate::azr::task::{SolveTask, TaskType, Triplet};
 use crate::generate::{SamplingParams, generate};
 use crate::model::{Model, Precision};
 use crate::selfplay::sandbox::Sandbox;
 use crate::tokenizer::TextTokenizer;
+use azr::check::{Checker, TaskCheck, answer_accuracy};
+use azr::config::InductionReward;
+use azr::parse::{format_ok, generation_text, read_estimate_answer};
+use azr::prompts::solve_prompt;
+use azr::task::{SolveTask, TaskType, Triplet};
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {

@@ -11,10 +11,10 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::model::{AttnMask, KvCache, Model, Precision, left_pad, positions_and_bias};
-use crate::rng::SplitMix64;
 use crate::tokenizer::TextTokenizer;
 use crate::vector;
 use crate::{Error, Result};
+use azr::rng::SplitMix64;
 
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone)]
@@ -739,7 +739,7 @@ pub fn generate_text(
 #[cfg(test)]
 mod tests {
     use super::{greedy_row, sample_row};
-    use crate::rng::SplitMix64;
+    use azr::rng::SplitMix64;
 
     fn softmax(row: &[f32], temperature: f64) -> Vec<f64> {
         let z: Vec<f64> = row.iter().map(|&v| f64::from(v) / temperature).collect();

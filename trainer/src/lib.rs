@@ -28,14 +28,12 @@
 //! - `train`: PPO-clip loss, AdamW, clipping, accumulation.
 //! - `bench`: the throughput measurements behind `azr-trainer bench`, and `bench-selfplay`'s
 //!   comparison of a self-play step's generation on the current and the old path.
-//! - `azr`: the pure logic of the AZR self-play loop (prompts, parsing, buffers, rewards,
-//!   TRR++ advantages), testable without a model or the sandbox.
-//! - `selfplay`: the loop itself (model + sandbox daemon + `azr`), checkpoints, metrics.
+//! - `selfplay`: the loop itself (model + sandbox daemon + the `azr` crate's logic),
+//!   checkpoints, metrics.
 //! - `eval`: deduction/abduction accuracy on a fixed program set, through the sandbox.
 //! - `adamw`: the optimiser, with state that checkpoints can save.
 
 pub mod adamw;
-pub mod azr;
 pub mod bench;
 pub mod device;
 pub mod error;
@@ -45,7 +43,6 @@ pub mod loading;
 pub mod memory;
 pub mod model;
 pub mod report;
-pub mod rng;
 pub mod selfplay;
 pub mod threads;
 pub mod tokenizer;

@@ -3,8 +3,8 @@
 //!
 //! Needs the `azr-sandbox` binary in this target directory (`cargo test --workspace` builds it).
 
-use azr_trainer::azr::check::{CheckKind, Checker, TaskCheck, ValidateTask};
-use azr_trainer::azr::config::ValidationConfig;
+use azr::check::{CheckKind, Checker, TaskCheck, ValidateTask};
+use azr::config::ValidationConfig;
 use azr_trainer::selfplay::sandbox::{Sandbox, SandboxSpec};
 
 fn embedded() -> Sandbox {

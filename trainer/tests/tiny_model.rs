@@ -627,7 +627,7 @@ fn rollout_copies_decode_within_a_small_kl_of_f32() {
     for (precision, mean_bound, max_bound) in
         [(Precision::Int8, 1e-2, 5e-2), (Precision::Int4, 0.6, 3.0)]
     {
-        if !precision.available() {
+        if !azr_trainer::model::linear::kernel_available(precision) {
             eprintln!("no {} kernel here: decoding reads f32", precision.name());
             continue;
         }
@@ -694,7 +694,7 @@ fn the_fused_decode_step_gives_the_libtorch_steps_log_probs_and_cache() {
         (Precision::Int8, 1e-4),
         (Precision::Int4, 1e-3),
     ] {
-        if !precision.available() {
+        if !azr_trainer::model::linear::kernel_available(precision) {
             continue;
         }
         for arch in [Arch::Llama, Arch::Qwen2] {
@@ -721,7 +721,7 @@ fn the_fused_decode_step_gives_the_libtorch_steps_log_probs_and_cache() {
 #[test]
 fn the_rollout_copy_follows_the_weights_after_a_training_step() {
     for (precision, gap_bound) in [(Precision::Int8, 1e-2), (Precision::Int4, 1e-1)] {
-        if !precision.available() {
+        if !azr_trainer::model::linear::kernel_available(precision) {
             continue;
         }
         let name = precision.name();

@@ -6,9 +6,9 @@
 
 mod support;
 
+use azr::task::{Group, Role, TaskType};
+use azr::trrpp::{self, Rollout};
 use azr_trainer::Arch;
-use azr_trainer::azr::task::{Group, Role, TaskType};
-use azr_trainer::azr::trrpp::{self, Rollout};
 use azr_trainer::generate::{SamplingParams, generate};
 use azr_trainer::train::{Sample, TrainConfig, Trainer};
 use support::{tiny_model, tiny_tokenizer};

@@ -30,11 +30,15 @@ mod capture;
 mod judge;
 mod ops;
 
-use ops::{Harness, ItemResult, Prepared};
+use azr_guest_contract::ItemResult;
+use ops::{Harness, Prepared};
 
 mod host {
+    // The module's name is `azr_guest_contract::abi::HOST_MODULE` (a literal here: this
+    // attribute takes no macro).
     #[link(wasm_import_module = "azr")]
     unsafe extern "C" {
+        #[link_name = azr_guest_contract::import_item_done!()]
         pub fn item_done(ptr: *const u8, len: usize);
     }
 }
@@ -72,12 +76,7 @@ fn emit(result: &ItemResult) {
 }
 
 fn fault(message: String) {
-    emit(&ItemResult {
-        verdict: "fault".to_owned(),
-        error_type: Some("GuestError".to_owned()),
-        error_message: Some(message),
-        ..Default::default()
-    });
+    emit(&ItemResult::fault(message));
 }
 
 /// An exception's message (its `__str__`, which may be Python code: informational only).
@@ -236,7 +235,7 @@ fn snapshot_objects(vm: &VirtualMachine) -> judge::Snapshot {
 }
 
 /// Wizer's initialisation function: everything done here is in the snapshot.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = azr_guest_contract::export_init!())]
 pub extern "C" fn azr_init() {
     match build() {
         Ok(guest) => GUEST.with(|g| *g.borrow_mut() = Some(guest)),
@@ -249,7 +248,7 @@ thread_local! {
     static INIT_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-#[unsafe(no_mangle)]
+#[unsafe(export_name = azr_guest_contract::export_alloc!())]
 pub extern "C" fn azr_alloc(len: usize) -> *mut u8 {
     let mut buffer = Vec::<u8>::with_capacity(len.max(1));
     let ptr = buffer.as_mut_ptr();
@@ -278,11 +277,11 @@ fn with_guest(f: impl FnOnce(&Guest) -> i32) -> i32 {
 ///
 /// # Safety
 /// `ptr` must point at `len` initialised bytes that the host wrote after `azr_alloc(len)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = azr_guest_contract::export_prepare!())]
 pub unsafe extern "C" fn azr_prepare(ptr: *mut u8, len: usize) -> i32 {
     // SAFETY: the host allocated the buffer with `azr_alloc(len)` and filled it.
     let request = unsafe { Vec::from_raw_parts(ptr, len, len.max(1)) };
-    let request: ops::Request = match serde_json::from_slice(&request) {
+    let request: azr_guest_contract::Request = match serde_json::from_slice(&request) {
         Ok(r) => r,
         Err(e) => {
             fault(format!("unreadable request: {e}"));
@@ -302,7 +301,7 @@ pub unsafe extern "C" fn azr_prepare(ptr: *mut u8, len: usize) -> i32 {
 ///
 /// # Safety
 /// With `len` > 0, `ptr` must point at `len` initialised bytes from `azr_alloc(len)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = azr_guest_contract::export_item!())]
 pub unsafe extern "C" fn azr_item(index: usize, ptr: *mut u8, len: usize) -> i32 {
     let arguments = if len == 0 {
         None

@@ -18,6 +18,7 @@
 
 use std::{collections::HashMap, rc::Rc};
 
+use azr_guest_contract::{AnswerRole, GuestVerdict, ItemResult, ItemSpec, Request};
 use num_traits::ToPrimitive;
 use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use rustpython_vm::{
@@ -34,124 +35,6 @@ use crate::{
     judge::{self, KnownTypes, Unjudgeable, Value},
 };
 
-/// The request the host sends, once per program.
-#[derive(Deserialize)]
-pub struct Request {
-    options: Options,
-    items: Vec<ItemSpec>,
-}
-
-#[derive(Deserialize)]
-struct Options {
-    #[serde(default)]
-    banned_words: Option<Vec<String>>,
-    #[serde(default)]
-    banned_keywords: Vec<String>,
-    #[serde(default = "yes")]
-    require_f: bool,
-    #[serde(default = "default_cap")]
-    stdout_cap: u64,
-    #[serde(default = "default_value_cap")]
-    value_cap: u64,
-    #[serde(default = "default_recursion")]
-    recursion_limit: u32,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_cap() -> u64 {
-    65536
-}
-fn default_value_cap() -> u64 {
-    1 << 20
-}
-fn default_recursion() -> u32 {
-    1000
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum ItemSpec {
-    Run {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        #[serde(default)]
-        input: Option<String>,
-    },
-    Validate {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        input: String,
-    },
-    Deduction {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        gold: String,
-        answer: String,
-    },
-    Abduction {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        gold: String,
-        answer: String,
-    },
-    Induction {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        inputs: Vec<String>,
-        outputs: Vec<String>,
-    },
-    /// The whole program as `__main__`, reading `stdin` (a test case of a stdin/stdout task).
-    Script {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        #[serde(default)]
-        stdin: String,
-    },
-    /// `function(<arguments>)` of the program, compared with `expected` (a test case of a
-    /// function-call task).
-    Call {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        function: String,
-        arguments: String,
-        expected: String,
-    },
-    /// The program, then assert-style `test` code in its namespace.
-    Assert {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        test: String,
-    },
-    /// The first stage of a deduction or abduction answer that is more than literals: the
-    /// answer evaluated where the program never ran (its imports did), reduced to portable
-    /// plain data for the check in the program's instance.
-    EvaluateAnswer {
-        program: String,
-        #[serde(default)]
-        imports: Vec<String>,
-        answer: String,
-        role: AnswerRole,
-    },
-}
-
-/// What an answer stands for: an output (deduction) or an argument list (abduction).
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum AnswerRole {
-    Deduction,
-    Abduction,
-}
-
 /// An answer as its first stage leaves it for the check (JSON between the two stages).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -164,84 +47,10 @@ enum Evaluated {
     Arguments(Value, Value),
 }
 
-impl ItemSpec {
-    fn program(&self) -> (&str, &[String]) {
-        match self {
-            ItemSpec::Run {
-                program, imports, ..
-            }
-            | ItemSpec::Validate {
-                program, imports, ..
-            }
-            | ItemSpec::Deduction {
-                program, imports, ..
-            }
-            | ItemSpec::Abduction {
-                program, imports, ..
-            }
-            | ItemSpec::Induction {
-                program, imports, ..
-            }
-            | ItemSpec::Script {
-                program, imports, ..
-            }
-            | ItemSpec::Call {
-                program, imports, ..
-            }
-            | ItemSpec::Assert {
-                program, imports, ..
-            }
-            | ItemSpec::EvaluateAnswer {
-                program, imports, ..
-            } => (program, imports),
-        }
-    }
-
-    fn is_check(&self) -> bool {
-        matches!(
-            self,
-            ItemSpec::Deduction { .. }
-                | ItemSpec::Abduction { .. }
-                | ItemSpec::Induction { .. }
-                | ItemSpec::Call { .. }
-                | ItemSpec::Assert { .. }
-        )
-    }
-}
-
-/// One item's answer as the host reads it.
-#[derive(Serialize, Default)]
-pub struct ItemResult {
-    pub verdict: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub passed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    pub stdout: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    /// A deduction or abduction answer that is more than literals: the host evaluates it
-    /// where the program never ran (an `evaluate_answer` item) and calls this item again
-    /// with what that gave.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub needs_evaluation: bool,
-    /// An `evaluate_answer` item's result (an [`Evaluated`], as JSON) for the check.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evaluated: Option<String>,
-    /// A script's stderr (other items fold it into `stdout`).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub stderr: String,
-    /// A script's exit status, as `python3` would end with it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-}
-
 /// A failure as an item reports it.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    verdict: &'static str,
+    verdict: GuestVerdict,
     kind: String,
     message: String,
 }
@@ -249,7 +58,7 @@ pub struct Failure {
 impl Failure {
     fn error(kind: impl Into<String>, message: impl Into<String>) -> Self {
         Failure {
-            verdict: "error",
+            verdict: GuestVerdict::Error,
             kind: kind.into(),
             message: message.into(),
         }
@@ -257,7 +66,7 @@ impl Failure {
 
     fn rejected(kind: &str, message: impl Into<String>) -> Self {
         Failure {
-            verdict: "rejected",
+            verdict: GuestVerdict::Rejected,
             kind: kind.to_owned(),
             message: message.into(),
         }
@@ -321,7 +130,7 @@ fn failure_of(vm: &VirtualMachine, exc: &PyBaseExceptionRef, harness: &Harness) 
             .expect("OutputLimit is a class"),
     ) {
         return Failure {
-            verdict: "output_limit",
+            verdict: GuestVerdict::OutputLimit,
             kind: "OutputLimit".into(),
             message: crate::exception_message(vm, exc),
         };
@@ -682,10 +491,9 @@ impl Prepared {
     ) -> ItemResult {
         let Some(item) = self.request.items.get(index) else {
             return ItemResult {
-                verdict: "fault".into(),
                 error_type: Some("GuestError".into()),
                 error_message: Some(format!("no item {index}")),
-                ..Default::default()
+                ..ItemResult::new(GuestVerdict::Fault)
             };
         };
         if let ItemSpec::Script { stdin, .. } = item {
@@ -696,52 +504,48 @@ impl Prepared {
         let stdout = format!("{}{}", self.stdout, printed);
         let mut result = match outcome {
             Ok(Done::Value(passed, value)) => ItemResult {
-                verdict: "ok".into(),
                 passed,
                 value,
-                ..Default::default()
+                ..ItemResult::new(GuestVerdict::Ok)
             },
             Ok(Done::Evaluated(text)) => ItemResult {
-                verdict: "ok".into(),
                 evaluated: Some(text),
-                ..Default::default()
+                ..ItemResult::new(GuestVerdict::Ok)
             },
             Ok(Done::NeedsEvaluation) => ItemResult {
-                verdict: "ok".into(),
                 needs_evaluation: true,
-                ..Default::default()
+                ..ItemResult::new(GuestVerdict::Ok)
             },
             Err(f) => ItemResult {
-                verdict: f.verdict.into(),
                 passed: None,
                 error_type: Some(f.kind),
                 error_message: Some(f.message),
-                ..Default::default()
+                ..ItemResult::new(f.verdict)
             },
         };
         let cap = self.request.options.stdout_cap;
         if overflow || self.stdout_overflow {
-            result.verdict = "output_limit".into();
+            result.verdict = GuestVerdict::OutputLimit;
             result.error_type = Some("OutputLimit".into());
             result.error_message = Some(format!("output limit of {cap} characters exceeded"));
             result.evaluated = None;
             result.needs_evaluation = false;
         }
         let value_cap = self.request.options.value_cap as usize;
-        if result.verdict == "ok"
+        if result.verdict == GuestVerdict::Ok
             && result
                 .value
                 .as_ref()
                 .is_some_and(|v| v.chars().count() > value_cap)
         {
-            result.verdict = "output_limit".into();
+            result.verdict = GuestVerdict::OutputLimit;
             result.error_type = Some("OutputLimit".into());
             result.error_message = Some(format!(
                 "repr of the result is longer than {value_cap} characters"
             ));
             result.value = None;
         }
-        if result.verdict != "ok" && item.is_check() {
+        if result.verdict != GuestVerdict::Ok && item.is_check() {
             result.passed = Some(false);
         }
         result.stdout = stdout.chars().take(cap as usize).collect();
@@ -977,14 +781,13 @@ impl Prepared {
         let (stdout, mut stderr, overflow) = capture::taken_apart();
         let cap = self.request.options.stdout_cap;
         let mut result = ItemResult {
-            verdict: "ok".into(),
             exit_code: Some(0),
-            ..Default::default()
+            ..ItemResult::new(GuestVerdict::Ok)
         };
         match ended {
             Ok(0) => {}
             Ok(code) => {
-                result.verdict = "error".into();
+                result.verdict = GuestVerdict::Error;
                 result.error_type = Some("SystemExit".into());
                 result.error_message = Some(format!("exit status {code}"));
                 result.exit_code = Some(code);
@@ -994,14 +797,14 @@ impl Prepared {
                     // Never ran: what python3 prints for a program that does not compile.
                     stderr.push_str(&format!("{}: {}\n", f.kind, f.message));
                 }
-                result.verdict = f.verdict.into();
+                result.verdict = f.verdict;
                 result.error_type = Some(f.kind);
                 result.error_message = Some(f.message);
                 result.exit_code = Some(1);
             }
         }
         if overflow {
-            result.verdict = "output_limit".into();
+            result.verdict = GuestVerdict::OutputLimit;
             result.error_type = Some("OutputLimit".into());
             result.error_message = Some(format!("output limit of {cap} characters exceeded"));
             result.exit_code = None;
@@ -1028,7 +831,7 @@ impl Prepared {
             }
             Err(exc) => {
                 let failure = failure_of(vm, &exc, harness);
-                if failure.verdict != "output_limit" {
+                if failure.verdict != GuestVerdict::OutputLimit {
                     // The traceback, through `sys.excepthook`, to the captured stderr.
                     vm.print_exception(&exc);
                 }

@@ -320,7 +320,7 @@ pub fn random_weights(c: &Config, seed: u64) -> HashMap<String, Tensor> {
 /// width needs smaller weights (transformers initialises with 0.02) for its activations to
 /// stay in a realistic range.
 pub fn random_weights_scaled(c: &Config, seed: u64, scale: f64) -> HashMap<String, Tensor> {
-    let mut rng = crate::rng::SplitMix64::new(seed);
+    let mut rng = azr::rng::SplitMix64::new(seed);
     weight_shapes(c)
         .into_iter()
         .map(|(name, shape)| {
@@ -605,7 +605,7 @@ impl Model {
     /// made (after a load or an optimiser step), so that generation does not pay for it in
     /// its first step. Does nothing for f32 or where that precision's kernel does not run.
     pub fn refresh_rollout_copy(&self, precision: Precision) {
-        if precision.available() {
+        if crate::model::linear::kernel_available(precision) {
             for linear in self.linears() {
                 linear.refresh_rollout_copy(precision);
             }

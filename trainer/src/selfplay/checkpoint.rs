@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::azr::Buffers;
 use crate::loading::safetensors::save_hf_dir;
 use crate::model::Model;
 use crate::tokenizer::TextTokenizer;
 use crate::train::Trainer;
+use azr::Buffers;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {

@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::sandbox::SandboxStats;
-use crate::azr::task::Group;
-use crate::azr::trrpp::GroupStats;
+use azr::task::Group;
+use azr::trrpp::GroupStats;
 
 /// Accumulates one group's rollouts during a step.
 #[derive(Debug, Default)]
@@ -200,7 +200,7 @@ impl StepRecord {
                     valid_rate: mean(t.valid.iter().map(|&v| f64::from(u8::from(v)))),
                     joined_buffer: (!t.valid.is_empty()).then_some(t.joined),
                     solve_rate: mean(t.solve_rates.iter().copied()),
-                    refused_answer_rate: (n > 0 && g.role == crate::azr::task::Role::Solve)
+                    refused_answer_rate: (n > 0 && g.role == azr::task::Role::Solve)
                         .then(|| t.refused_answers as f64 / n as f64),
                     mean_response_tokens: (n > 0).then(|| t.response_tokens as f64 / n as f64),
                     baseline: w.map(|w| w.mean),

@@ -33,24 +33,24 @@ use anyhow::{Context, Result, bail};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 
-use crate::azr::buffer::{fnv1a_hex, step_rng};
-use crate::azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
-use crate::azr::config::AzrConfig;
-use crate::azr::parse::{
-    read_estimate_answer, read_induction_proposal, read_solver_answer, read_triplet_proposal,
-};
-use crate::azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt};
-use crate::azr::rewards::{
-    intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
-};
-use crate::azr::task::{Group, InductionTask, Role, SolveTask, TaskType, Triplet};
-use crate::azr::trrpp;
-use crate::azr::{Buffers, buffer::Pushed};
 use crate::device::Placement;
 use crate::generate::{SamplingParams, generate_with_stats, response_logprobs};
 use crate::model::{Model, Precision};
 use crate::tokenizer::TextTokenizer;
 use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
+use azr::buffer::{fnv1a_hex, step_rng};
+use azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
+use azr::config::AzrConfig;
+use azr::parse::{
+    read_estimate_answer, read_induction_proposal, read_solver_answer, read_triplet_proposal,
+};
+use azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt};
+use azr::rewards::{
+    intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
+};
+use azr::task::{Group, InductionTask, Role, SolveTask, TaskType, Triplet};
+use azr::trrpp;
+use azr::{Buffers, buffer::Pushed};
 use metrics::{GroupTally, MetricsLog, Progress, StepRecord, Times};
 use sandbox::{Sandbox, SandboxSpec};
 
@@ -531,18 +531,14 @@ impl SelfPlay {
         Ok(out)
     }
 
-    fn validate(
-        &mut self,
-        items: &[ValidateTask],
-        times: &mut Times,
-    ) -> Vec<crate::azr::Validation> {
+    fn validate(&mut self, items: &[ValidateTask], times: &mut Times) -> Vec<azr::Validation> {
         let t = Instant::now();
         let Ok(v) = self.sandbox.validate(items);
         times.sandbox_s += t.elapsed().as_secs_f64();
         v
     }
 
-    fn check(&mut self, items: &[TaskCheck], times: &mut Times) -> Vec<crate::azr::CheckResult> {
+    fn check(&mut self, items: &[TaskCheck], times: &mut Times) -> Vec<azr::CheckResult> {
         let t = Instant::now();
         let Ok(v) = self.sandbox.check(items);
         times.sandbox_s += t.elapsed().as_secs_f64();
@@ -816,7 +812,7 @@ impl SelfPlay {
     /// computed, in the seed pool. A program that does not run is left out and named.
     fn add_seed_programs(&mut self, buffers: &mut Buffers) -> Result<()> {
         let spec = self.config.tasks.seed_programs.clone();
-        let programs = crate::azr::buffer::read_seed_programs(&spec)?;
+        let programs = azr::buffer::read_seed_programs(&spec)?;
         if programs.is_empty() {
             return Ok(());
         }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use azr_sandbox_client::{BlockingClient, CallOptions, ClientError, RetryPolicy, v1};
 use serde::Serialize;
 
-use crate::azr::check::{CheckKind, CheckResult, Checker, TaskCheck, ValidateTask, Validation};
-use crate::azr::config::ValidationConfig;
+use azr::check::{CheckKind, CheckResult, Checker, TaskCheck, ValidateTask, Validation};
+use azr::config::ValidationConfig;
 
 /// Where the daemon is.
 #[derive(Debug, Clone)]

@@ -29,53 +29,15 @@ pub struct Linear {
     int4: int4::Cache,
 }
 
-/// The weights a forward pass reads: the f32 ones, or a rollout copy where it applies
-/// (products of up to 16 rows outside autograd: decoding). Training, teacher-forced log-probs
-/// and checkpoints always use f32.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Per-row int8 weights, f32 activations.
-    Int8,
-    /// 4-bit weights in 32-blocks (scale and minimum in f16), activations rounded to int8
-    /// per 32-block: the smallest copy, and the most rounding.
-    Int4,
-}
+pub use azr::config::Precision;
 
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Int8 => "int8",
-            Precision::Int4 => "int4",
-        }
-    }
-
-    /// Whether this CPU has the kernel of this precision (f32 always runs); where it does
-    /// not, products fall back to f32.
-    pub fn available(self) -> bool {
-        match self {
-            Precision::F32 => true,
-            Precision::Int8 => int8::available(),
-            Precision::Int4 => int4::available(),
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = crate::Error;
-
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "int8" => Ok(Precision::Int8),
-            "int4" => Ok(Precision::Int4),
-            other => Err(crate::Error::InvalidArgument(format!(
-                "unknown precision `{other}` (expected f32, int8 or int4)"
-            ))),
-        }
+/// Whether this CPU has the kernel of `precision` (f32 always runs); where it does not,
+/// products fall back to f32.
+pub fn kernel_available(precision: Precision) -> bool {
+    match precision {
+        Precision::F32 => true,
+        Precision::Int8 => int8::available(),
+        Precision::Int4 => int4::available(),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The pure-logic half of the Absolute Zero Reasoner (AZR) self-play loop.
+//! The Absolute Zero Reasoner's (AZR) self-play logic, apart from any model or sandbox.
 //!
-//! Everything here is deterministic given its inputs and needs neither a model nor the sandbox:
+//! Everything here is deterministic given its inputs and needs neither a model nor the sandbox
+//! (nor libtorch to build: its tests run in seconds):
 //! the loop generates text with the model, hands this module the text, sends the *items to
 //! check* this module builds to the sandbox, and hands back the verdicts. What each step does
 //! follows the AZR reference implementation (LeapLabTHU/Absolute-Zero-Reasoner, files named in
@@ -17,9 +18,10 @@
 //! 6. `rewards` (+ `intrinsic`): learnability for the proposer, correctness for the solver,
 //!    the composite format scheme.
 //! 7. `trrpp`: Task-Relative REINFORCE++ advantages per (task type × role), token-level, ready
-//!    for [`crate::train::Sample`].
+//!    for the trainer's policy update.
 //!
-//! `config` holds every knob with the reference's defaults; `task` the vocabulary.
+//! `config` holds every knob with the reference's defaults (and `presets/` the two shipped
+//! configs); `task` the vocabulary; `rng` the seeded generator every sampler owns.
 
 pub mod buffer;
 pub mod check;
@@ -28,6 +30,7 @@ pub mod intrinsic;
 pub mod parse;
 pub mod prompts;
 pub mod rewards;
+pub mod rng;
 pub mod task;
 pub mod trrpp;
 

@@ -146,7 +146,7 @@ pub fn intrinsic_rewards(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azr::config::{DiversityReward, IntrinsicReward};
+    use crate::config::{DiversityReward, IntrinsicReward};
 
     #[test]
     fn learnability_at_zero_one_and_a_quarter() {

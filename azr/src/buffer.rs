@@ -272,7 +272,7 @@ pub fn fnv1a_hex(bytes: impl IntoIterator<Item = u8>) -> String {
 /// The built-in seed programs (`tasks.seed_programs = "builtin"`): 32 small programs
 /// written for this project, from a one-line arithmetic function to a two-pointer scan, so
 /// that a small model's solve rates differ from task to task.
-pub const BUILTIN_SEED_PROGRAMS: &str = include_str!("../../data/seed-programs.jsonl");
+pub const BUILTIN_SEED_PROGRAMS: &str = include_str!("../data/seed-programs.jsonl");
 
 /// Reads the seed programs a config names (see `TasksConfig::seed_programs`): none for
 /// `""`, the built-in set for `"builtin"`, else a JSON-lines file of `{"snippet", "input"}`

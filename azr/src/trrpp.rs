@@ -48,7 +48,7 @@ pub struct GroupStats {
 }
 
 /// Advantages per response token of each rollout, in the rollouts' order (the layout of
-/// [`crate::train::Sample::advantages`]), and the statistics of each group.
+/// the trainer's `Sample::advantages`), and the statistics of each group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Advantages {
     pub per_rollout: Vec<Vec<f32>>,
@@ -122,7 +122,7 @@ pub fn advantages(rollouts: &[Rollout], gamma: f64) -> Advantages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azr::task::{Role, TaskType};
+    use crate::task::{Role, TaskType};
 
     const PROPOSE_I: Group = Group::new(TaskType::Abduction, Role::Propose);
     const SOLVE_O: Group = Group::new(TaskType::Deduction, Role::Solve);

@@ -171,7 +171,7 @@ pub fn answer_accuracy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azr::task::{InductionTask, Triplet};
+    use crate::task::{InductionTask, Triplet};
 
     #[test]
     fn deduction_and_abduction_answers_make_one_check_against_the_gold_program() {

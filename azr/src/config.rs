@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::AzrError;
 use super::task::TaskType;
-use crate::model::Precision;
 
 /// The whole configuration of a self-play run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +81,7 @@ pub struct TasksConfig {
     pub max_seed_rounds: usize,
     /// Programs that start the deduction/abduction seed pool before any proposing
     /// (reference `azr.seed_dataset`): `""` none, `"builtin"` the 32 small programs in
-    /// `trainer/data/seed-programs.jsonl` (written for this project, not the held-out AZR
+    /// `azr/data/seed-programs.jsonl` (written for this project, not the held-out AZR
     /// programs), or a JSON-lines file of `{"snippet", "input"}` records. Each is run in the
     /// sandbox like a proposal (banned-import rules, determinism) and its output computed
     /// there; seeding rounds then propose only what the pool still lacks.
@@ -550,8 +549,43 @@ impl AzrConfig {
         AzrConfig::from_toml(&text)
     }
 
-    /// Seed buffer size the loop grows the buffers to before training
-    /// (`data_len × seed_batch_factor`).
+    /// This config with one field changed: `assignment` is `dotted.field=VALUE`, the value
+    /// TOML (`4`, `0.8`, `"f32"`, `["code_o"]`) or, where it does not parse as TOML, a bare
+    /// string. Only existing fields can be set, and the result is checked, so a typo or an
+    /// out-of-range value is an error rather than a silently ignored key.
+    pub fn with_field(self, assignment: &str) -> Result<Self, AzrError> {
+        let bad = |m: String| AzrError::Config(format!("{assignment}: {m}"));
+        let (field, text) = assignment
+            .split_once('=')
+            .ok_or_else(|| bad("expected FIELD=VALUE".into()))?;
+        let field = field.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(text.to_owned()));
+        let mut root =
+            toml::Value::try_from(&self).map_err(|e| bad(format!("the config as TOML: {e}")))?;
+        let parts: Vec<&str> = field.split('.').collect();
+        let (last, tables) = parts.split_last().ok_or_else(|| bad("no field".into()))?;
+        let mut node = &mut root;
+        for (i, part) in tables.iter().enumerate() {
+            node = node
+                .as_table_mut()
+                .and_then(|t| t.get_mut(*part))
+                .ok_or_else(|| bad(format!("no field `{}`", parts[..=i].join("."))))?;
+        }
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("`{}` is not a table", tables.join("."))))?;
+        if !table.contains_key(*last) {
+            return Err(bad(format!("no field `{field}`")));
+        }
+        table.insert((*last).to_owned(), value);
+        let config: AzrConfig = root.try_into().map_err(|e| bad(format!("{e}")))?;
+        config.validate().map_err(|e| bad(format!("{e}")))?;
+        Ok(config)
+    }
+
     /// Proposals per task type and step.
     pub fn propose_batch_size(&self) -> usize {
         match self.tasks.propose_batch_size {
@@ -560,6 +594,8 @@ impl AzrConfig {
         }
     }
 
+    /// Seed buffer size the loop grows the buffers to before training
+    /// (`data_len × seed_batch_factor`).
     pub fn seed_buffer_size(&self) -> usize {
         self.tasks.batch_size * self.tasks.seed_batch_factor
     }
@@ -652,12 +688,53 @@ fn non_negative(x: f64) -> bool {
     x >= 0.0
 }
 
+/// The weights rollouts are decoded from: the f32 ones, or a quantised copy where its kernel
+/// runs (products of up to 16 rows outside autograd). Training, teacher-forced log-probs and
+/// checkpoints always use f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Per-row int8 weights, f32 activations.
+    Int8,
+    /// 4-bit weights in 32-blocks (scale and minimum in f16), activations rounded to int8
+    /// per 32-block: the smallest copy, and the most rounding.
+    Int4,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+            Precision::Int4 => "int4",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = AzrError;
+
+    fn from_str(s: &str) -> Result<Self, AzrError> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            "int4" => Ok(Precision::Int4),
+            other => Err(AzrError::Config(format!(
+                "unknown precision `{other}` (expected f32, int8 or int4)"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
-    const TINY: &str = include_str!("../../presets/tiny.toml");
-    const AZR_7B: &str = include_str!("../../presets/azr-7b.toml");
+    const TINY: &str = include_str!("../presets/tiny.toml");
+    const AZR_7B: &str = include_str!("../presets/azr-7b.toml");
 
     #[test]
     fn preset_files_parse_and_equal_the_rust_presets() {
@@ -752,5 +829,43 @@ mod tests {
             Err(AzrError::UnknownPreset(_))
         ));
         AzrConfig::tiny().validate().expect("tiny validates");
+    }
+
+    #[test]
+    fn a_field_is_set_by_its_dotted_name_with_a_toml_value() {
+        let c = AzrConfig::tiny()
+            .with_field("tasks.batch_size=3")
+            .and_then(|c| c.with_field("rollout.temperature = 0.5"))
+            .and_then(|c| c.with_field("rollout.precision=\"f32\""))
+            .unwrap();
+        assert_eq!(c.tasks.batch_size, 3);
+        assert_eq!(c.rollout.temperature, 0.5);
+        assert_eq!(c.rollout.precision, Precision::F32);
+    }
+
+    #[test]
+    fn a_bare_word_is_taken_as_a_string() {
+        let c = AzrConfig::tiny()
+            .with_field("model=some/model.gguf")
+            .unwrap();
+        assert_eq!(c.model, "some/model.gguf");
+    }
+
+    #[test]
+    fn setting_an_unknown_field_or_a_bad_value_is_an_error_that_names_it() {
+        for (assignment, names) in [
+            ("tasks.batch_sise=3", "tasks.batch_sise"),
+            ("task.batch_size=3", "task"),
+            ("tasks=3", "tasks"),
+            ("tasks.batch_size", "FIELD=VALUE"),
+            ("tasks.batch_size.x=1", "tasks.batch_size"),
+            ("tasks.batch_size=\"many\"", "tasks.batch_size"),
+        ] {
+            let e = AzrConfig::tiny()
+                .with_field(assignment)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(names), "{assignment}: {e}");
+        }
     }
 }

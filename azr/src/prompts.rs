@@ -314,8 +314,8 @@ fn induction_body(t: &InductionTask) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azr::config::BANNED_WORDS;
-    use crate::azr::parse;
+    use crate::config::BANNED_WORDS;
+    use crate::parse;
 
     fn banned() -> Vec<String> {
         BANNED_WORDS.iter().map(|s| (*s).to_owned()).collect()
