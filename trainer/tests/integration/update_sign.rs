@@ -4,7 +4,7 @@
 //! dozen steps; the same run with lr 0 (same seeds) does not. If a sign or a whitening step
 //! were wrong anywhere on that path, self-play could not learn whatever its rewards said.
 
-mod support;
+use crate::support;
 
 use azr::task::{Group, Role, TaskType};
 use azr::trrpp::{self, Rollout};

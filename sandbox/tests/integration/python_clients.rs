@@ -2,7 +2,7 @@
 //! a real socket. Needs `scripts/client-venv.sh` (run by `scripts/test.sh`; the test runs it
 //! too, which is instant once the venv exists).
 
-mod support;
+use crate::support;
 
 use std::{path::PathBuf, process::Command};
 

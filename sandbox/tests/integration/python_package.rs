@@ -3,7 +3,7 @@
 //! daemon; TRL's `GRPOTrainer` and veRL's own reward loop calling its reward functions (in
 //! the reference venv with TRL and veRL added, `scripts/trl-venv.sh`).
 
-mod support;
+use crate::support;
 
 use std::{path::PathBuf, process::Command};
 

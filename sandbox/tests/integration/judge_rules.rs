@@ -3,7 +3,7 @@
 //! program), and the verdicts must agree, except for the documented differences in
 //! [`DIFFERENCES`] (SECURITY.md, *The judge*).
 
-mod common;
+use crate::common;
 
 use azr_sandbox::Item;
 

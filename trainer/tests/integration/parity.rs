@@ -5,7 +5,7 @@
 //!
 //! Needs scripts/models.sh and scripts/reference-venv.sh to have run; fails naming them if not.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

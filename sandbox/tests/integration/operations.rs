@@ -1,7 +1,7 @@
 //! The AZR operations through the real guest: validation, the three checks, isolation,
 //! determinism and the stdlib the guest provides.
 
-mod common;
+use crate::common;
 
 use azr_sandbox::{Item, Rules, Verdict};
 use common::{items, run, sandbox, tight};

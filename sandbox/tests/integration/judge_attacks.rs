@@ -3,7 +3,7 @@
 //! by technique. Each attack must fail, and the items after it in the same batch must get
 //! exactly the verdicts they would get alone: batching must not be a channel.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

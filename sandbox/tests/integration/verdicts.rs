@@ -6,7 +6,7 @@
 //! under its lock-down, where a guest's first write to stderr once needed a system call the
 //! filter forbids, and a ten-character program killed the service.
 
-mod support;
+use crate::support;
 
 use azr_sandbox_client::{CallOptions, Client, v1};
 use support::{Daemon, VerdictCase, fuzz_regressions, verdict_cases, verdict_name};

@@ -3,7 +3,7 @@
 //! the test itself, instant once cached). grpc-go and grpcurl cannot be installed here (no
 //! Go module proxy), so this stands in for clients that are not grpcio.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,5 +1,4 @@
 //! Shared test helpers: tiny random models, and locating the real models and the reference venv.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

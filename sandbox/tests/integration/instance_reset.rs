@@ -2,7 +2,7 @@
 //! kept instance's linear memory is byte for byte the snapshot's, and every outcome (down to
 //! the fuel used, i.e. the exact instructions executed) equals the one a fresh instance gives.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,8 +3,8 @@
 //! way through; the hostile programs stay contained when they run as scripts; and the same
 //! operations over the daemon's `Test`/`TestBatch` RPCs.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use azr_sandbox::{Item, Outcome, OutputMatch, Verdict};
 use azr_sandbox_client::{CallOptions, v1};

@@ -3,7 +3,7 @@
 //! permissions and peer check, SIGTERM, seccomp on every thread, socket activation, a load
 //! and hostile mix, and the recorded system calls of a workload against the policy.
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeSet, time::Duration};
 

@@ -10,7 +10,7 @@
 //! set operators. `None` and objects hashed by identity are left out: CPython 3.11 hashes
 //! them by address, so their order changes from run to run there.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 

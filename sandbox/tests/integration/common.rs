@@ -1,7 +1,5 @@
 //! One real sandbox per test binary (the snapshot is made once and cached on disk).
 
-#![allow(dead_code)]
-
 use std::sync::OnceLock;
 
 use azr_sandbox::{Item, Limits, Outcome, Rules, Sandbox, config::SandboxConfig};

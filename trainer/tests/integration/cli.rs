@@ -1,6 +1,6 @@
 //! The binary's contract: results on stdout, errors as one line on stderr with exit status 1.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

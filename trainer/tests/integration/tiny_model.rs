@@ -1,6 +1,6 @@
 //! Fast tests on tiny random-weight models: generation, caching, log-probs, training, saving.
 
-mod support;
+use crate::support;
 
 use azr_trainer::generate::{
     SamplingParams, decode_step, decode_step_libtorch, generate, response_logprobs,

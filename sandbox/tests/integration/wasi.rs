@@ -1,7 +1,7 @@
 //! The guest's WASI (`sandbox/src/wasi.rs`): every function the guest imports is ours, none
 //! blocks or reaches the host, and what Python sees through them is deterministic.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

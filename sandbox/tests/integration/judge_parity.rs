@@ -11,7 +11,7 @@
 //! (how the pinned file was made); with `AZR_HUMANEVAL=HumanEval.jsonl` the 164 HumanEval
 //! problems' canonical solutions are checked as well.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 
