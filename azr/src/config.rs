@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::AzrError;
+use super::prompts::PromptStyle;
 use super::task::TaskType;
 
 /// The whole configuration of a self-play run.
@@ -86,6 +87,11 @@ pub struct TasksConfig {
     /// sandbox like a proposal (banned-import rules, determinism) and its output computed
     /// there; seeding rounds then propose only what the pool still lacks.
     pub seed_programs: String,
+    /// Answers per solver task (G): each step's `batch_size` solver rollouts of a type
+    /// answer `ceil(batch_size / G)` tasks G times each. 1 is the reference (every rollout a
+    /// different task); with `optim.advantage = "task_group"`, G ≥ 2 lets a right answer be
+    /// contrasted with wrong ones to the same task.
+    pub solve_group_size: usize,
 }
 
 /// Generation settings for every rollout (proposals, solver answers, learnability samples).
@@ -125,6 +131,11 @@ pub struct RolloutConfig {
     /// generation batch and copy their keys and values to each prompt, instead of once per
     /// prompt. The samples are the same up to float rounding.
     pub share_prefix: bool,
+    /// How solver tasks are asked: `"reference"` (the reference's `<think>`/`<answer>`
+    /// layout, fenced answers, an example value) or `"brief"` (asked plainly, a few lines of
+    /// working, the bare answer between answer tags: for small models, which copy the
+    /// example and the one-word layout; a departure from the reference).
+    pub prompt_style: PromptStyle,
 }
 
 /// The policy update: PPO-clip on TRR++ advantages, AdamW.
@@ -158,6 +169,20 @@ pub struct OptimConfig {
     /// min(p_f32 / p_sampled, tis_cap). 0 = off (the default; the metrics'
     /// `rollout_logprob_gap` says when it is worth turning on; 2 is a common cap).
     pub tis_cap: f64,
+    /// Which rollouts a solver answer's advantage is measured against: `"trrpp"`, the
+    /// reference's Task-Relative REINFORCE++ (every rollout of its task type and role), or
+    /// `"task_group"`, the other answers to the same task (GRPO/RLOO style, with
+    /// `tasks.solve_group_size` ≥ 2; proposals keep TRR++). A departure from the reference.
+    pub advantage: AdvantageEstimator,
+}
+
+/// See [`OptimConfig::advantage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageEstimator {
+    #[default]
+    Trrpp,
+    TaskGroup,
 }
 
 /// Rewards of both roles.
@@ -369,6 +394,7 @@ impl Default for TasksConfig {
             max_seed_rounds: 64,
             propose_batch_size: 0,
             seed_programs: String::new(),
+            solve_group_size: 1,
         }
     }
 }
@@ -386,6 +412,7 @@ impl Default for RolloutConfig {
             generation_batch: 64,
             precision: Precision::Int8,
             share_prefix: true,
+            prompt_style: PromptStyle::Reference,
         }
     }
 }
@@ -404,6 +431,7 @@ impl Default for OptimConfig {
             gamma: 1.0,
             kl_coef: 0.0,
             tis_cap: 0.0,
+            advantage: AdvantageEstimator::Trrpp,
         }
     }
 }
@@ -611,6 +639,9 @@ impl AzrConfig {
             if t.types[..i].contains(ty) {
                 return bad(&format!("tasks.types lists {ty} twice"));
             }
+        }
+        if t.solve_group_size == 0 {
+            return bad("tasks.solve_group_size must be at least 1");
         }
         if t.batch_size == 0 {
             return bad("tasks.batch_size must be at least 1");

@@ -26,6 +26,7 @@
 pub mod buffer;
 pub mod check;
 pub mod config;
+pub mod families;
 pub mod intrinsic;
 pub mod parse;
 pub mod prompts;

@@ -211,6 +211,29 @@ pub fn read_solver_answer(response: &str, task: TaskType, format_reward: bool) -
     }
 }
 
+/// [`read_solver_answer`] for a prompt of `style`: a brief prompt's answer is read from the
+/// response as it is (there is no `<think>` prefix), its layout being an `<answer>` tag that
+/// closes.
+pub fn read_solver_answer_in(
+    response: &str,
+    task: TaskType,
+    format_reward: bool,
+    style: crate::prompts::PromptStyle,
+) -> SolverAnswer {
+    match style {
+        crate::prompts::PromptStyle::Reference => read_solver_answer(response, task, format_reward),
+        crate::prompts::PromptStyle::Brief => {
+            let layout = !format_reward || style.layout_ok(response);
+            let answer = answer_for(&extract_answer(response), task);
+            let format_ok = layout && answer.is_some();
+            SolverAnswer {
+                format_ok,
+                answer: if format_ok { answer } else { None },
+            }
+        }
+    }
+}
+
 /// Reads one of the `n_samples` solver answers that estimate a proposal's solve rate. As in
 /// the reference, no layout is required and the raw response is read (no `<think>` prefix,
 /// no cut); `None` (accuracy 0) only for an induction answer without a code block.
@@ -831,5 +854,26 @@ mod tests {
         assert_eq!(extract_output("So the output is 42."), "42");
         // Nothing recognisable: the whole answer, untrimmed.
         assert_eq!(extract_output(" 'x' "), " 'x' ");
+    }
+
+    #[test]
+    fn a_brief_answer_is_read_from_the_response_as_it_is() {
+        use crate::prompts::PromptStyle;
+        let read =
+            |text: &str| read_solver_answer_in(text, TaskType::Deduction, true, PromptStyle::Brief);
+        let right = read("4 + 3 is 7.\n<answer>7</answer>");
+        assert!(right.format_ok);
+        assert_eq!(right.answer.as_deref(), Some("7"));
+        let strings = read("<answer>'abc'</answer>");
+        assert_eq!(strings.answer.as_deref(), Some("'abc'"));
+        let unclosed = read("so <answer>7");
+        assert!(!unclosed.format_ok && unclosed.answer.is_none());
+        let abduction = read_solver_answer_in(
+            "<answer>'ab', 3</answer>",
+            TaskType::Abduction,
+            true,
+            PromptStyle::Brief,
+        );
+        assert_eq!(abduction.answer.as_deref(), Some("'ab', 3"));
     }
 }

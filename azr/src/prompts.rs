@@ -247,6 +247,78 @@ pub fn solve_prompt(task: &SolveTask) -> Prompt {
     Prompt::user(wrap(&body))
 }
 
+/// How the solver is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptStyle {
+    /// The reference's: the `<think> … </think> <answer> … </answer>` layout, answers in
+    /// fenced blocks, an example value.
+    #[default]
+    Reference,
+    /// For small models: the question asked plainly, a few short lines of working, then the
+    /// bare answer between `<answer>` tags. There is no example value (a 0.5B model copies
+    /// it) and no one-word layout to imitate (it converges to `<think> reasoning </think>`).
+    /// Induction tasks keep the reference's wording.
+    Brief,
+}
+
+impl PromptStyle {
+    pub fn name(self) -> &'static str {
+        match self {
+            PromptStyle::Reference => "reference",
+            PromptStyle::Brief => "brief",
+        }
+    }
+
+    /// Whether `response` (the model's text after the prompt) is in this style's layout:
+    /// the reference's `<think>`/`<answer>` rule, or for brief prompts an `<answer>` tag
+    /// that closes.
+    pub fn layout_ok(self, response: &str) -> bool {
+        match self {
+            PromptStyle::Reference => {
+                crate::parse::format_ok(&crate::parse::generation_text(response))
+            }
+            PromptStyle::Brief => response
+                .rsplit_once("<answer>")
+                .is_some_and(|(_, tail)| tail.contains("</answer>")),
+        }
+    }
+}
+
+impl std::str::FromStr for PromptStyle {
+    type Err = crate::AzrError;
+
+    fn from_str(s: &str) -> Result<Self, crate::AzrError> {
+        match s {
+            "reference" => Ok(PromptStyle::Reference),
+            "brief" => Ok(PromptStyle::Brief),
+            other => Err(crate::AzrError::Config(format!(
+                "unknown prompt style `{other}` (expected reference or brief)"
+            ))),
+        }
+    }
+}
+
+/// The solver's prompt for a task in `style`.
+pub fn solve_prompt_in(task: &SolveTask, style: PromptStyle) -> Prompt {
+    match (style, task) {
+        (PromptStyle::Brief, SolveTask::Deduction(t)) => Prompt::user(format!(
+            "Here is a Python function:\n\n```python\n{}\n```\n\nWhat does `f({})` return? \
+             Work it out in a few short lines, then write only the returned value, as a Python \
+             literal, between <answer> and </answer>.",
+            t.program, t.input
+        )),
+        (PromptStyle::Brief, SolveTask::Abduction(t)) => Prompt::user(format!(
+            "Here is a Python function:\n\n```python\n{}\n```\n\nFind arguments for `f` so \
+             that it returns `{}`. Work it out in a few short lines, then write only the \
+             arguments, as Python literals separated by commas (without `f(` and `)`), between \
+             <answer> and </answer>.",
+            t.program, t.output
+        )),
+        _ => solve_prompt(task),
+    }
+}
+
 fn deduction_body(t: &Triplet) -> String {
     format!(
         "\n# Task: Predict the Output of a Python Program for a Given Input\n\
@@ -314,6 +386,51 @@ fn induction_body(t: &InductionTask) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn arithmetic() -> Triplet {
+        Triplet {
+            program: "def f(x):\n    return x + 3".into(),
+            input: "4".into(),
+            output: "7".into(),
+            imports: vec![],
+        }
+    }
+
+    #[test]
+    fn a_brief_prompt_asks_plainly_with_no_value_to_copy_and_no_think_layout() {
+        for task in [
+            SolveTask::Deduction(arithmetic()),
+            SolveTask::Abduction(arithmetic()),
+        ] {
+            let text = solve_prompt_in(&task, PromptStyle::Brief).plain_text();
+            assert!(text.contains("def f(x):\n    return x + 3"));
+            assert!(text.contains("<answer> and </answer>"));
+            assert!(!text.contains("<think>"), "{text}");
+            assert!(!text.contains(EXAMPLE_INPUT) && !text.contains(EXAMPLE_OUTPUT));
+        }
+        let deduction = solve_prompt_in(&SolveTask::Deduction(arithmetic()), PromptStyle::Brief);
+        assert!(deduction.plain_text().contains("`f(4)`"));
+        let abduction = solve_prompt_in(&SolveTask::Abduction(arithmetic()), PromptStyle::Brief);
+        assert!(abduction.plain_text().contains("returns `7`"));
+    }
+
+    #[test]
+    fn the_reference_style_is_the_reference_prompt() {
+        let task = SolveTask::Deduction(arithmetic());
+        assert_eq!(
+            solve_prompt_in(&task, PromptStyle::Reference),
+            solve_prompt(&task)
+        );
+    }
+
+    #[test]
+    fn a_brief_answer_is_in_layout_when_its_answer_tag_closes() {
+        assert!(PromptStyle::Brief.layout_ok("x is 4, so 7.\n<answer>7</answer>"));
+        assert!(!PromptStyle::Brief.layout_ok("x is 4, so <answer>7"));
+        assert!(!PromptStyle::Brief.layout_ok("7"));
+        assert!(!PromptStyle::Reference.layout_ok("<answer>7</answer>"));
+        assert!(PromptStyle::Reference.layout_ok(" add 3 </think> <answer>7</answer>"));
+    }
     use crate::config::BANNED_WORDS;
     use crate::parse;
 

@@ -119,6 +119,94 @@ pub fn advantages(rollouts: &[Rollout], gamma: f64) -> Advantages {
     }
 }
 
+/// The ε added to a task group's standard deviation before dividing (as GRPO
+/// implementations do), so a near-tie does not blow up.
+pub const TASK_GROUP_EPS: f64 = 1e-6;
+
+/// Advantages that contrast answers *to the same task* (GRPO/RLOO style), where the
+/// reference's TRR++ contrasts every rollout of a (task type × role) batch with every other.
+///
+/// `tasks[i]` names the task rollout `i` answered (any key; `None` for rollouts that answer
+/// no shared task, such as proposals). Rollouts that share a group and a task key are
+/// normalised together at the sequence level, `(r − mean) / (std + ε)` with the unbiased
+/// standard deviation, and the value is every response token's advantage; a task answered
+/// once, or with one reward throughout, gives zeros (nothing to contrast). Rollouts without
+/// a key get TRR++ within their group, as [`advantages`] gives them.
+///
+/// Why: a small model answers most tasks wrong; in a TRR++ batch of different tasks the
+/// only reward variance left is then format, while within one task's answers the variance
+/// is right against wrong on the same question. The group statistics report the rollouts'
+/// mean reward and, as `scale`, the root of the mean within-task variance (0 when no task's
+/// answers differ).
+pub fn task_group_advantages(
+    rollouts: &[Rollout],
+    tasks: &[Option<u64>],
+    gamma: f64,
+) -> Advantages {
+    assert_eq!(rollouts.len(), tasks.len(), "one task key per rollout");
+    let keyless: Vec<usize> = (0..rollouts.len())
+        .filter(|&i| tasks[i].is_none())
+        .collect();
+    let trrpp = advantages(
+        &keyless.iter().map(|&i| rollouts[i]).collect::<Vec<_>>(),
+        gamma,
+    );
+    let mut per_rollout: Vec<Vec<f32>> =
+        rollouts.iter().map(|r| vec![0.0; r.response_len]).collect();
+    for (k, &i) in keyless.iter().enumerate() {
+        per_rollout[i] = trrpp.per_rollout[k].clone();
+    }
+    let mut groups = trrpp.groups;
+    let mut members: BTreeMap<(Group, u64), Vec<usize>> = BTreeMap::new();
+    for (i, r) in rollouts.iter().enumerate() {
+        if let Some(task) = tasks[i] {
+            members.entry((r.group, task)).or_default().push(i);
+        }
+    }
+    // Per group: rollouts, tokens, reward sum, within-task squared deviations and their count.
+    let mut tally: BTreeMap<Group, (usize, usize, f64, f64, usize)> = BTreeMap::new();
+    for ((group, _), idx) in members {
+        let rewards: Vec<f64> = idx.iter().map(|&i| rollouts[i].reward).collect();
+        let n = rewards.len();
+        let mean = rewards.iter().sum::<f64>() / n as f64;
+        let squares: f64 = rewards.iter().map(|r| (r - mean).powi(2)).sum();
+        let t = tally.entry(group).or_default();
+        t.0 += n;
+        t.1 += idx.iter().map(|&i| rollouts[i].response_len).sum::<usize>();
+        t.2 += rewards.iter().sum::<f64>();
+        if n >= 2 {
+            t.3 += squares;
+            t.4 += n - 1;
+            let std = (squares / (n - 1) as f64).sqrt();
+            if std > 0.0 {
+                for &i in &idx {
+                    let a = (rollouts[i].reward - mean) / (std + TASK_GROUP_EPS);
+                    per_rollout[i] = vec![a as f32; rollouts[i].response_len];
+                }
+            }
+        }
+    }
+    for (group, (n, tokens, sum, squares, dof)) in tally {
+        groups.insert(
+            group,
+            GroupStats {
+                rollouts: n,
+                tokens,
+                mean: sum / n.max(1) as f64,
+                scale: if dof == 0 {
+                    0.0
+                } else {
+                    (squares / dof as f64).sqrt()
+                },
+            },
+        );
+    }
+    Advantages {
+        per_rollout,
+        groups,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +364,72 @@ mod tests {
         );
         assert!(a.per_rollout[0].is_empty());
         assert_eq!(a.per_rollout[1], [0.0, 0.0]);
+    }
+
+    fn solve(reward: f64, len: usize) -> Rollout {
+        Rollout {
+            group: SOLVE_O,
+            reward,
+            response_len: len,
+        }
+    }
+
+    #[test]
+    fn answers_to_one_task_are_contrasted_with_each_other_not_with_other_tasks() {
+        // Task 1: one right of three; task 2: all wrong; task 3: answered once.
+        let rollouts = [
+            solve(1.0, 2),
+            solve(0.0, 1),
+            solve(0.0, 3),
+            solve(0.0, 2),
+            solve(0.0, 2),
+            solve(1.0, 1),
+        ];
+        let tasks = [Some(1), Some(1), Some(1), Some(2), Some(2), Some(3)];
+        let adv = task_group_advantages(&rollouts, &tasks, 1.0);
+        // mean 1/3, unbiased std sqrt(1/3).
+        let std = (1.0f64 / 3.0).sqrt() + TASK_GROUP_EPS;
+        close(&adv.per_rollout[0], &[(2.0 / 3.0) / std; 2]);
+        close(&adv.per_rollout[1], &[(-1.0 / 3.0) / std]);
+        close(&adv.per_rollout[2], &[(-1.0 / 3.0) / std; 3]);
+        close(&adv.per_rollout[3], &[0.0, 0.0]);
+        close(&adv.per_rollout[5], &[0.0]);
+        let stats = adv.groups[&SOLVE_O];
+        assert_eq!((stats.rollouts, stats.tokens), (6, 11));
+        assert!((stats.mean - 2.0 / 6.0).abs() < 1e-12);
+        // Within-task squares 2/3 over 2 + 1 degrees of freedom.
+        assert!((stats.scale - (2.0f64 / 3.0 / 3.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rollouts_without_a_task_keep_their_trrpp_advantages() {
+        let proposals = [
+            Rollout {
+                group: PROPOSE_I,
+                reward: 1.0,
+                response_len: 2,
+            },
+            Rollout {
+                group: PROPOSE_I,
+                reward: 0.0,
+                response_len: 1,
+            },
+        ];
+        let mut all = proposals.to_vec();
+        all.extend([solve(1.0, 1), solve(0.0, 1)]);
+        let mixed = task_group_advantages(&all, &[None, None, Some(7), Some(7)], 1.0);
+        let alone = advantages(&proposals, 1.0);
+        assert_eq!(mixed.per_rollout[..2], alone.per_rollout[..]);
+        assert_eq!(mixed.groups[&PROPOSE_I], alone.groups[&PROPOSE_I]);
+        assert!(mixed.per_rollout[2][0] > 0.0 && mixed.per_rollout[3][0] < 0.0);
+    }
+
+    #[test]
+    fn one_task_key_in_two_groups_is_two_task_groups() {
+        let mut other = solve(0.0, 1);
+        other.group = SOLVE_F;
+        let rollouts = [solve(1.0, 1), other];
+        let adv = task_group_advantages(&rollouts, &[Some(1), Some(1)], 1.0);
+        assert_eq!(adv.per_rollout, vec![vec![0.0], vec![0.0]]);
     }
 }

@@ -21,8 +21,8 @@ use crate::selfplay::sandbox::Sandbox;
 use crate::tokenizer::TextTokenizer;
 use azr::check::{Checker, TaskCheck, answer_accuracy};
 use azr::config::InductionReward;
-use azr::parse::{format_ok, generation_text, read_estimate_answer};
-use azr::prompts::solve_prompt;
+use azr::parse::read_estimate_answer;
+use azr::prompts::{PromptStyle, solve_prompt_in};
 use azr::task::{SolveTask, TaskType, Triplet};
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,40 @@ pub struct EvalOptions {
     /// Where to write every answer (JSON lines, see [`AnswerRecord`]), as each batch is
     /// scored, so that a verdict can be re-judged or a failure read afterwards.
     pub answers: Option<std::path::PathBuf>,
+    /// How the tasks are asked (the reference's layout, or brief for small models).
+    pub prompt_style: PromptStyle,
+    /// Each program's id and family cell where its record has them (`families` records),
+    /// in the programs' order; empty otherwise.
+    pub labels: Vec<ProgramLabel>,
+}
+
+/// What a program record may say about itself beyond the task: its id and, for the
+/// generated families, its family and level.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ProgramLabel {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub level: Option<u8>,
+}
+
+impl ProgramLabel {
+    /// `family/level`, where both are known.
+    pub fn cell(&self) -> Option<String> {
+        Some(format!("{}/{}", self.family.as_ref()?, self.level?))
+    }
+}
+
+/// Accuracy in one family cell.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CellScore {
+    pub answers: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// 95 % Wilson interval of `accuracy`.
+    pub accuracy_ci: [f64; 2],
 }
 
 /// One scored answer, as `eval --answers` writes it.
@@ -87,6 +121,17 @@ pub struct TypeScore {
     pub format_rate_ci: [f64; 2],
     /// Tasks whose prompt did not fit the model and were counted wrong.
     pub skipped: usize,
+    /// Correct answers among those in the layout, and their share: a format gain shows in
+    /// `format_rate`, not here.
+    pub correct_in_layout: usize,
+    pub accuracy_in_layout: f64,
+    /// Accuracy per family cell (`family/level`), for records that name one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_cell: BTreeMap<String, CellScore>,
+    /// Correct answers per program id, for records that carry one: what a paired test of
+    /// two evaluations compares.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_program: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +271,11 @@ pub fn read_programs(path: &Path, limit: usize) -> Result<Vec<Triplet>> {
     read_jsonl(path, limit, "program record")
 }
 
+/// The labels of the same records as [`read_programs`] reads, in its order.
+pub fn read_program_labels(path: &Path, limit: usize) -> Result<Vec<ProgramLabel>> {
+    read_jsonl(path, limit, "program record")
+}
+
 /// Reads one JSON record per line (blank lines skipped), at most `limit` (0: all); an
 /// unreadable line is an error that names it.
 fn read_jsonl<T: serde::de::DeserializeOwned>(
@@ -296,7 +346,7 @@ pub fn evaluate(
             let mut kept = Vec::new();
             let mut texts = Vec::new();
             for (offset, task) in chunk.iter().enumerate() {
-                let p = solve_prompt(task);
+                let p = solve_prompt_in(task, opts.prompt_style);
                 let text = if opts.chat_template && tokenizer.chat_template.is_some() {
                     tokenizer.apply_chat_template(&p.pairs())? + &opts.assistant_prefix
                 } else {
@@ -328,7 +378,7 @@ pub fn evaluate(
             let mut read = Vec::new();
             for ((_, task), c) in kept.iter().zip(&completions) {
                 let text = tokenizer.decode(&c.tokens, true)?;
-                let in_layout = format_ok(&generation_text(&text));
+                let in_layout = opts.prompt_style.layout_ok(&text);
                 formatted += usize::from(in_layout);
                 let start = checks.len();
                 let answer = read_estimate_answer(&text, ty);
@@ -345,6 +395,18 @@ pub fn evaluate(
                     results[r.clone()].iter().map(|x| Some(x.passed)).collect();
                 let correct = answer_accuracy(ty, &verdicts, InductionReward::Binary) > 0.0;
                 score.correct += usize::from(correct);
+                score.correct_in_layout += usize::from(correct && in_layout);
+                let (program, _) = origin(*index);
+                if let Some(label) = opts.labels.get(program) {
+                    if let Some(cell) = label.cell() {
+                        let c = score.by_cell.entry(cell).or_default();
+                        c.answers += 1;
+                        c.correct += usize::from(correct);
+                    }
+                    if let Some(id) = &label.id {
+                        *score.by_program.entry(id.clone()).or_default() += usize::from(correct);
+                    }
+                }
                 if let Some(out) = answers.as_mut() {
                     let (program, sample) = origin(*index);
                     let t = &programs[program];
@@ -384,6 +446,11 @@ pub fn evaluate(
         score.accuracy_ci = wilson(score.correct, score.answers);
         score.format_rate = formatted as f64 / score.answers.max(1) as f64;
         score.format_rate_ci = wilson(formatted, score.answers);
+        score.accuracy_in_layout = score.correct_in_layout as f64 / formatted.max(1) as f64;
+        for c in score.by_cell.values_mut() {
+            c.accuracy = c.correct as f64 / c.answers.max(1) as f64;
+            c.accuracy_ci = wilson(c.correct, c.answers);
+        }
         scores.insert(ty.code().to_owned(), score);
     }
     Ok(EvalReport {

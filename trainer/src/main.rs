@@ -30,6 +30,9 @@ enum Command {
     /// Score a model's deduction and abduction accuracy on a set of programs, checked in the
     /// sandbox.
     Eval(commands::eval::Args),
+    /// Write programs of the graded families (arithmetic to recursion, levels 1 to 3), run and
+    /// validated in the sandbox, as program records for `eval --programs`.
+    Families(commands::families::Args),
     /// Write a tiny random-weight model (Hugging Face layout, word-level tokenizer) for tests
     /// and smoke runs of the loop; it produces noise, quickly.
     InitModel(commands::init_model::Args),
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => commands::train::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Families(args) => commands::families::run(args),
         Command::InitModel(args) => commands::init_model::run(args),
         Command::BenchSelfplay(args) => commands::bench_selfplay::run(args),
         Command::Bench(args) => commands::bench::run(args),

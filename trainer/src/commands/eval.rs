@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use azr::prompts::PromptStyle;
 use azr::task::TaskType;
 use azr_trainer::model::Precision;
 use azr_trainer::selfplay::sandbox::Sandbox;
@@ -31,6 +32,10 @@ pub struct Args {
     /// Do not wrap prompts in the model's chat template.
     #[arg(long)]
     pub no_chat_template: bool,
+    /// How tasks are asked: `reference` (the reference's `<think>`/`<answer>` layout) or
+    /// `brief` (asked plainly, the bare answer between answer tags: for small models).
+    #[arg(long, default_value = "reference")]
+    pub prompt_style: PromptStyle,
     /// Text that opens the assistant's turn after the chat template (e.g. "<think>").
     #[arg(long, default_value = "")]
     pub assistant_prefix: String,
@@ -96,6 +101,11 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         azr_trainer::eval::read_programs(&programs, args.limit)?
     };
+    let labels = if args.no_tasks {
+        Vec::new()
+    } else {
+        azr_trainer::eval::read_program_labels(&programs, args.limit)?
+    };
     let mut types = Vec::new();
     for t in &args.types {
         types.push(
@@ -140,6 +150,8 @@ pub fn run(args: Args) -> Result<()> {
             seed: args.seed,
             precision: args.precision,
             answers: args.answers.clone(),
+            prompt_style: args.prompt_style,
+            labels,
         },
     )?;
     if let Some(problems) = &humaneval {

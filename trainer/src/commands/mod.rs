@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_selfplay;
 pub mod eval;
+pub mod families;
 pub mod generate;
 pub mod init_model;
 pub mod report;

@@ -40,11 +40,11 @@ use crate::tokenizer::TextTokenizer;
 use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
 use azr::buffer::{fnv1a_hex, step_rng};
 use azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
-use azr::config::AzrConfig;
+use azr::config::{AdvantageEstimator, AzrConfig};
 use azr::parse::{
-    read_estimate_answer, read_induction_proposal, read_solver_answer, read_triplet_proposal,
+    read_estimate_answer, read_induction_proposal, read_solver_answer_in, read_triplet_proposal,
 };
-use azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt};
+use azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt_in};
 use azr::rewards::{
     intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
 };
@@ -93,6 +93,10 @@ struct Rollout {
     /// Log-probs of `response` as it was sampled (from the rollout copy's weights).
     sampled_logprobs: Vec<f32>,
     reward: f64,
+    /// The task a solver rollout answered (a key unique within the step), so that answers
+    /// to one task can be contrasted (`optim.advantage = "task_group"`); `None` for
+    /// proposals.
+    task: Option<u64>,
 }
 
 /// One generated response.
@@ -905,7 +909,7 @@ impl SelfPlay {
         let mut est_owner = Vec::new();
         for (i, p) in proposals.iter().enumerate() {
             if let Some(task) = &p.solve
-                && let Some(enc) = self.encode(&solve_prompt(task))?
+                && let Some(enc) = self.encode(&solve_prompt_in(task, c.rollout.prompt_style))?
             {
                 for _ in 0..c.reward.n_samples {
                     est_prompts.push(enc.ids.clone());
@@ -986,27 +990,37 @@ impl SelfPlay {
                     response: p.response.clone(),
                     sampled_logprobs: p.sampled_logprobs.clone(),
                     reward,
+                    task: None,
                 });
             }
         }
 
-        // 4. Solve tasks drawn from the buffers.
+        // 4. Solve tasks drawn from the buffers, each answered `solve_group_size` times.
         let mut rng = step_rng(c.seed, step, 2);
+        let group_size = c.tasks.solve_group_size.max(1);
         let mut solve_tasks = Vec::new();
+        // The task each solver rollout answered, as a key unique within the step.
+        let mut task_keys = Vec::new();
         for &task in &types {
             if buffers.is_empty(task) {
                 continue;
             }
             for t in buffers.solver_tasks(
                 task,
-                c.tasks.batch_size,
+                c.tasks.batch_size.div_ceil(group_size),
                 step,
                 c.tasks.recent_window,
                 c.tasks.solver_mix,
                 &mut rng,
             )? {
-                match self.encode(&solve_prompt(&t))? {
-                    Some(enc) => solve_tasks.push((t, enc.ids)),
+                match self.encode(&solve_prompt_in(&t, c.rollout.prompt_style))? {
+                    Some(enc) => {
+                        let key = task_keys.last().map_or(0, |k: &u64| k + 1);
+                        for _ in 0..group_size {
+                            solve_tasks.push((t.clone(), enc.ids.clone()));
+                            task_keys.push(key);
+                        }
+                    }
                     None => tracing::warn!(%task, "a solver prompt is too long; skipped"),
                 }
             }
@@ -1016,7 +1030,12 @@ impl SelfPlay {
         let mut checks = Vec::new();
         let mut read = Vec::new();
         for ((task, _), Generated { text, .. }) in solve_tasks.iter().zip(&responses) {
-            let answer = read_solver_answer(text, task.task_type(), c.reward.format_reward);
+            let answer = read_solver_answer_in(
+                text,
+                task.task_type(),
+                c.reward.format_reward,
+                c.rollout.prompt_style,
+            );
             let start = checks.len();
             if let Some(a) = &answer.answer {
                 checks.extend(TaskCheck::for_answer(task, a));
@@ -1025,8 +1044,11 @@ impl SelfPlay {
         }
         self.check_stop()?;
         let results = self.check(&checks, times);
-        for (((task, prompt), generated), (format_ok, range)) in
-            solve_tasks.into_iter().zip(responses).zip(read)
+        for ((((task, prompt), generated), (format_ok, range)), key) in solve_tasks
+            .into_iter()
+            .zip(responses)
+            .zip(read)
+            .zip(task_keys)
         {
             let Generated {
                 tokens: response,
@@ -1053,6 +1075,8 @@ impl SelfPlay {
                 "format_ok": format_ok,
                 "refused_answer": refused,
                 "response": text,
+                "task_key": key,
+                "task": &task,
             }))?;
             let tally = tallies.entry(group).or_default();
             tally.add(reward, !format_ok, None, Some(acc), response.len());
@@ -1063,6 +1087,7 @@ impl SelfPlay {
                 response,
                 sampled_logprobs,
                 reward,
+                task: Some(key),
             });
         }
         self.check_stop()?;
@@ -1095,17 +1120,22 @@ impl SelfPlay {
     /// TRR++ advantages, old log-probs from the current policy, then PPO-clip mini-batches.
     fn update(&mut self, step: u64, rollouts: &[Rollout]) -> Result<Update> {
         let trainable: Vec<&Rollout> = rollouts.iter().filter(|r| !r.response.is_empty()).collect();
-        let adv = trrpp::advantages(
-            &trainable
-                .iter()
-                .map(|r| trrpp::Rollout {
-                    group: r.group,
-                    reward: r.reward,
-                    response_len: r.response.len(),
-                })
-                .collect::<Vec<_>>(),
-            self.config.optim.gamma,
-        );
+        let inputs: Vec<trrpp::Rollout> = trainable
+            .iter()
+            .map(|r| trrpp::Rollout {
+                group: r.group,
+                reward: r.reward,
+                response_len: r.response.len(),
+            })
+            .collect();
+        let gamma = self.config.optim.gamma;
+        let adv = match self.config.optim.advantage {
+            AdvantageEstimator::Trrpp => trrpp::advantages(&inputs, gamma),
+            AdvantageEstimator::TaskGroup => {
+                let tasks: Vec<Option<u64>> = trainable.iter().map(|r| r.task).collect();
+                trrpp::task_group_advantages(&inputs, &tasks, gamma)
+            }
+        };
         if self.config.optim.lr == 0.0 {
             // A control run (lr 0): the update would leave every weight as it is (AdamW's
             // step and weight decay both scale with lr), so its forward and backward passes
