@@ -519,6 +519,65 @@ fn builtin_seed_programs_fill_the_buffers_and_a_time_budget_ends_the_run_with_a_
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn answers_to_one_task_come_in_groups_and_every_rollout_names_what_it_answered_or_proposed() {
+    let dir = temp_dir("task-groups");
+    let config = setup(&dir, 1);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir)
+        .args(["--set", "tasks.seed_programs=\"builtin\""])
+        .args(["--set", "tasks.seed_batch_factor=16"])
+        .args(["--set", "tasks.batch_size=4"])
+        .args(["--set", "tasks.propose_batch_size=1"])
+        .args(["--set", "tasks.types=[\"code_i\", \"code_o\"]"])
+        .args(["--set", "tasks.solve_group_size=2"])
+        .args(["--set", "optim.advantage=\"task_group\""])
+        .args(["--set", "rollout.prompt_style=\"brief\""]);
+    run(c);
+    let rollouts = lines(&out_dir.join("rollouts.jsonl"));
+    for group in ["pred_code_i", "pred_code_o"] {
+        let answers: Vec<&Value> = rollouts
+            .iter()
+            .filter(|r| r["step"] == 1 && r["group"] == group)
+            .collect();
+        assert_eq!(answers.len(), 4, "{group}: {answers:?}");
+        // Two tasks, each answered twice, each answer naming the task it answered.
+        let mut keys: Vec<u64> = answers
+            .iter()
+            .map(|r| r["task_key"].as_u64().expect("task_key"))
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys[0], keys[1], "{keys:?}");
+        assert_eq!(keys[2], keys[3], "{keys:?}");
+        assert_ne!(keys[1], keys[2], "{keys:?}");
+        for r in &answers {
+            assert!(
+                r["task"]["program"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("def ")),
+                "{r}"
+            );
+            assert!(r["task"]["output"].is_string(), "{r}");
+        }
+    }
+    let proposals: Vec<&Value> = rollouts
+        .iter()
+        .filter(|r| r["step"] == 1 && r["group"].as_str().is_some_and(|g| g.starts_with("gen_")))
+        .collect();
+    assert_eq!(proposals.len(), 2, "{proposals:?}");
+    for p in proposals {
+        // A random model's proposal is invalid, and says why; a valid one names its task.
+        assert_eq!(p["valid"], p["invalid"].is_null(), "{p}");
+        assert_eq!(p["valid"], !p["task"].is_null(), "{p}");
+        assert!(p.get("learnability").is_some(), "{p}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// The JSON summary `bench-selfplay` prints last.
 fn bench_selfplay(dir: &Path, config: &Path, name: &str, set: &[&str]) -> Value {
     let mut c = trainer();

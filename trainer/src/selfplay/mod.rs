@@ -638,6 +638,7 @@ impl SelfPlay {
                 format_ok: false,
                 checks: 0..0,
                 solve: None,
+                invalid: None,
             };
             match task {
                 TaskType::Induction => {
@@ -647,6 +648,9 @@ impl SelfPlay {
                         c.reward.format_reward,
                     );
                     p.format_ok = read.format_ok;
+                    if let Err(e) = &read.parsed {
+                        p.invalid = Some(format!("format: {e}"));
+                    }
                     if let (Ok(parsed), Some(r)) = (read.parsed, p.references.first()) {
                         let start = items.len();
                         for input in &parsed.inputs {
@@ -670,6 +674,9 @@ impl SelfPlay {
                 _ => {
                     let read = read_triplet_proposal(&text, &c.parse, c.reward.format_reward);
                     p.format_ok = read.format_ok;
+                    if let Err(e) = &read.parsed {
+                        p.invalid = Some(format!("format: {e}"));
+                    }
                     if let Ok(parsed) = read.parsed {
                         items.push(ValidateTask {
                             program: parsed.program.clone(),
@@ -703,6 +710,11 @@ impl SelfPlay {
             // Valid only if every execution succeeded (for induction: every input ran).
             if r.is_empty() || !r.iter().all(|v| v.ok) {
                 p.solve = None;
+                p.invalid = Some(
+                    r.iter()
+                        .find_map(|v| v.error.clone())
+                        .unwrap_or_else(|| "not run".to_owned()),
+                );
                 continue;
             }
             let outputs: Vec<String> = r.iter().filter_map(|v| v.output.clone()).collect();
@@ -762,8 +774,10 @@ impl SelfPlay {
                     "seed_round": round + 1,
                     "group": Group::new(p.task, Role::Propose).name(),
                     "valid": p.solve.is_some(),
+                    "invalid": p.invalid,
                     "format_ok": p.format_ok,
                     "response": p.text,
+                    "task": p.solve,
                 }))?;
             }
             for p in proposals {
@@ -968,6 +982,18 @@ impl SelfPlay {
                 c.reward.intrinsic_combine,
             );
             tally.add(reward, !p.format_ok, Some(valid), s, p.response.len());
+            self.rollout_log.event(&serde_json::json!({
+                "step": step,
+                "group": group.name(),
+                "reward": reward,
+                "format_ok": p.format_ok,
+                "valid": valid,
+                "invalid": p.invalid,
+                "solve_rate": s,
+                "learnability": base,
+                "response": p.text,
+                "task": p.solve,
+            }))?;
             if let (Some(task), Some(s)) = (&p.solve, s)
                 && joins_buffer(c.tasks.valid_program_filter, s)
             {
@@ -1325,6 +1351,8 @@ struct Proposal {
     checks: std::ops::Range<usize>,
     /// The task it proposed, when valid (outputs filled in from the sandbox).
     solve: Option<SolveTask>,
+    /// Why it is not valid: its format, or the sandbox's verdict on its program.
+    invalid: Option<String>,
 }
 
 struct Update {
