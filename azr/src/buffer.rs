@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::AzrError;
-use super::config::SolverMix;
+use super::config::{SolverMix, TasksConfig};
 use super::intrinsic::TypeCounter;
 use super::task::{InductionTask, SolveTask, TaskType, Triplet};
 use crate::rng::SplitMix64;
@@ -275,11 +275,16 @@ pub fn fnv1a_hex(bytes: impl IntoIterator<Item = u8>) -> String {
 pub const BUILTIN_SEED_PROGRAMS: &str = include_str!("../data/seed-programs.jsonl");
 
 /// Reads the seed programs a config names (see `TasksConfig::seed_programs`): none for
-/// `""`, the built-in set for `"builtin"`, else a JSON-lines file of `{"snippet", "input"}`
+/// `""`, the built-in set for `"builtin"`, the train split of the graded families
+/// `tasks.families` for `"families"`, else a JSON-lines file of `{"snippet", "input"}`
 /// records (AZR's seed format; an `output` there is ignored, the sandbox computes it).
-pub fn read_seed_programs(spec: &str) -> Result<Vec<Triplet>, AzrError> {
+pub fn seed_programs(tasks: &TasksConfig, seed: u64) -> Result<Vec<Triplet>, AzrError> {
+    let spec = tasks.seed_programs.as_str();
     let (text, origin) = match spec {
         "" => return Ok(vec![]),
+        "families" => {
+            return crate::families::seed_triplets(&tasks.families, tasks.family_programs, seed);
+        }
         "builtin" => (
             BUILTIN_SEED_PROGRAMS.to_owned(),
             "the built-in seed programs".to_owned(),
@@ -332,6 +337,27 @@ pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_seed_programs(spec: &str) -> Result<Vec<Triplet>, AzrError> {
+        let tasks = TasksConfig {
+            seed_programs: spec.to_owned(),
+            ..TasksConfig::default()
+        };
+        seed_programs(&tasks, 1)
+    }
+
+    #[test]
+    fn family_seed_programs_are_the_named_cells_train_programs() {
+        let tasks = TasksConfig {
+            seed_programs: "families".into(),
+            families: vec!["loop/1".into(), "dict/3".into()],
+            family_programs: 3,
+            ..TasksConfig::default()
+        };
+        let programs = seed_programs(&tasks, 4).unwrap();
+        assert_eq!(programs.len(), 6);
+        assert_eq!(programs, seed_programs(&tasks, 4).unwrap());
+    }
 
     #[test]
     fn builtin_seed_programs_are_32_single_function_programs_without_outputs() {

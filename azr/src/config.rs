@@ -92,6 +92,11 @@ pub struct TasksConfig {
     /// different task); with `optim.advantage = "task_group"`, G ≥ 2 lets a right answer be
     /// contrasted with wrong ones to the same task.
     pub solve_group_size: usize,
+    /// The graded program families' cells (`family/level`, e.g. `"arithmetic/1"`) whose
+    /// train-split programs seed the buffers when `seed_programs = "families"`.
+    pub families: Vec<String>,
+    /// Programs per family cell with `seed_programs = "families"`.
+    pub family_programs: usize,
 }
 
 /// Generation settings for every rollout (proposals, solver answers, learnability samples).
@@ -175,6 +180,17 @@ pub struct OptimConfig {
     /// `tasks.solve_group_size` ≥ 2; proposals keep TRR++). A departure from the reference.
     pub advantage: AdvantageEstimator,
 }
+
+/// The family cells of the `learn` preset: those where Qwen2.5-Coder-0.5B-Instruct's greedy
+/// held-out accuracy, asked briefly, is between about 10 and 60 % in deduction or abduction
+/// (measured 2026-12-07, docs/program-families.md).
+pub const LEARN_FAMILIES: [&str; 5] = [
+    "arithmetic/1",
+    "comprehension/1",
+    "dict/1",
+    "loop/1",
+    "recursion/1",
+];
 
 /// See [`OptimConfig::advantage`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +411,8 @@ impl Default for TasksConfig {
             propose_batch_size: 0,
             seed_programs: String::new(),
             solve_group_size: 1,
+            families: vec![],
+            family_programs: 64,
         }
     }
 }
@@ -555,10 +573,45 @@ impl AzrConfig {
         }
     }
 
-    /// A preset by name: `tiny`, or `7b` (also `azr-7b`).
+    /// Self-play for a small model on this CPU, set up so that it can learn the tasks and
+    /// not only the layout (`presets/learn.toml` says why each value departs from `tiny`):
+    /// the buffers start from the graded program families where the default model's greedy
+    /// accuracy is between about 10 and 60 % (docs/program-families.md), solver tasks are
+    /// asked briefly, each is answered four times and the answers are contrasted with each
+    /// other, and the proposer's group holds four rollouts.
+    pub fn learn() -> Self {
+        let tiny = AzrConfig::tiny();
+        AzrConfig {
+            total_steps: 20,
+            tasks: TasksConfig {
+                batch_size: 8,
+                propose_batch_size: 4,
+                seed_batch_factor: 8,
+                seed_programs: "families".into(),
+                families: LEARN_FAMILIES.iter().map(|c| (*c).to_owned()).collect(),
+                family_programs: 64,
+                solve_group_size: 4,
+                ..tiny.tasks
+            },
+            rollout: RolloutConfig {
+                max_response_tokens: 192,
+                assistant_prefix: String::new(),
+                prompt_style: PromptStyle::Brief,
+                ..tiny.rollout
+            },
+            optim: OptimConfig {
+                advantage: AdvantageEstimator::TaskGroup,
+                ..tiny.optim
+            },
+            ..tiny
+        }
+    }
+
+    /// A preset by name: `tiny`, `learn`, or `7b` (also `azr-7b`).
     pub fn by_name(name: &str) -> Result<Self, AzrError> {
         match name {
             "tiny" => Ok(AzrConfig::tiny()),
+            "learn" => Ok(AzrConfig::learn()),
             "7b" | "azr-7b" => Ok(AzrConfig::azr_7b()),
             other => Err(AzrError::UnknownPreset(other.to_owned())),
         }
@@ -639,6 +692,14 @@ impl AzrConfig {
             if t.types[..i].contains(ty) {
                 return bad(&format!("tasks.types lists {ty} twice"));
             }
+        }
+        for cell in &t.families {
+            crate::families::parse_cell(cell)?;
+        }
+        if t.seed_programs == "families" && (t.families.is_empty() || t.family_programs == 0) {
+            return bad(
+                "tasks.seed_programs = \"families\" needs tasks.families and tasks.family_programs",
+            );
         }
         if t.solve_group_size == 0 {
             return bad("tasks.solve_group_size must be at least 1");
@@ -766,6 +827,7 @@ mod tests {
 
     const TINY: &str = include_str!("../presets/tiny.toml");
     const AZR_7B: &str = include_str!("../presets/azr-7b.toml");
+    const LEARN: &str = include_str!("../presets/learn.toml");
 
     #[test]
     fn preset_files_parse_and_equal_the_rust_presets() {
@@ -776,6 +838,10 @@ mod tests {
         assert_eq!(
             AzrConfig::from_toml(TINY).expect("tiny.toml"),
             AzrConfig::tiny()
+        );
+        assert_eq!(
+            AzrConfig::from_toml(LEARN).expect("learn.toml"),
+            AzrConfig::learn()
         );
     }
 
@@ -795,7 +861,11 @@ mod tests {
                 }
             }
         }
-        for (text, preset) in [(AZR_7B, AzrConfig::azr_7b()), (TINY, AzrConfig::tiny())] {
+        for (text, preset) in [
+            (AZR_7B, AzrConfig::azr_7b()),
+            (TINY, AzrConfig::tiny()),
+            (LEARN, AzrConfig::learn()),
+        ] {
             let file: toml::Value = toml::from_str(text).expect("preset file");
             let full = toml::Value::try_from(&preset).expect("serialise preset");
             let (mut a, mut b) = (vec![], vec![]);

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::AzrError;
 use crate::buffer::fnv1a_hex;
 use crate::rng::SplitMix64;
+use crate::task::Triplet;
 
 /// A kind of program, each with levels 1 to [`LEVELS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -188,6 +189,46 @@ pub fn generate(
             out.len(),
             split.name()
         )));
+    }
+    Ok(out)
+}
+
+/// Reads a family cell, `family/level` (`arithmetic/1`).
+pub fn parse_cell(text: &str) -> Result<(Family, u8), AzrError> {
+    let bad = || {
+        let known: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        AzrError::Config(format!(
+            "family cell `{text}`: expected FAMILY/LEVEL, a family of {} and a level 1 to {LEVELS}",
+            known.join(", ")
+        ))
+    };
+    let (name, level) = text.trim().split_once('/').ok_or_else(bad)?;
+    let family = Family::from_name(name).ok_or_else(bad)?;
+    let level: u8 = level.parse().map_err(|_| bad())?;
+    if !(1..=LEVELS).contains(&level) {
+        return Err(bad());
+    }
+    Ok((family, level))
+}
+
+/// `per_cell` train-split programs of each cell (`family/level`), as seed programs: the
+/// sandbox computes their outputs as it seeds the buffers.
+pub fn seed_triplets(
+    cells: &[String],
+    per_cell: usize,
+    seed: u64,
+) -> Result<Vec<Triplet>, AzrError> {
+    let mut out = Vec::new();
+    for cell in cells {
+        let (family, level) = parse_cell(cell)?;
+        for p in generate(family, level, Split::Train, per_cell, seed)? {
+            out.push(Triplet {
+                program: p.program,
+                input: p.input,
+                output: String::new(),
+                imports: vec![],
+            });
+        }
     }
     Ok(out)
 }
@@ -592,5 +633,23 @@ mod tests {
         for split in [Split::Train, Split::HeldOut] {
             assert_eq!(Split::from_name(split.name()), Some(split));
         }
+    }
+
+    #[test]
+    fn cells_read_as_family_and_level_and_bad_ones_are_named() {
+        assert_eq!(parse_cell("loop/2").unwrap(), (Family::Loop, 2));
+        for bad in ["loop", "loop/4", "loops/1", "loop/x", ""] {
+            let e = parse_cell(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn seed_programs_come_from_the_train_split_of_each_cell() {
+        let cells = ["arithmetic/1".to_owned(), "strings/2".to_owned()];
+        let seeds = seed_triplets(&cells, 5, 9).unwrap();
+        assert_eq!(seeds.len(), 10);
+        assert!(seeds.iter().all(|t| split_of(&t.program) == Split::Train));
+        assert!(seeds.iter().all(|t| t.output.is_empty()));
     }
 }

@@ -50,7 +50,7 @@ pub enum AzrError {
     Config(String),
     #[error("config file: {0}")]
     Toml(#[from] toml::de::Error),
-    #[error("unknown preset `{0}` (known: tiny, 7b)")]
+    #[error("unknown preset `{0}` (known: tiny, learn, 7b)")]
     UnknownPreset(String),
     #[error("buffer: {0}")]
     Buffer(String),

@@ -17,7 +17,9 @@ pub struct Args {
     /// A config file (TOML; see azr/presets/ for every field and its default).
     #[arg(long, conflicts_with = "preset")]
     pub config: Option<PathBuf>,
-    /// A built-in preset: `tiny` (this CPU, minutes) or `7b` (the reference's settings).
+    /// A built-in preset: `tiny` (this CPU, minutes), `learn` (this CPU, set up to learn the
+    /// tasks: graded program families, brief prompts, answers contrasted per task) or `7b`
+    /// (the reference's settings).
     #[arg(long)]
     pub preset: Option<String>,
     /// Run directory: checkpoints/, metrics.jsonl, config.toml (default: runs/<preset>).
@@ -142,7 +144,7 @@ fn train_one(args: Args) -> Result<bool> {
         (None, None) if args.resume && saved.exists() => AzrConfig::load(&saved)
             .with_context(|| format!("reading the run's config {}", saved.display()))?,
         (None, None) => {
-            bail!("give --config FILE or --preset tiny|7b (or --resume an existing --output)")
+            bail!("give --config FILE or --preset tiny|learn|7b (or --resume an existing --output)")
         }
     };
     if let Some(n) = args.total_steps {

@@ -830,7 +830,7 @@ impl SelfPlay {
     /// computed, in the seed pool. A program that does not run is left out and named.
     fn add_seed_programs(&mut self, buffers: &mut Buffers) -> Result<()> {
         let spec = self.config.tasks.seed_programs.clone();
-        let programs = azr::buffer::read_seed_programs(&spec)?;
+        let programs = azr::buffer::seed_programs(&self.config.tasks, self.config.seed)?;
         if programs.is_empty() {
             return Ok(());
         }
