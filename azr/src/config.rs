@@ -184,10 +184,11 @@ pub struct OptimConfig {
 /// The family cells of the `learn` preset: those where Qwen2.5-Coder-0.5B-Instruct's greedy
 /// held-out accuracy, asked briefly, is between about 10 and 60 % in deduction or abduction
 /// (measured 2026-12-07, docs/program-families.md).
-pub const LEARN_FAMILIES: [&str; 5] = [
+pub const LEARN_FAMILIES: [&str; 6] = [
     "arithmetic/1",
     "comprehension/1",
     "dict/1",
+    "dict/3",
     "loop/1",
     "recursion/1",
 ];
