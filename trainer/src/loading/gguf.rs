@@ -10,7 +10,6 @@ use super::LoadedModel;
 use super::gguf_file::{GgufFile, Value};
 use crate::device::Placement;
 use crate::model::{Arch, Config, Model};
-use crate::tokenizer::TextTokenizer;
 use crate::{Error, Result};
 
 /// Reads the model config from `{arch}.*` metadata keys.
@@ -117,7 +116,7 @@ fn unpermute(w: &Tensor, heads: i64) -> Tensor {
 /// Loads a GGUF model file, dequantising every weight to f32 once.
 pub fn load_gguf(path: &Path, placement: Placement) -> Result<LoadedModel> {
     let file = GgufFile::open(path)?;
-    let tokenizer = TextTokenizer::from_gguf_metadata(&file.metadata)?;
+    let tokenizer = super::gguf_tokenizer::tokenizer_from_metadata(&file.metadata)?;
     let embd = file
         .tensors
         .get("token_embd.weight")

@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod gguf_file;
+pub mod gguf_tokenizer;
 pub mod safetensors;
 
 use std::path::Path;

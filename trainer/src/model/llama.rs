@@ -16,7 +16,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::linear::{Linear, Precision};
 use super::norm::rms_norm;
-use super::rotary;
+use super::rotary::{self, Rope};
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
@@ -39,12 +39,6 @@ pub fn config_from_hf(v: &Value) -> Result<Config> {
         config.head_dim = head_dim;
     }
     Ok(config)
-}
-
-/// Rotary-embedding factors for one batch of positions.
-pub struct Rope {
-    pub cos: Tensor,
-    pub sin: Tensor,
 }
 
 /// Per-layer keys and values of everything seen so far, `[B, kv_heads, S, head_dim]`.

@@ -9,7 +9,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::llama::Rope;
+/// Rotary-embedding factors for one batch of positions.
+pub struct Rope {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
 
 /// `x` `[B, T, heads, head_dim]` (any strides with a contiguous last dimension) rotated by
 /// `rope` (`[B, 1, T, head_dim]`), returned as `[B, heads, T, head_dim]`.
