@@ -15,10 +15,12 @@ use plotters::prelude::*;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
+use crate::selfplay::metrics::{GroupRecord, StepRecord};
+
 /// One run's step records.
 pub struct Run {
     pub name: String,
-    pub steps: Vec<Value>,
+    pub steps: Vec<StepRecord>,
 }
 
 /// Reads `RUN/metrics.jsonl` (or a metrics file named directly); events are skipped.
@@ -38,7 +40,10 @@ pub fn load(path: &Path) -> Result<Run> {
         let v: Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", file.display(), n + 1))?;
         if v.get("step").is_some() && v.get("groups").is_some() {
-            steps.push(v);
+            steps.push(
+                serde_json::from_value(v)
+                    .with_context(|| format!("{}:{}: not a step record", file.display(), n + 1))?,
+            );
         }
     }
     let name = if path.is_dir() {
@@ -57,7 +62,7 @@ pub fn load(path: &Path) -> Result<Run> {
 struct Panel {
     title: &'static str,
     groups: &'static [&'static str],
-    value: fn(&Value, Option<&str>) -> Option<f64>,
+    value: fn(&StepRecord, Option<&str>) -> Option<f64>,
     unit: (f64, f64),
 }
 
@@ -72,33 +77,33 @@ const ALL_GROUPS: &[&str] = &[
     "gen_code_f",
 ];
 
-fn group<'a>(step: &'a Value, group: Option<&str>) -> Option<&'a Value> {
-    let g = step.get("groups")?.get(group?)?;
-    (g.get("rollouts")?.as_u64()? > 0).then_some(g)
+fn group<'a>(step: &'a StepRecord, group: Option<&str>) -> Option<&'a GroupRecord> {
+    let g = step.groups.get(group?)?;
+    (g.rollouts > 0).then_some(g)
 }
 
-fn format_valid(step: &Value, g: Option<&str>) -> Option<f64> {
-    Some(1.0 - group(step, g)?.get("format_error_rate")?.as_f64()?)
+fn format_valid(step: &StepRecord, g: Option<&str>) -> Option<f64> {
+    Some(1.0 - group(step, g)?.format_error_rate?)
 }
 
-fn mean_reward(step: &Value, g: Option<&str>) -> Option<f64> {
-    group(step, g)?.get("mean_reward")?.as_f64()
+fn mean_reward(step: &StepRecord, g: Option<&str>) -> Option<f64> {
+    group(step, g)?.mean_reward
 }
 
-fn valid_rate(step: &Value, g: Option<&str>) -> Option<f64> {
-    group(step, g)?.get("valid_rate")?.as_f64()
+fn valid_rate(step: &StepRecord, g: Option<&str>) -> Option<f64> {
+    group(step, g)?.valid_rate
 }
 
-fn solve_rate(step: &Value, g: Option<&str>) -> Option<f64> {
-    group(step, g)?.get("solve_rate")?.as_f64()
+fn solve_rate(step: &StepRecord, g: Option<&str>) -> Option<f64> {
+    group(step, g)?.solve_rate
 }
 
-fn zero_variance(step: &Value, _: Option<&str>) -> Option<f64> {
-    step.get("zero_variance_groups")?.as_f64()
+fn zero_variance(step: &StepRecord, _: Option<&str>) -> Option<f64> {
+    step.zero_variance_groups
 }
 
-fn step_seconds(step: &Value, _: Option<&str>) -> Option<f64> {
-    step.get("time")?.get("total_s")?.as_f64()
+fn step_seconds(step: &StepRecord, _: Option<&str>) -> Option<f64> {
+    Some(step.time.total_s)
 }
 
 fn panels() -> [Panel; 6] {
@@ -146,7 +151,7 @@ fn panels() -> [Panel; 6] {
 fn series(run: &Run, panel: &Panel, g: Option<&str>) -> Vec<(f64, f64)> {
     run.steps
         .iter()
-        .filter_map(|s| Some((s.get("step")?.as_f64()?, (panel.value)(s, g)?)))
+        .filter_map(|s| Some((s.step as f64, (panel.value)(s, g)?)))
         .collect()
 }
 
@@ -186,7 +191,7 @@ pub fn draw(runs: &[Run], out: &Path) -> Result<()> {
     let last_step = runs
         .iter()
         .flat_map(|r| r.steps.iter())
-        .filter_map(|s| s.get("step")?.as_f64())
+        .map(|s| s.step as f64)
         .fold(1.0f64, f64::max);
     for (cell, panel) in cells.iter().zip(panels()) {
         let mut lines = Vec::new();
@@ -297,7 +302,7 @@ pub fn table(runs: &[Run], last: usize) -> String {
             .filter(|g| run.steps.iter().any(|s| group(s, Some(g)).is_some()))
             .collect();
         for g in groups {
-            let values = |f: fn(&Value, Option<&str>) -> Option<f64>| -> Vec<f64> {
+            let values = |f: fn(&StepRecord, Option<&str>) -> Option<f64>| -> Vec<f64> {
                 run.steps.iter().filter_map(|s| f(s, Some(g))).collect()
             };
             let (fv, rw) = (values(format_valid), values(mean_reward));
@@ -346,14 +351,32 @@ pub fn table(runs: &[Run], last: usize) -> String {
 mod tests {
     use super::*;
 
-    fn step(n: u64, format_error: f64, reward: f64) -> Value {
-        serde_json::json!({
+    fn step(n: u64, format_error: f64, reward: f64) -> StepRecord {
+        serde_json::from_value(serde_json::json!({
             "step": n,
             "groups": {"pred_code_o": {"rollouts": 4, "format_error_rate": format_error,
                                         "mean_reward": reward, "solve_rate": 0.5}},
             "zero_variance_groups": 0.5,
             "time": {"total_s": 10.0},
-        })
+        }))
+        .expect("a step record")
+    }
+
+    #[test]
+    fn the_committed_runs_metrics_read_as_typed_step_records() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/selfplay-tiny-2026-11-30");
+        for entry in std::fs::read_dir(&dir).expect("the committed run") {
+            let path = entry.expect("entry").path();
+            if path.join("metrics.jsonl").is_file() {
+                let run = load(&path).expect("readable");
+                assert!(!run.steps.is_empty(), "{}", path.display());
+                assert!(
+                    run.steps
+                        .iter()
+                        .all(|s| s.groups.contains_key("pred_code_o"))
+                );
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sandbox::SandboxStats;
 use azr::task::Group;
@@ -63,7 +63,10 @@ fn mean(v: impl IntoIterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One group of a step, as `metrics.jsonl` holds it (and `report` reads it back: fields a
+/// run from an older version did not write read as their defaults).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GroupRecord {
     pub rollouts: usize,
     pub mean_reward: Option<f64>,
@@ -90,7 +93,8 @@ pub struct GroupRecord {
 }
 
 /// Seconds of each part of a step.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Times {
     pub total_s: f64,
     pub generate_s: f64,
@@ -107,7 +111,8 @@ pub struct Times {
 }
 
 /// The sandbox traffic of one step.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SandboxDelta {
     pub calls: u64,
     pub items: u64,
@@ -139,7 +144,8 @@ impl SandboxDelta {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UpdateStats {
     pub samples: usize,
     pub tokens: usize,
@@ -156,7 +162,9 @@ pub struct UpdateStats {
     pub rollout_copy_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One finished step, one line of `metrics.jsonl`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepRecord {
     pub step: u64,
     pub groups: BTreeMap<String, GroupRecord>,
