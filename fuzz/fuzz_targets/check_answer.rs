@@ -1,4 +1,4 @@
-//! Arbitrary answers through the judge (issue 15), with the real engine.
+//! Arbitrary answers through the judge, with the real engine.
 //!
 //! Input: the first byte picks how the answer is judged (deduction or abduction against
 //! `def f(x): return [x, x]` with gold `[1, 1]`), the rest is the answer (lossy UTF-8). Each

@@ -74,10 +74,10 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
-    /// These parameters on the path generation took before the rollout copies: decoding
-    /// from the f32 weights, every prompt row computed in full, every step through
-    /// libtorch's operators (what `bench-selfplay` measures the current path against).
-    pub fn old_path(self) -> Self {
+    /// These parameters on the plain path: decoding from the f32 weights, every prompt row
+    /// computed in full, every step through libtorch's operators (what `bench-selfplay`
+    /// measures the configured path against).
+    pub fn plain_path(self) -> Self {
         SamplingParams {
             precision: Precision::F32,
             share_prefix: false,

@@ -27,7 +27,7 @@
 //! - `generate`: batched KV-cache generation and teacher-forced log-probs.
 //! - `train`: PPO-clip loss, AdamW, clipping, accumulation.
 //! - `bench`: the throughput measurements behind `azr-trainer bench`, and `bench-selfplay`'s
-//!   comparison of a self-play step's generation on the current and the old path.
+//!   comparison of a self-play step's generation on the configured and the plain path.
 //! - `selfplay`: the loop itself (model + sandbox daemon + the `azr` crate's logic),
 //!   checkpoints, metrics.
 //! - `eval`: deduction/abduction accuracy on a fixed program set, through the sandbox.

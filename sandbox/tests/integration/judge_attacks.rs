@@ -1,4 +1,4 @@
-//! The red-team suite of the judge (issue 15): answers, inputs and candidate programs that
+//! The red-team suite of the judge: answers, inputs and candidate programs that
 //! try to make a check pass without being right (`tests/data/judge_attacks.toml`), grouped
 //! by technique. Each attack must fail, and the items after it in the same batch must get
 //! exactly the verdicts they would get alone: batching must not be a channel.

@@ -4,7 +4,7 @@
 //! its validation, deduction and abduction checks with the true output and input and with
 //! another record's (wrong ones), and induction checks of the true program and of another
 //! record's, one pair per item as the trainer sends them. `tests/data/judge_parity.jsonl`
-//! holds the verdicts of the judge before issue 15 (the Python-level comparison), with the
+//! holds the verdicts of a judge that compared values in Python, with the
 //! differences this judge makes on purpose listed in [`EXPECTED_DIFFERENCES`].
 //!
 //! `AZR_JUDGE_VERDICTS_OUT=path` writes this run's verdicts there instead of comparing

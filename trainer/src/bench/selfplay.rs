@@ -1,12 +1,13 @@
 //! `bench-selfplay`: one self-play step's generation phase on the path self-play takes now
-//! against the path before issue 14's work, taking turns, from the same seeds.
+//! against the plain path (f32 weights, every prompt row, libtorch's operators), taking
+//! turns, from the same seeds.
 //!
 //! Why a whole phase and not the kernels: what a user waits for is the step, and a step's
 //! generation mixes prompt passes of hundreds of tokens, decoding at the batch sizes the
 //! preset gives, sampling and stop strings. The throughput bench measures the parts; this
 //! measures what they add up to.
 //!
-//! The old path ([`SelfPlay::measure_generation`] with `reference`) decodes from the f32
+//! The plain path ([`SelfPlay::measure_generation`] with `reference`) decodes from the f32
 //! weights, runs every prompt row in full (no shared opening, no merged repeats) and takes
 //! every decode step through libtorch's operators. It keeps what cannot be switched off
 //! (the preallocated KV cache, sampling in Rust), so it is a little faster than the code

@@ -138,10 +138,10 @@ pub struct SelfPlay {
     elapsed_before: f64,
     last_checkpoint: Option<PathBuf>,
     max_training: Option<std::time::Duration>,
-    /// Generate as before issue 14's work (f32 weights, every prompt row computed in full,
-    /// decode steps through libtorch's operators), whatever the config says: the old path
-    /// [`SelfPlay::measure_generation`] compares against.
-    reference_path: bool,
+    /// Generate on the plain path (f32 weights, every prompt row computed in full, decode
+    /// steps through libtorch's operators), whatever the config says: what
+    /// [`SelfPlay::measure_generation`] compares the configured path against.
+    plain_path: bool,
 }
 
 impl SelfPlay {
@@ -260,7 +260,7 @@ impl SelfPlay {
             elapsed_before,
             last_checkpoint: restored.map(|r| r.path),
             max_training,
-            reference_path: false,
+            plain_path: false,
         })
     }
 
@@ -353,7 +353,7 @@ impl SelfPlay {
             precision,
             ..SamplingParams::default()
         };
-        for params in [params.clone(), params.old_path()] {
+        for params in [params.clone(), params.plain_path()] {
             generate_with_stats(
                 &self.model,
                 &self.tokenizer,
@@ -366,7 +366,7 @@ impl SelfPlay {
 
     /// Runs the generation phase of the next step (proposals, their validation and
     /// solve-rate answers, the solver's answers: everything but the update) once, on the
-    /// configured path or, with `reference`, on the path before issue 14's work, and says
+    /// configured path or, with `reference`, on the plain path (see `plain_path`), and says
     /// what it took. Seeds the buffers first if they are empty; leaves the buffers, the
     /// weights and the step count as they were, so every call draws the same tasks from the
     /// same seeds. With `gap`, also the mean |log p_f32 − log p_sampled| of the tokens
@@ -377,9 +377,9 @@ impl SelfPlay {
         }
         let sandbox_before = self.sandbox.stats.clone();
         let mut times = Times::default();
-        self.reference_path = reference;
+        self.plain_path = reference;
         let phase = self.rollout_phase(self.step + 1, &mut times);
-        self.reference_path = false;
+        self.plain_path = false;
         let Phase { rollouts, .. } = phase?;
         let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
         // Each response's tokens, then a separator no token's bytes can be.
@@ -507,8 +507,8 @@ impl SelfPlay {
             cancel: Some(self.stop.clone()),
             ..SamplingParams::default()
         };
-        let params = if self.reference_path {
-            params.old_path()
+        let params = if self.plain_path {
+            params.plain_path()
         } else {
             params
         };
