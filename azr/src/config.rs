@@ -120,7 +120,8 @@ pub struct RolloutConfig {
     pub chat_template: bool,
     /// Text that opens the assistant's turn after the chat template (with `chat_template`
     /// only): `"<think>"` starts the response inside its reasoning, as the plain text's
-    /// closing `Assistant: <think>` does; `""` leaves the first token to the model.
+    /// closing `Assistant: <think>` does; `""` leaves the first token to the model. Brief
+    /// solver prompts (`prompt_style = "brief"`) open with nothing whatever this says.
     pub assistant_prefix: String,
     /// Sequences decoded together (bounds the KV cache's memory); a phase's prompts beyond it
     /// wait, each taking the row of a finished sequence (continuous batching).
@@ -595,8 +596,6 @@ impl AzrConfig {
                 ..tiny.tasks
             },
             rollout: RolloutConfig {
-                max_response_tokens: 192,
-                assistant_prefix: String::new(),
                 prompt_style: PromptStyle::Brief,
                 ..tiny.rollout
             },

@@ -44,7 +44,9 @@ use azr::config::{AdvantageEstimator, AzrConfig};
 use azr::parse::{
     read_estimate_answer, read_induction_proposal, read_solver_answer_in, read_triplet_proposal,
 };
-use azr::prompts::{Prompt, propose_induction_prompt, propose_triplet_prompt, solve_prompt_in};
+use azr::prompts::{
+    Prompt, PromptStyle, propose_induction_prompt, propose_triplet_prompt, solve_prompt_in,
+};
 use azr::rewards::{
     intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
 };
@@ -467,9 +469,26 @@ impl SelfPlay {
     /// The prompt's token ids, or `None` when it is longer than `max_prompt_tokens` or leaves
     /// the model no room to answer.
     fn encode(&self, prompt: &Prompt) -> Result<Option<Encoded>> {
+        self.encode_opening(prompt, &self.config.rollout.assistant_prefix)
+    }
+
+    /// A solver task's prompt in the configured style. A brief prompt asks for the bare
+    /// answer, so its turn opens with nothing; the reference's opens with
+    /// `rollout.assistant_prefix` (`<think>`), as proposals do.
+    fn encode_solver(&self, task: &SolveTask) -> Result<Option<Encoded>> {
+        let style = self.config.rollout.prompt_style;
+        let opening = match style {
+            PromptStyle::Brief => "",
+            PromptStyle::Reference => &self.config.rollout.assistant_prefix,
+        };
+        self.encode_opening(&solve_prompt_in(task, style), opening)
+    }
+
+    /// `prompt` as token ids, the assistant's turn opened with `opening` (with the chat
+    /// template); `None` when it is too long.
+    fn encode_opening(&self, prompt: &Prompt, opening: &str) -> Result<Option<Encoded>> {
         let text = if self.config.rollout.chat_template && self.tokenizer.chat_template.is_some() {
-            self.tokenizer.apply_chat_template(&prompt.pairs())?
-                + &self.config.rollout.assistant_prefix
+            self.tokenizer.apply_chat_template(&prompt.pairs())? + opening
         } else {
             prompt.plain_text()
         };
@@ -923,7 +942,7 @@ impl SelfPlay {
         let mut est_owner = Vec::new();
         for (i, p) in proposals.iter().enumerate() {
             if let Some(task) = &p.solve
-                && let Some(enc) = self.encode(&solve_prompt_in(task, c.rollout.prompt_style))?
+                && let Some(enc) = self.encode_solver(task)?
             {
                 for _ in 0..c.reward.n_samples {
                     est_prompts.push(enc.ids.clone());
@@ -1039,7 +1058,7 @@ impl SelfPlay {
                 c.tasks.solver_mix,
                 &mut rng,
             )? {
-                match self.encode(&solve_prompt_in(&t, c.rollout.prompt_style))? {
+                match self.encode_solver(&t)? {
                     Some(enc) => {
                         let key = task_keys.last().map_or(0, |k: &u64| k + 1);
                         for _ in 0..group_size {
