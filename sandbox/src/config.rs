@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub use azr_sandbox_hardening::HardeningConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -110,37 +111,6 @@ impl Default for ServerConfig {
             http_queue_wait_ms: 10_000,
             http_max_run_timeout_ms: 60_000,
             http_fuel_per_ms: 20_000_000,
-        }
-    }
-}
-
-/// How the daemon locks itself down at start-up, in this order: rlimits, no-new-privileges,
-/// dropping to `user`/`group`, then the seccomp filters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HardeningConfig {
-    /// Limit on open file descriptors (`RLIMIT_NOFILE`); bounds what a leak could take.
-    pub max_open_files: u64,
-    /// Allow core dumps (`RLIMIT_CORE`); off, as a dump would hold model-written programs.
-    pub core_dumps: bool,
-    /// When started as root, switch to this user (name or numeric uid); empty: stay root
-    /// (and warn). Ignored when not root.
-    pub user: String,
-    /// Group to switch to with `user`; empty: the user's primary group.
-    pub group: String,
-    /// Install the seccomp-bpf filters of `policies/seccomp/` (compiled in). Turning this off
-    /// is for diagnosing a filter that stops a legitimate call, never for production.
-    pub seccomp: bool,
-}
-
-impl Default for HardeningConfig {
-    fn default() -> Self {
-        HardeningConfig {
-            max_open_files: 4096,
-            core_dumps: false,
-            user: String::new(),
-            group: String::new(),
-            seccomp: true,
         }
     }
 }

@@ -36,8 +36,9 @@ use wasmtime::{
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 
+use azr_sandbox_hardening::crash;
+
 use crate::{
-    crash,
     dirty::{DirtyTracker, Tracked},
     error::SandboxError,
     item::{Item, Outcome, Verdict},

@@ -23,13 +23,11 @@
 //! ```
 
 pub mod config;
-pub mod crash;
 pub mod determinism;
 pub mod dirty;
 pub mod engine;
 pub mod error;
 pub mod eval;
-pub mod hardening;
 pub mod item;
 pub mod limits;
 pub mod pool;

@@ -20,7 +20,6 @@ use anyhow::{Context, Result};
 use azr_sandbox::{
     Executor, Sandbox,
     config::SandboxConfig,
-    hardening::{self, seccomp::Filters},
     server::{
         self,
         convert::RequestBounds,
@@ -29,6 +28,7 @@ use azr_sandbox::{
         stats::Stats,
     },
 };
+use azr_sandbox_hardening::{self as hardening, seccomp::Filters};
 
 /// A one-way gate that also counts the threads that reached it, so that the process-wide
 /// filter goes in only once every thread is past its own start-up.
@@ -78,7 +78,7 @@ const IO_THREADS: usize = 2;
 pub fn run(config: &SandboxConfig) -> Result<()> {
     let started = Instant::now();
     // A panic anywhere (a bug) also names the programs that were running.
-    azr_sandbox::crash::install_panic_hook();
+    hardening::crash::install_panic_hook();
     if let Some(addr) = config.server.http
         && !addr.ip().is_loopback()
         && !config.server.http_allow_remote

@@ -3,7 +3,11 @@
 //!
 //! None of this needs root, cgroups or namespaces: as an ordinary user inside an unprivileged
 //! container every step still applies (dropping root is then simply not needed).
+//!
+//! `crash` is what the process says if it dies anyway: the programs its workers were running,
+//! printed by the seccomp SIGSYS handler and the panic hook.
 
+pub mod crash;
 pub mod seccomp;
 
 use nix::{
@@ -11,7 +15,38 @@ use nix::{
     unistd::{Gid, Group, Uid, User},
 };
 
-use crate::config::HardeningConfig;
+use serde::{Deserialize, Serialize};
+
+/// How the daemon locks itself down at start-up, in this order: rlimits, no-new-privileges,
+/// dropping to `user`/`group`, then the seccomp filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardeningConfig {
+    /// Limit on open file descriptors (`RLIMIT_NOFILE`); bounds what a leak could take.
+    pub max_open_files: u64,
+    /// Allow core dumps (`RLIMIT_CORE`); off, as a dump would hold model-written programs.
+    pub core_dumps: bool,
+    /// When started as root, switch to this user (name or numeric uid); empty: stay root
+    /// (and warn). Ignored when not root.
+    pub user: String,
+    /// Group to switch to with `user`; empty: the user's primary group.
+    pub group: String,
+    /// Install the seccomp-bpf filters of `policies/seccomp/` (compiled in). Turning this off
+    /// is for diagnosing a filter that stops a legitimate call, never for production.
+    pub seccomp: bool,
+}
+
+impl Default for HardeningConfig {
+    fn default() -> Self {
+        HardeningConfig {
+            max_open_files: 4096,
+            core_dumps: false,
+            user: String::new(),
+            group: String::new(),
+            seccomp: true,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HardeningError {
