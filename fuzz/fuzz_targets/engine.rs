@@ -7,7 +7,8 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-use azr_sandbox::{EngineConfig, Limits, PoolConfig, Sandbox, hardening::seccomp::Filters};
+use azr_sandbox::{EngineConfig, Limits, PoolConfig, Sandbox};
+use azr_sandbox_hardening::seccomp::Filters;
 
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
