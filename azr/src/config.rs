@@ -121,7 +121,7 @@ pub struct RolloutConfig {
     /// Text that opens the assistant's turn after the chat template (with `chat_template`
     /// only): `"<think>"` starts the response inside its reasoning, as the plain text's
     /// closing `Assistant: <think>` does; `""` leaves the first token to the model. Brief
-    /// solver prompts (`prompt_style = "brief"`) open with nothing whatever this says.
+    /// prompts (`prompt_style = "brief"`; induction proposals excepted) open with nothing.
     pub assistant_prefix: String,
     /// Sequences decoded together (bounds the KV cache's memory); a phase's prompts beyond it
     /// wait, each taking the row of a finished sequence (continuous batching).
@@ -137,10 +137,12 @@ pub struct RolloutConfig {
     /// generation batch and copy their keys and values to each prompt, instead of once per
     /// prompt. The samples are the same up to float rounding.
     pub share_prefix: bool,
-    /// How solver tasks are asked: `"reference"` (the reference's `<think>`/`<answer>`
-    /// layout, fenced answers, an example value) or `"brief"` (asked plainly, a few lines of
-    /// working, the bare answer between answer tags: for small models, which copy the
-    /// example and the one-word layout; a departure from the reference).
+    /// How solver tasks and deduction/abduction proposals are asked: `"reference"` (the
+    /// reference's `<think>`/`<answer>` layout, fenced answers, an example value) or
+    /// `"brief"` (for small models, which copy the example and the one-word layout: solver
+    /// tasks asked plainly with the bare answer between answer tags, proposals as the
+    /// references with their inputs and a request for one new function and input in fenced
+    /// blocks; a departure from the reference). Induction proposals keep the reference's.
     pub prompt_style: PromptStyle,
 }
 

@@ -171,6 +171,29 @@ pub fn read_triplet_proposal(
     }
 }
 
+/// [`read_triplet_proposal`] for a prompt of `style`: a brief proposal is read from the
+/// whole response (no `<answer>` tag), its layout being a program and an input that parse.
+pub fn read_triplet_proposal_in(
+    response: &str,
+    config: &ParseConfig,
+    format_reward: bool,
+    style: crate::prompts::PromptStyle,
+) -> ReadProposal<TripletProposal> {
+    match style {
+        crate::prompts::PromptStyle::Reference => {
+            read_triplet_proposal(response, config, format_reward)
+        }
+        crate::prompts::PromptStyle::Brief => {
+            let parsed = parse_triplet_proposal(response, config);
+            ReadProposal {
+                format_ok: !format_reward || parsed.is_ok(),
+                parsed,
+                thought: String::new(),
+            }
+        }
+    }
+}
+
 /// Reads an induction proposer rollout: `num_inputs` inputs and a message inside `<answer>`.
 pub fn read_induction_proposal(
     response: &str,
@@ -854,6 +877,25 @@ mod tests {
         assert_eq!(extract_output("So the output is 42."), "42");
         // Nothing recognisable: the whole answer, untrimmed.
         assert_eq!(extract_output(" 'x' "), " 'x' ");
+    }
+
+    #[test]
+    fn a_brief_proposal_is_read_from_the_whole_response() {
+        use crate::prompts::PromptStyle;
+        let config = ParseConfig::default();
+        let good = "```python\ndef g(a):\n    return a * 2\n```\n```input\n3\n```";
+        let read = read_triplet_proposal_in(good, &config, true, PromptStyle::Brief);
+        assert!(read.format_ok);
+        let p = read.parsed.expect("parsed");
+        assert!(p.program.starts_with("def f(a):"), "{}", p.program);
+        assert_eq!(p.input, "3");
+        let prose = read_triplet_proposal_in(
+            "A function that doubles.",
+            &config,
+            true,
+            PromptStyle::Brief,
+        );
+        assert!(!prose.format_ok && prose.parsed.is_err());
     }
 
     #[test]

@@ -193,6 +193,36 @@ pub fn propose_triplet_prompt(
     Prompt::user(wrap(&body))
 }
 
+/// The proposer's prompt for a deduction or abduction task in `style`. The brief one shows
+/// the reference programs with their inputs and asks for one new small function and one
+/// input, each in its fenced block and nothing else: a 0.5B model given the reference's
+/// prompt writes prose about a program instead of one.
+pub fn propose_triplet_prompt_in(
+    style: PromptStyle,
+    task: TaskType,
+    references: &[Triplet],
+    banned_words: &[String],
+    single_function: bool,
+) -> Prompt {
+    if style == PromptStyle::Reference {
+        return propose_triplet_prompt(task, references, banned_words, single_function);
+    }
+    let mut shown = String::new();
+    for r in references {
+        shown.push_str(&format!(
+            "```python\n{}\n```\n```input\n{}\n```\n\n",
+            r.program, r.input
+        ));
+    }
+    Prompt::user(format!(
+        "Here are small Python functions named `f`, each with an input:\n\n{shown}\
+         Write one new small Python function named `f`, different from these, that returns a \
+         value computed from its arguments, and one input for it. Use plain Python: no \
+         imports, no printing, no randomness. Reply with only the function in a ```python \
+         block and the input (its arguments, separated by commas) in an ```input block."
+    ))
+}
+
 /// The placeholder shown after the program in the induction propose prompt.
 pub const INPUT_PLACEHOLDER: &str = "f(<|YOUR INPUT WILL BE PLUGGED HERE|>)";
 
@@ -412,6 +442,29 @@ mod tests {
         assert!(deduction.plain_text().contains("`f(4)`"));
         let abduction = solve_prompt_in(&SolveTask::Abduction(arithmetic()), PromptStyle::Brief);
         assert!(abduction.plain_text().contains("returns `7`"));
+    }
+
+    #[test]
+    fn a_brief_propose_prompt_shows_the_references_with_their_inputs_and_no_layout() {
+        let refs = [arithmetic()];
+        let text =
+            propose_triplet_prompt_in(PromptStyle::Brief, TaskType::Deduction, &refs, &[], true)
+                .plain_text();
+        assert!(text.contains("```python\ndef f(x):\n    return x + 3\n```\n```input\n4\n```"));
+        assert!(
+            !text.contains("<think>") && !text.contains("<answer>"),
+            "{text}"
+        );
+        assert_eq!(
+            propose_triplet_prompt_in(
+                PromptStyle::Reference,
+                TaskType::Deduction,
+                &refs,
+                &[],
+                true
+            ),
+            propose_triplet_prompt(TaskType::Deduction, &refs, &[], true)
+        );
     }
 
     #[test]

@@ -42,10 +42,10 @@ use azr::buffer::{fnv1a_hex, step_rng};
 use azr::check::{Checker, TaskCheck, ValidateTask, answer_accuracy};
 use azr::config::{AdvantageEstimator, AzrConfig};
 use azr::parse::{
-    read_estimate_answer, read_induction_proposal, read_solver_answer_in, read_triplet_proposal,
+    read_estimate_answer, read_induction_proposal, read_solver_answer_in, read_triplet_proposal_in,
 };
 use azr::prompts::{
-    Prompt, PromptStyle, propose_induction_prompt, propose_triplet_prompt, solve_prompt_in,
+    Prompt, PromptStyle, propose_induction_prompt, propose_triplet_prompt_in, solve_prompt_in,
 };
 use azr::rewards::{
     intrinsic_rewards, joins_buffer, learnability, propose_reward, solve_rate, solve_reward,
@@ -466,15 +466,9 @@ impl SelfPlay {
 
     // ----- prompts and generation -------------------------------------------------------
 
-    /// The prompt's token ids, or `None` when it is longer than `max_prompt_tokens` or leaves
-    /// the model no room to answer.
-    fn encode(&self, prompt: &Prompt) -> Result<Option<Encoded>> {
-        self.encode_opening(prompt, &self.config.rollout.assistant_prefix)
-    }
-
     /// A solver task's prompt in the configured style. A brief prompt asks for the bare
     /// answer, so its turn opens with nothing; the reference's opens with
-    /// `rollout.assistant_prefix` (`<think>`), as proposals do.
+    /// `rollout.assistant_prefix` (`<think>`).
     fn encode_solver(&self, task: &SolveTask) -> Result<Option<Encoded>> {
         let style = self.config.rollout.prompt_style;
         let opening = match style {
@@ -485,7 +479,8 @@ impl SelfPlay {
     }
 
     /// `prompt` as token ids, the assistant's turn opened with `opening` (with the chat
-    /// template); `None` when it is too long.
+    /// template); `None` when it is longer than `max_prompt_tokens` or leaves the model no
+    /// room to answer.
     fn encode_opening(&self, prompt: &Prompt, opening: &str) -> Result<Option<Encoded>> {
         let text = if self.config.rollout.chat_template && self.tokenizer.chat_template.is_some() {
             self.tokenizer.apply_chat_template(&prompt.pairs())? + opening
@@ -595,14 +590,22 @@ impl SelfPlay {
                         Some(r) => propose_induction_prompt(&r.program, c.tasks.induction_inputs),
                         None => break,
                     },
-                    _ => propose_triplet_prompt(
+                    _ => propose_triplet_prompt_in(
+                        c.rollout.prompt_style,
                         task,
                         &refs,
                         &c.validation.banned_words,
                         c.parse.reject_multiple_functions,
                     ),
                 };
-                if let Some(enc) = self.encode(&prompt)?
+                // A brief proposal is a bare reply; the reference's opens with its reasoning.
+                let opening = match (task, c.rollout.prompt_style) {
+                    (TaskType::Induction, _) | (_, PromptStyle::Reference) => {
+                        c.rollout.assistant_prefix.as_str()
+                    }
+                    (_, PromptStyle::Brief) => "",
+                };
+                if let Some(enc) = self.encode_opening(&prompt, opening)?
                     && enc.ids.len() <= c.rollout.content_max_length
                 {
                     chosen = Some((enc, refs));
@@ -691,7 +694,12 @@ impl SelfPlay {
                     }
                 }
                 _ => {
-                    let read = read_triplet_proposal(&text, &c.parse, c.reward.format_reward);
+                    let read = read_triplet_proposal_in(
+                        &text,
+                        &c.parse,
+                        c.reward.format_reward,
+                        c.rollout.prompt_style,
+                    );
                     p.format_ok = read.format_ok;
                     if let Err(e) = &read.parsed {
                         p.invalid = Some(format!("format: {e}"));
