@@ -472,22 +472,29 @@ fn a_run_with_its_control_then_a_report_of_both() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `train` of `config` into `out_dir` on one thread, deduction and abduction only, the
+/// buffers seeded from the built-in programs, one proposal per type and step.
+fn train_from_builtin_seeds(config: &Path, out_dir: &Path) -> Command {
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(config)
+        .arg("--output")
+        .arg(out_dir)
+        .args(["--set", "tasks.seed_programs=\"builtin\""])
+        .args(["--set", "tasks.seed_batch_factor=16"])
+        .args(["--set", "tasks.propose_batch_size=1"])
+        .args(["--set", "tasks.types=[\"code_i\", \"code_o\"]"]);
+    c
+}
+
 #[test]
 fn builtin_seed_programs_fill_the_buffers_and_a_time_budget_ends_the_run_with_a_checkpoint() {
     let dir = temp_dir("seeds");
     let config = setup(&dir, 5);
     let out_dir = dir.join("run");
-    let mut c = trainer();
-    c.args(["train", "--threads", "1", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out_dir)
-        // 0.6 ms: no step is that fast, so the budget ends the run after its first step.
-        .args(["--max-minutes", "0.00001"])
-        .args(["--set", "tasks.seed_programs=\"builtin\""])
-        .args(["--set", "tasks.seed_batch_factor=16"])
-        .args(["--set", "tasks.propose_batch_size=1"])
-        .args(["--set", "tasks.types=[\"code_i\", \"code_o\"]"])
+    let mut c = train_from_builtin_seeds(&config, &out_dir);
+    // 0.6 ms: no step is that fast, so the budget ends the run after its first step.
+    c.args(["--max-minutes", "0.00001"])
         .args(["--set", "checkpoint_interval=100"]);
     let out = run(c);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -524,16 +531,8 @@ fn answers_to_one_task_come_in_groups_and_every_rollout_names_what_it_answered_o
     let dir = temp_dir("task-groups");
     let config = setup(&dir, 1);
     let out_dir = dir.join("run");
-    let mut c = trainer();
-    c.args(["train", "--threads", "1", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out_dir)
-        .args(["--set", "tasks.seed_programs=\"builtin\""])
-        .args(["--set", "tasks.seed_batch_factor=16"])
-        .args(["--set", "tasks.batch_size=4"])
-        .args(["--set", "tasks.propose_batch_size=1"])
-        .args(["--set", "tasks.types=[\"code_i\", \"code_o\"]"])
+    let mut c = train_from_builtin_seeds(&config, &out_dir);
+    c.args(["--set", "tasks.batch_size=4"])
         .args(["--set", "tasks.solve_group_size=2"])
         .args(["--set", "optim.advantage=\"task_group\""])
         .args(["--set", "rollout.prompt_style=\"brief\""]);

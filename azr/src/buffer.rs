@@ -263,10 +263,14 @@ impl Buffers {
 /// 64-bit FNV-1a of `bytes` as 16 hex digits: a fingerprint stable across runs and builds
 /// (to tell contents apart, not a checksum against tampering).
 pub fn fnv1a_hex(bytes: impl IntoIterator<Item = u8>) -> String {
-    let h = bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    format!("{:016x}", fnv1a(bytes))
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    })
 }
 
 /// The built-in seed programs (`tasks.seed_programs = "builtin"`): 32 small programs

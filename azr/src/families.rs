@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::AzrError;
-use crate::buffer::fnv1a_hex;
+use crate::buffer::{fnv1a, fnv1a_hex};
 use crate::rng::SplitMix64;
 use crate::task::Triplet;
 
@@ -114,9 +114,8 @@ const HELD_OUT_ONE_IN: u64 = 4;
 
 /// The split `program` belongs to: a function of its text alone.
 pub fn split_of(program: &str) -> Split {
-    let hash = u64::from_str_radix(&fnv1a_hex(program.bytes()), 16).unwrap_or(0);
     // The low bits of FNV-1a follow the last byte closely; mix before taking the residue.
-    if SplitMix64::new(hash)
+    if SplitMix64::new(fnv1a(program.bytes()))
         .next_u64()
         .is_multiple_of(HELD_OUT_ONE_IN)
     {

@@ -466,15 +466,21 @@ impl SelfPlay {
 
     // ----- prompts and generation -------------------------------------------------------
 
-    /// A solver task's prompt in the configured style. A brief prompt asks for the bare
-    /// answer, so its turn opens with nothing; the reference's opens with
-    /// `rollout.assistant_prefix` (`<think>`).
+    /// What opens the assistant's turn: nothing for a brief prompt, which asks for a bare
+    /// reply; `rollout.assistant_prefix` (`<think>`) for the reference's, which opens with
+    /// its reasoning.
+    fn opening(&self, brief: bool) -> &str {
+        if brief {
+            ""
+        } else {
+            &self.config.rollout.assistant_prefix
+        }
+    }
+
+    /// A solver task's prompt in the configured style.
     fn encode_solver(&self, task: &SolveTask) -> Result<Option<Encoded>> {
         let style = self.config.rollout.prompt_style;
-        let opening = match style {
-            PromptStyle::Brief => "",
-            PromptStyle::Reference => &self.config.rollout.assistant_prefix,
-        };
+        let opening = self.opening(style == PromptStyle::Brief);
         self.encode_opening(&solve_prompt_in(task, style), opening)
     }
 
@@ -598,14 +604,10 @@ impl SelfPlay {
                         c.parse.reject_multiple_functions,
                     ),
                 };
-                // A brief proposal is a bare reply; the reference's opens with its reasoning.
-                let opening = match (task, c.rollout.prompt_style) {
-                    (TaskType::Induction, _) | (_, PromptStyle::Reference) => {
-                        c.rollout.assistant_prefix.as_str()
-                    }
-                    (_, PromptStyle::Brief) => "",
-                };
-                if let Some(enc) = self.encode_opening(&prompt, opening)?
+                // Induction proposals are always asked in the reference's words.
+                let brief =
+                    task != TaskType::Induction && c.rollout.prompt_style == PromptStyle::Brief;
+                if let Some(enc) = self.encode_opening(&prompt, self.opening(brief))?
                     && enc.ids.len() <= c.rollout.content_max_length
                 {
                     chosen = Some((enc, refs));
@@ -1054,6 +1056,7 @@ impl SelfPlay {
         let mut solve_tasks = Vec::new();
         // The task each solver rollout answered, as a key unique within the step.
         let mut task_keys = Vec::new();
+        let mut next_key = 0u64;
         for &task in &types {
             if buffers.is_empty(task) {
                 continue;
@@ -1068,11 +1071,11 @@ impl SelfPlay {
             )? {
                 match self.encode_solver(&t)? {
                     Some(enc) => {
-                        let key = task_keys.last().map_or(0, |k: &u64| k + 1);
                         for _ in 0..group_size {
                             solve_tasks.push((t.clone(), enc.ids.clone()));
-                            task_keys.push(key);
+                            task_keys.push(next_key);
                         }
+                        next_key += 1;
                     }
                     None => tracing::warn!(%task, "a solver prompt is too long; skipped"),
                 }
