@@ -182,6 +182,13 @@ pub struct OptimConfig {
     /// `"task_group"`, the other answers to the same task (GRPO/RLOO style, with
     /// `tasks.solve_group_size` ≥ 2; proposals keep TRR++). A departure from the reference.
     pub advantage: AdvantageEstimator,
+    /// Train low-rank adapters of this rank on every projection of every layer, the model's
+    /// own weights frozen (PEFT's `r`; veRL's `lora_rank`); 0 trains every weight. A departure
+    /// from the reference, which fine-tunes fully: optimiser state of megabytes instead of
+    /// gigabytes, and rollout copies of the frozen weights made once.
+    pub lora_rank: i64,
+    /// The adapters' product is scaled by `lora_alpha / lora_rank` (PEFT's `lora_alpha`).
+    pub lora_alpha: f64,
 }
 
 /// The family cells of the `learn` preset: those where Qwen2.5-Coder-0.5B-Instruct's greedy
@@ -454,6 +461,8 @@ impl Default for OptimConfig {
             kl_coef: 0.0,
             tis_cap: 0.0,
             advantage: AdvantageEstimator::Trrpp,
+            lora_rank: 0,
+            lora_alpha: 32.0,
         }
     }
 }
@@ -602,7 +611,10 @@ impl AzrConfig {
                 ..tiny.rollout
             },
             optim: OptimConfig {
+                lr: 1e-5,
                 advantage: AdvantageEstimator::TaskGroup,
+                lora_rank: 16,
+                lora_alpha: 32.0,
                 ..tiny.optim
             },
             ..tiny
@@ -746,6 +758,12 @@ impl AzrConfig {
         if !(o.lr.is_finite() && o.lr >= 0.0) {
             // 0 is a control run: everything as in training, the weights left as they are.
             return bad("optim.lr must be >= 0 (0: a control run that does not update)");
+        }
+        if o.lora_rank < 0 {
+            return bad("optim.lora_rank must be 0 (full fine-tuning) or positive");
+        }
+        if o.lora_rank > 0 && !(o.lora_alpha.is_finite() && o.lora_alpha > 0.0) {
+            return bad("optim.lora_alpha must be a positive number");
         }
         if !(o.ppo_clip > 0.0 && o.ppo_clip < 1.0) {
             return bad("optim.ppo_clip must be in (0, 1)");

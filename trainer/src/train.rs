@@ -101,7 +101,7 @@ pub struct Trainer {
 impl Trainer {
     pub fn new(model: &Model, config: TrainConfig) -> Result<Self> {
         let opt = AdamW::new(
-            model.vs.variables(),
+            model.variables(),
             AdamWConfig {
                 lr: config.lr,
                 beta1: config.beta1,
@@ -291,6 +291,9 @@ pub fn checkpointed_backward(
         (out * &grad).sum(Kind::Float).backward();
         grad = x.grad();
     }
-    (model.embed(&tf.ids) * &grad).sum(Kind::Float).backward();
+    let embed = model.embed(&tf.ids);
+    if embed.requires_grad() {
+        (embed * &grad).sum(Kind::Float).backward();
+    }
     loss.detach()
 }

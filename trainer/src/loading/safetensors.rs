@@ -56,11 +56,11 @@ pub fn load_hf_dir(dir: &Path, placement: Placement) -> Result<LoadedModel> {
 }
 
 /// Saves `model` and `tokenizer` as a Hugging Face directory (f32 weights in one
-/// `model.safetensors`, `config.json`, `generation_config.json`, tokenizer files).
+/// `model.safetensors`, any adapters merged in, `config.json`, `generation_config.json`, tokenizer files).
 pub fn save_hf_dir(model: &Model, tokenizer: &TextTokenizer, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let weights: Vec<(String, Tensor)> = model
-        .named_weights()
+        .merged_weights()
         .into_iter()
         .map(|(n, t)| {
             (
@@ -93,7 +93,7 @@ pub fn save_hf_dir(model: &Model, tokenizer: &TextTokenizer, dir: &Path) -> Resu
 
 /// Writes f32 tensors with the `{"format": "pt"}` header transformers expects (tch's own writer
 /// leaves the header empty).
-fn write_safetensors(weights: &[(String, Tensor)], path: &Path) -> Result<()> {
+pub(crate) fn write_safetensors(weights: &[(String, Tensor)], path: &Path) -> Result<()> {
     let mut bytes = Vec::with_capacity(weights.len());
     for (name, t) in weights {
         let values = Vec::<f32>::try_from(t.flatten(0, -1))?;

@@ -20,7 +20,10 @@ use super::rotary::{self, Rope};
 use super::{Arch, AttnMask, Config, hf_base_config};
 use crate::{Error, Result};
 
+mod adapters;
 mod step;
+
+pub use adapters::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 
 /// Reads a Llama `config.json`.
 pub fn config_from_hf(v: &Value) -> Result<Config> {
@@ -222,6 +225,18 @@ struct Layer {
     down: Linear,
 }
 
+impl Layer {
+    /// The block's projections, attention's then the MLP's.
+    fn projections_mut(&mut self) -> [&mut Linear; 4] {
+        [
+            &mut self.attn.qkv,
+            &mut self.attn.o,
+            &mut self.gate_up,
+            &mut self.down,
+        ]
+    }
+}
+
 /// Hugging Face weights stacked as the model stores them, and how to take them apart.
 const FUSED: [(&str, &[&str]); 3] = [
     (
@@ -268,6 +283,8 @@ pub struct Model {
     /// Rotary tables `[max_positions, head_dim]`, f32.
     cos: Tensor,
     sin: Tensor,
+    /// Low-rank adapters, when the model is trained through them (see [`super::lora`]).
+    adapters: Option<adapters::Adapters>,
 }
 
 /// The Hugging Face name and shape of every weight of a model with this config.
@@ -427,6 +444,7 @@ impl Model {
             sin,
             config,
             vs,
+            adapters: None,
         })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod linear;
 pub mod llama;
+pub mod lora;
 pub mod norm;
 pub mod qwen2;
 pub mod rotary;

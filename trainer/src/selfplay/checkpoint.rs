@@ -32,6 +32,9 @@ pub struct State {
     pub optimizer_steps: u64,
     /// Seconds of training (seeding and steps) behind this checkpoint.
     pub elapsed_s: f64,
+    /// The model the run started from (`model` of its config), which saved adapters apply to.
+    #[serde(default)]
+    pub base_model: String,
 }
 
 pub fn checkpoints_dir(output: &Path) -> PathBuf {
@@ -83,6 +86,11 @@ pub fn save(
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
     save_hf_dir(model, tokenizer, &partial.join("model")).context("saving the model")?;
+    if model.lora().is_some() {
+        model
+            .save_adapters(&partial.join("adapter"), &state.base_model)
+            .context("saving the adapters")?;
+    }
     trainer
         .save_state(&partial.join("optimizer.safetensors"))
         .context("saving the optimiser state")?;

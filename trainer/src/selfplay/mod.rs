@@ -35,6 +35,7 @@ use rand::seq::SliceRandom;
 
 use crate::device::Placement;
 use crate::generate::{SamplingParams, generate_with_stats, response_logprobs};
+use crate::model::lora::LoraConfig;
 use crate::model::{Model, Precision};
 use crate::tokenizer::TextTokenizer;
 use crate::train::{Sample, TrainConfig, Trainer, has_gradient};
@@ -185,12 +186,18 @@ impl SelfPlay {
         )
         .context("saving the effective config")?;
 
-        let model_path = match &restored {
-            Some(r) => r.path.join("model"),
-            None => resolve_model(&config.model)?,
+        // A run trained through adapters resumes from its base model and the checkpoint's
+        // adapters; otherwise from the checkpoint's (merged) model.
+        let adapters_dir = restored
+            .as_ref()
+            .map(|r| r.path.join("adapter"))
+            .filter(|d| d.is_dir());
+        let model_path = match (&restored, &adapters_dir) {
+            (Some(r), None) => r.path.join("model"),
+            _ => resolve_model(&config.model)?,
         };
         let t0 = Instant::now();
-        let loaded = crate::load(&model_path, placement)
+        let mut loaded = crate::load(&model_path, placement)
             .with_context(|| format!("loading the model {}", model_path.display()))?;
         tracing::info!(
             model = %model_path.display(),
@@ -199,6 +206,7 @@ impl SelfPlay {
             secs = format!("{:.1}", t0.elapsed().as_secs_f64()),
             "policy loaded"
         );
+        attach_adapters(&mut loaded.model, &config, adapters_dir.as_deref())?;
         let o = &config.optim;
         let mut trainer = Trainer::new(
             &loaded.model,
@@ -443,6 +451,7 @@ impl SelfPlay {
             seed: self.config.seed,
             optimizer_steps: self.trainer.optimizer_steps(),
             elapsed_s: self.elapsed_before + started.elapsed().as_secs_f64(),
+            base_model: self.config.model.clone(),
         };
         let path = checkpoint::save(
             &self.output,
@@ -1399,6 +1408,34 @@ fn buffer_sizes(b: &Buffers) -> BTreeMap<String, usize> {
 
 /// The model a config names: a path, or a bare file name among the models
 /// `scripts/models.sh` fetched into `$AZR_CACHE_DIR/models` (default `~/.cache/azr-rs`).
+/// Puts the configured adapters on `model` (`optim.lora_rank` > 0), fresh or loaded from
+/// `saved`. A run of learning rate 0 (a control) carries none: they would add exactly zero.
+fn attach_adapters(model: &mut Model, config: &AzrConfig, saved: Option<&Path>) -> Result<()> {
+    let o = &config.optim;
+    if let Some(dir) = saved {
+        let lora = Model::saved_lora_config(dir)?;
+        model.attach_lora(lora, config.seed)?;
+        model
+            .load_adapters(dir)
+            .with_context(|| format!("loading the adapters of {}", dir.display()))?;
+        tracing::info!(rank = lora.rank, alpha = lora.alpha, dir = %dir.display(), "adapters restored");
+        return Ok(());
+    }
+    if o.lora_rank > 0 && o.lr > 0.0 {
+        let lora = LoraConfig {
+            rank: o.lora_rank,
+            alpha: o.lora_alpha,
+        };
+        model.attach_lora(lora, config.seed)?;
+        tracing::info!(
+            rank = lora.rank,
+            alpha = lora.alpha,
+            "adapters attached, weights frozen"
+        );
+    }
+    Ok(())
+}
+
 pub fn resolve_model(name: &str) -> Result<PathBuf> {
     let direct = Path::new(name);
     if direct.exists() {

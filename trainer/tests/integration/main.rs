@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adapters;
 mod cli;
 mod parity;
 mod sandbox_client;

@@ -12,7 +12,7 @@ use azr_trainer::{Arch, device::Placement};
 use support::{tiny_model, tiny_tokenizer};
 use tch::{Kind, Tensor};
 
-fn prompts() -> Vec<Vec<i64>> {
+pub(crate) fn prompts() -> Vec<Vec<i64>> {
     vec![
         vec![5, 17, 3],
         vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
@@ -200,7 +200,11 @@ fn generation_stops_at_eos_and_at_stop_strings() {
 
 /// One sample per prompt and response, every response token with advantage 1 and its
 /// log-probs `old` (`[B, T]`, rows padded on the right) as the behaviour policy's.
-fn rewarded_samples(prompts: &[Vec<i64>], responses: &[Vec<i64>], old: &Tensor) -> Vec<Sample> {
+pub(crate) fn rewarded_samples(
+    prompts: &[Vec<i64>],
+    responses: &[Vec<i64>],
+    old: &Tensor,
+) -> Vec<Sample> {
     (0..prompts.len())
         .map(|i| {
             let n = responses[i].len() as i64;
@@ -579,7 +583,7 @@ fn inference_after_a_training_step_sees_the_new_weights() {
 /// Decode-step log-probs `[rows, steps, V]` from the weights `precision` names, feeding
 /// `tokens` `[rows, steps]` when given (so that two precisions are compared on the same
 /// contexts), else each step's argmax; and the tokens fed.
-fn decode_along(
+pub(crate) fn decode_along(
     model: &azr_trainer::Model,
     prompts: &[Vec<i64>],
     steps: usize,
@@ -607,7 +611,7 @@ fn decode_along(
 }
 
 /// Mean and largest per-position KL(p ‖ q) of log-prob tensors `[.., V]`.
-fn kl(p: &Tensor, q: &Tensor) -> (f64, f64) {
+pub(crate) fn kl(p: &Tensor, q: &Tensor) -> (f64, f64) {
     let per = (p.exp() * (p - q)).sum_dim_intlist(-1, false, Kind::Double);
     (
         per.mean(Kind::Double).double_value(&[]),

@@ -20,13 +20,18 @@ mod packed;
 
 use tch::{Device, Kind, Tensor};
 
-/// A weight and optional bias, with the packed copy of the weight that [`packed`] keeps.
+use super::lora::Adapter;
+
+/// A weight and optional bias, with the packed copy of the weight that [`packed`] keeps and,
+/// when the model is trained through adapters, the weight's low-rank adapter (see
+/// [`super::lora`]): every product then adds the adapter's to the weight's.
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     packed: packed::Cache,
     int8: int8::Cache,
     int4: int4::Cache,
+    adapter: Option<Adapter>,
 }
 
 pub use azr::config::Precision;
@@ -49,7 +54,22 @@ impl Linear {
             packed: packed::Cache::default(),
             int8: int8::Cache::default(),
             int4: int4::Cache::default(),
+            adapter: None,
         }
+    }
+
+    /// Puts `adapter` on this weight (replacing any): products add its share from now on.
+    pub fn set_adapter(&mut self, adapter: Adapter) {
+        self.adapter = Some(adapter);
+    }
+
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
+    }
+
+    /// The weight (without any adapter's share).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
     }
 
     /// `x · wᵀ + b` over the last dimension of `x`, as `Tensor::linear`.
@@ -59,6 +79,18 @@ impl Linear {
 
     /// [`Linear::forward`] from the weights `precision` names, where that path applies.
     pub fn forward_at(&self, x: &Tensor, precision: Precision) -> Tensor {
+        let y = self.weight_forward_at(x, precision);
+        match &self.adapter {
+            Some(adapter) => {
+                let record = super::grad_mode_enabled();
+                y + adapter.forward(x, record)
+            }
+            None => y,
+        }
+    }
+
+    /// The weight's product alone (no adapter) from the weights `precision` names.
+    fn weight_forward_at(&self, x: &Tensor, precision: Precision) -> Tensor {
         let (w, b) = (&self.weight, self.bias.as_ref());
         let Some(rows) = inference_rows(x, w, b) else {
             return x.linear(w, b);
@@ -106,12 +138,21 @@ impl Linear {
             x.len(),
             y.len()
         );
+        let rows = || Tensor::from_slice(x).view([m as i64, k as i64]);
         if self.is_plain()
             && let Some(kernel) = self.few_rows_kernel(m, precision)
         {
-            return self.run_few_rows(kernel, x, m, y);
+            self.run_few_rows(kernel, x, m, y);
+            if let Some(adapter) = &self.adapter {
+                let mut delta = vec![0f32; m * n];
+                adapter.forward(&rows(), false).copy_data(&mut delta, m * n);
+                for (out, d) in y.iter_mut().zip(delta) {
+                    *out += d;
+                }
+            }
+            return;
         }
-        let xt = Tensor::from_slice(x).view([m as i64, k as i64]);
+        let xt = rows();
         self.forward_at(&xt, precision).copy_data(y, m * n);
     }
 
