@@ -89,6 +89,9 @@ impl fmt::Display for Family {
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
+    /// Programs of the training side kept out of training, on which runs' settings are
+    /// chosen (so that the held-out programs judge only the finished experiment).
+    Validation,
     HeldOut,
 }
 
@@ -96,6 +99,7 @@ impl Split {
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
+            Split::Validation => "validation",
             Split::HeldOut => "held_out",
         }
     }
@@ -103,25 +107,22 @@ impl Split {
     pub fn from_name(name: &str) -> Option<Split> {
         match name {
             "train" => Some(Split::Train),
+            "validation" => Some(Split::Validation),
             "held_out" | "held-out" => Some(Split::HeldOut),
             _ => None,
         }
     }
 }
 
-/// One program held out of every four (by its text's hash).
-const HELD_OUT_ONE_IN: u64 = 4;
-
-/// The split `program` belongs to: a function of its text alone.
+/// The split `program` belongs to: a function of its text alone. One program in four is
+/// held out (residues 0 and 4 of its hash modulo 8), one in eight is for validation
+/// (residue 1), the rest (five in eight) are trained on.
 pub fn split_of(program: &str) -> Split {
     // The low bits of FNV-1a follow the last byte closely; mix before taking the residue.
-    if SplitMix64::new(fnv1a(program.bytes()))
-        .next_u64()
-        .is_multiple_of(HELD_OUT_ONE_IN)
-    {
-        Split::HeldOut
-    } else {
-        Split::Train
+    match SplitMix64::new(fnv1a(program.bytes())).next_u64() % 8 {
+        0 | 4 => Split::HeldOut,
+        1 => Split::Validation,
+        _ => Split::Train,
     }
 }
 
@@ -140,8 +141,9 @@ pub struct FamilyProgram {
 }
 
 /// `count` distinct programs of `family` at `level` on the `split` side, drawn from `seed`.
-/// Fails when the template space is too small to give that many (never for the counts the
-/// experiments use: every cell has thousands).
+/// Fails when the template space is too small to give that many (some cells have only a
+/// hundred or so program texts, shared out among the sides; the held-out counts the
+/// experiments ask for, 64 per cell, are pinned by a test).
 pub fn generate(
     family: Family,
     level: u8,
@@ -576,6 +578,7 @@ fn recursion(level: u8, d: &mut Draw) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_same_seed_gives_the_same_programs_and_another_seed_others() {
@@ -587,16 +590,22 @@ mod tests {
     }
 
     #[test]
-    fn no_program_text_is_on_both_sides_of_the_split() {
+    fn no_program_text_is_on_two_sides_of_the_split() {
         for family in Family::ALL {
             for level in 1..=LEVELS {
-                let train = generate(family, level, Split::Train, 40, 3).unwrap();
-                let held = generate(family, level, Split::HeldOut, 40, 3).unwrap();
-                let train_texts: BTreeSet<&str> =
-                    train.iter().map(|p| p.program.as_str()).collect();
-                for p in &held {
-                    assert!(!train_texts.contains(p.program.as_str()), "{}", p.program);
-                    assert_eq!(split_of(&p.program), Split::HeldOut);
+                let mut seen: BTreeMap<String, Split> = BTreeMap::new();
+                for split in [Split::Train, Split::Validation, Split::HeldOut] {
+                    // A cell with few program texts may have none on the validation side.
+                    let Ok(programs) = generate(family, level, split, 8, 3) else {
+                        assert_eq!(split, Split::Validation, "{family} {level}");
+                        continue;
+                    };
+                    for p in programs {
+                        assert_eq!(split_of(&p.program), split);
+                        if let Some(other) = seen.insert(p.program.clone(), split) {
+                            assert_eq!(other, split, "{}", p.program);
+                        }
+                    }
                 }
             }
         }
@@ -619,6 +628,19 @@ mod tests {
     }
 
     #[test]
+    fn the_learn_presets_cells_have_validation_programs_to_choose_settings_on() {
+        for cell in crate::config::LEARN_FAMILIES {
+            let (family, level) = parse_cell(cell).unwrap();
+            let programs = generate(family, level, Split::Validation, 32, 1).unwrap();
+            assert!(
+                programs
+                    .iter()
+                    .all(|p| split_of(&p.program) == Split::Validation)
+            );
+        }
+    }
+
+    #[test]
     fn an_unknown_level_is_an_error() {
         assert!(generate(Family::Loop, 0, Split::Train, 1, 1).is_err());
         assert!(generate(Family::Loop, LEVELS + 1, Split::Train, 1, 1).is_err());
@@ -629,7 +651,7 @@ mod tests {
         for family in Family::ALL {
             assert_eq!(Family::from_name(family.name()), Some(family));
         }
-        for split in [Split::Train, Split::HeldOut] {
+        for split in [Split::Train, Split::Validation, Split::HeldOut] {
             assert_eq!(Split::from_name(split.name()), Some(split));
         }
     }

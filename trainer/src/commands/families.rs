@@ -21,8 +21,9 @@ pub struct Args {
     /// output).
     #[arg(long)]
     pub output: PathBuf,
-    /// `held-out` (the programs evaluations score) or `train` (the programs runs learn on);
-    /// a program's side is fixed by its text, so the two never share one.
+    /// `held-out` (the programs evaluations score), `train` (the programs runs learn on) or
+    /// `validation` (programs of the training side no run learns on, to choose settings
+    /// by); a program's side is fixed by its text, so no two sides share one.
     #[arg(long, default_value = "held-out")]
     pub split: String,
     /// Valid programs per family and level.
@@ -59,8 +60,12 @@ struct Record<'a> {
 const DRAW_FACTOR: usize = 2;
 
 pub fn run(args: Args) -> Result<()> {
-    let split = Split::from_name(&args.split)
-        .with_context(|| format!("--split {}: expected held-out or train", args.split))?;
+    let split = Split::from_name(&args.split).with_context(|| {
+        format!(
+            "--split {}: expected held-out, validation or train",
+            args.split
+        )
+    })?;
     let chosen: Vec<Family> = if args.families.is_empty() {
         Family::ALL.to_vec()
     } else {
