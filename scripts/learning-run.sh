@@ -9,7 +9,7 @@
 # (training resumes from its newest checkpoint):
 #   programs     held-out programs of the preset's family cells (HELD_OUT_PER_CELL each)
 #   eval-before  the base model: held-out programs, the AZR seed programs, HumanEval
-#   train        `train --preset learn` for TRAIN_MINUTES of training
+#   train        `train --preset learn` for TRAIN_MINUTES of training (or TRAIN_STEPS steps)
 #   control      the same config and seeds at lr 0, for the steps the run took (lr 0 leaves
 #                the weights as they were, so the control needs no evaluation of its own)
 #   eval-after   the trained model (its last checkpoint), as eval-before
@@ -17,7 +17,7 @@
 #
 # Large files (checkpoints, answers) stay in $AZR_CACHE_DIR/learning/NAME; what is worth
 # committing is copied to trainer/results/NAME. Environment (defaults in brackets):
-#   TRAIN_MINUTES [75]  HELD_OUT_PER_CELL [34]  EVAL_TOKENS [256]  AZR_LIMIT [32]
+#   TRAIN_MINUTES [75]  TRAIN_STEPS [1000]  HELD_OUT_PER_CELL [34]  EVAL_TOKENS [256]  AZR_LIMIT [32]
 #   HUMANEVAL [1]       EXTRA_SET [""] (more `--set FIELD=VALUE` for the run and the control)
 set -euo pipefail
 
@@ -27,6 +27,7 @@ name="${1:-learning-$(date +%F)}"
 work="$cache/learning/$name"
 results="$root/trainer/results/$name"
 train_minutes="${TRAIN_MINUTES:-75}"
+train_steps="${TRAIN_STEPS:-1000}"
 per_cell="${HELD_OUT_PER_CELL:-34}"
 eval_tokens="${EVAL_TOKENS:-256}"
 azr_limit="${AZR_LIMIT:-32}"
@@ -108,7 +109,8 @@ if ! is_done train; then
     [[ -d "$work/run/checkpoints" ]] && resume=(--resume)
     log "train: --preset learn for $train_minutes minutes ${EXTRA_SET:-}"
     "$bin" train --preset learn --output "$work/run" "${resume[@]}" \
-        --max-minutes "$train_minutes" "${set_args[@]}" 2>&1 | tee -a "$work/run.log" >&2
+        --total-steps "$train_steps" --max-minutes "$train_minutes" "${set_args[@]}" 2>&1 |
+        tee -a "$work/run.log" >&2
     done_mark train
 fi
 steps=$(last_step "$work/run")

@@ -35,6 +35,14 @@ pub struct Entry<T> {
     pub step: u64,
 }
 
+/// A solver task drawn from a buffer, and the step it joined the buffer at (0: the seeding,
+/// before training).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    pub task: SolveTask,
+    pub added_at: u64,
+}
+
 /// All buffers of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Buffers {
@@ -193,8 +201,9 @@ impl Buffers {
             .collect()
     }
 
-    /// `n` solver tasks of one type. The recent window counts steps `s` with
-    /// `step − s ≤ window`. Fails only if the buffer is empty.
+    /// `n` solver tasks of one type, each with the step it joined its buffer at (0: the
+    /// seeding). The recent window counts steps `s` with `step − s ≤ window`. Fails only
+    /// if the buffer is empty.
     pub fn solver_tasks(
         &self,
         task: TaskType,
@@ -203,8 +212,8 @@ impl Buffers {
         window: u64,
         mix: SolverMix,
         rng: &mut StdRng,
-    ) -> Result<Vec<SolveTask>, AzrError> {
-        let wrap = |i: usize| -> SolveTask {
+    ) -> Result<Vec<Drawn>, AzrError> {
+        let task_at = |i: usize| -> SolveTask {
             match task {
                 TaskType::Deduction => SolveTask::Deduction(self.deduction[i].item.clone()),
                 TaskType::Abduction => SolveTask::Abduction(self.abduction[i].item.clone()),
@@ -242,7 +251,13 @@ impl Buffers {
             let j = rng.random_range(0..base);
             chosen.push(chosen[j]);
         }
-        Ok(chosen.into_iter().map(wrap).collect())
+        Ok(chosen
+            .into_iter()
+            .map(|i| Drawn {
+                task: task_at(i),
+                added_at: steps[i],
+            })
+            .collect())
     }
 
     pub fn to_json(&self) -> Result<String, AzrError> {
@@ -522,11 +537,16 @@ mod tests {
             .expect("tasks");
         assert_eq!(tasks.len(), 5);
         let recent: Vec<String> = (0..3).map(|i| trip(100 + i).program).collect();
-        let first3: Vec<String> = tasks[..3].iter().map(|t| t.program().to_owned()).collect();
+        let first3: Vec<String> = tasks[..3]
+            .iter()
+            .map(|t| t.task.program().to_owned())
+            .collect();
         for p in &recent {
             assert!(first3.contains(p));
         }
-        assert!(tasks.iter().all(|t| matches!(t, SolveTask::Deduction(_))));
+        assert!(tasks[..3].iter().all(|t| t.added_at == 10));
+        assert!(tasks[3..].iter().all(|t| t.added_at == 0));
+        assert!(tasks.iter().all(|t| matches!(t.task, SolveTask::Deduction(_))));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct GroupTally {
     pub joined: usize,
     /// Solver answers the sandbox refused because they need the program they predict.
     pub refused_answers: usize,
+    /// Solver answers to tasks proposed during training (the rest were seeded).
+    pub proposed_in_training: usize,
 }
 
 impl GroupTally {
@@ -86,6 +88,10 @@ pub struct GroupRecord {
     /// predict (an answer that calls `f` scores nothing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused_answer_rate: Option<f64>,
+    /// Solve groups: the share of answers to tasks the run proposed during training (the
+    /// rest answer seeded tasks): how much the solver learns from self-play's own tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposed_in_training: Option<f64>,
     pub mean_response_tokens: Option<f64>,
     /// TRR++ whitening of the group: token-weighted mean return and divisor.
     pub baseline: Option<f64>,
@@ -210,6 +216,8 @@ impl StepRecord {
                     solve_rate: mean(t.solve_rates.iter().copied()),
                     refused_answer_rate: (n > 0 && g.role == azr::task::Role::Solve)
                         .then(|| t.refused_answers as f64 / n as f64),
+                    proposed_in_training: (n > 0 && g.role == azr::task::Role::Solve)
+                        .then(|| t.proposed_in_training as f64 / n as f64),
                     mean_response_tokens: (n > 0).then(|| t.response_tokens as f64 / n as f64),
                     baseline: w.map(|w| w.mean),
                     scale: w.map(|w| w.scale),

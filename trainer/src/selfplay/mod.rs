@@ -1065,12 +1065,14 @@ impl SelfPlay {
         let mut solve_tasks = Vec::new();
         // The task each solver rollout answered, as a key unique within the step.
         let mut task_keys = Vec::new();
+        // Whether each solver rollout's task was proposed during training (not seeded).
+        let mut proposed_in_training = Vec::new();
         let mut next_key = 0u64;
         for &task in &types {
             if buffers.is_empty(task) {
                 continue;
             }
-            for t in buffers.solver_tasks(
+            for drawn in buffers.solver_tasks(
                 task,
                 c.tasks.batch_size.div_ceil(group_size),
                 step,
@@ -1078,10 +1080,12 @@ impl SelfPlay {
                 c.tasks.solver_mix,
                 &mut rng,
             )? {
+                let t = drawn.task;
                 match self.encode_solver(&t)? {
                     Some(enc) => {
                         for _ in 0..group_size {
                             solve_tasks.push((t.clone(), enc.ids.clone()));
+                            proposed_in_training.push(drawn.added_at > 0);
                             task_keys.push(next_key);
                         }
                         next_key += 1;
@@ -1109,11 +1113,12 @@ impl SelfPlay {
         }
         self.check_stop()?;
         let results = self.check(&checks, times);
-        for ((((task, prompt), generated), (format_ok, range)), key) in solve_tasks
+        for (((((task, prompt), generated), (format_ok, range)), key), proposed) in solve_tasks
             .into_iter()
             .zip(responses)
             .zip(read)
             .zip(task_keys)
+            .zip(proposed_in_training)
         {
             let Generated {
                 tokens: response,
@@ -1142,10 +1147,12 @@ impl SelfPlay {
                 "response": text,
                 "task_key": key,
                 "task": &task,
+                "proposed_in_training": proposed,
             }))?;
             let tally = tallies.entry(group).or_default();
             tally.add(reward, !format_ok, None, Some(acc), response.len());
             tally.refused_answers += usize::from(refused);
+            tally.proposed_in_training += usize::from(proposed);
             rollouts.push(Rollout {
                 group,
                 prompt,
