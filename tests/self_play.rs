@@ -241,6 +241,71 @@ fn two_steps_through_a_real_daemon_then_a_resumed_run_continues_from_the_checkpo
 }
 
 #[test]
+fn a_run_through_adapters_saves_them_beside_a_merged_model_and_resumes_onto_the_base() {
+    let dir = temp_dir("adapters");
+    let config = setup(&dir, 2);
+    let out_dir = dir.join("run");
+    let mut c = trainer();
+    c.args(["train", "--threads", "1", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out_dir)
+        .args(["--set", "optim.lora_rank=2", "--set", "optim.lr=1e-2"]);
+    run(c);
+    let ckpt = out_dir.join("checkpoints/step-000002");
+    for f in [
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "model/model.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(ckpt.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    let adapter: Value = serde_json::from_str(
+        &std::fs::read_to_string(ckpt.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(adapter["r"], 2);
+    assert_eq!(adapter["peft_type"], "LORA");
+    // The optimiser holds the adapters only: megabytes for a real model, bytes here.
+    let optimizer = std::fs::metadata(ckpt.join("optimizer.safetensors"))
+        .unwrap()
+        .len();
+    let model = std::fs::metadata(ckpt.join("model/model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        optimizer < model,
+        "optimiser {optimizer} B against the model's {model} B"
+    );
+    // Solver groups say how many of their answers were to tasks proposed in training.
+    for s in steps(&lines(&out_dir.join("metrics.jsonl"))) {
+        let share = s["groups"]["pred_code_o"]["proposed_in_training"]
+            .as_f64()
+            .expect("a share for the solver group");
+        assert!((0.0..=1.0).contains(&share), "{share}");
+    }
+
+    let mut c = trainer();
+    c.env("RUST_LOG", "info")
+        .args([
+            "train",
+            "--threads",
+            "1",
+            "--resume",
+            "--total-steps",
+            "3",
+            "--output",
+        ])
+        .arg(&out_dir);
+    let out = run(c);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("adapters restored"), "{log}");
+    assert!(out_dir.join("checkpoints/step-000003/adapter").is_dir());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sigint_stops_at_a_phase_boundary_and_leaves_a_checkpoint_to_resume_from() {
     let dir = temp_dir("sigint");
     // Unbounded, with checkpoints far apart: only the stop itself writes one.
