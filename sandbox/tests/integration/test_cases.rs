@@ -564,7 +564,7 @@ fn test_case_rpcs_answer_over_the_socket() {
 }
 
 /// The modules veRL's test-case wrapper imports (`from X import *` and `import X`, in its
-/// order, `verl/utils/reward_score/sandbox_fusion/utils.py`): the README says which work.
+/// order, `verl/utils/reward_score/sandbox_fusion/utils.py`): docs/python.md says which work.
 #[test]
 fn the_modules_verls_wrapper_imports_all_load() {
     let modules = [
