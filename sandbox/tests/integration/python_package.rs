@@ -279,3 +279,65 @@ fn verls_own_reward_loop_awaits_compute_score() {
         "{r}"
     );
 }
+
+/// The drop-in executor for the AZR reference's trainer (`azr_sandbox.azr`): every method
+/// with the reference's call shapes, judged against CPython on the AZR seed programs; forged
+/// answers through every method; the launcher swapping it into a stand-in of the
+/// reference's modules; a daemon that is down.
+#[test]
+fn the_azr_reference_executor_drop_in_agrees_with_cpython_and_refuses_forged_answers() {
+    let python = trainer_python();
+    let daemon = Daemon::start("");
+    let socket = daemon.socket.to_string_lossy().into_owned();
+    let seeds = format!(
+        "{}/../data/azr-seeds/7b_seed_io.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let r = run_python(&python, "azr_executor.py", &[&socket, &seeds], true);
+    // The seed programs: validation, 4 predicted outputs and 4 inputs each (right, another
+    // program's, empty, unparsable). What differs is listed: numpy and a file write, which
+    // the sandbox does not offer, and gold reprs that are no expression (`dict_keys(...)`,
+    // `inf`, `deque(...)` without its name imported), which no answer can match here or in
+    // the reference.
+    let seeds = &r["seeds"];
+    let (items, agree) = (
+        seeds["items"].as_u64().unwrap_or(0),
+        seeds["agree"].as_u64().unwrap_or(0),
+    );
+    assert!(items > 2000, "{r}");
+    assert!(
+        agree as f64 >= 0.995 * items as f64,
+        "{agree} of {items} agree with CPython: {}",
+        seeds["differences"]
+    );
+    let shapes = &r["shapes"];
+    let expect = serde_json::json!({
+        "check_all": [true, "'ababab'"],
+        "banned": [false, null],
+        "numpy_imports": [true, "Counter({'a': 2, 'b': 1})"],
+        "does_not_parse": [false, "error"],
+        "fails": [false, ""],
+        "not_deterministic": [false, null],
+        "error_task": [true, "ZeroDivisionError"],
+        "error_task_none": [true, "NoError"],
+        "error_task_banned": [false, null],
+        "run_code": ["'aa'", "Done"],
+        "run_code_error": ["", "TypeError: can't multiply sequence by non-int of type 'NoneType'"],
+        "validate_code": [true, false],
+        "apply": ["abab", "Done"],
+        "apply_print": ["21", "Done"],
+        "apply_error": ["", "KeyError: 'k'"],
+        "batch_apply": [["2", "Done"], ["aaa", "Done"]],
+        "timeout": ["", "Timeout Error"],
+        "cleanup": null,
+    });
+    assert_eq!(shapes, &expect, "{r}");
+    assert_eq!(r["forged"]["accepted"], serde_json::json!([]), "{r}");
+    assert!(r["forged"]["tried"].as_u64() > Some(20), "{r}");
+    let launcher = &r["launcher"];
+    assert_eq!(launcher["class"], "azr_sandbox.azr", "{r}");
+    assert_eq!(launcher["argv"], launcher["overrides"], "{r}");
+    assert_eq!(launcher["check"], serde_json::json!([true, "42"]), "{r}");
+    assert_eq!(r["down"]["raised"], "UNAVAILABLE", "{r}");
+    assert!(r["down"]["seconds"].as_f64().unwrap_or(99.0) < 30.0, "{r}");
+}

@@ -5,7 +5,9 @@
     outcomes = sandbox.test("print(int(input()) * 2)", [StdioCase("21\\n", "42")])
     assert outcomes[0].passed
 
-`azr_sandbox.verl.compute_score` and `azr_sandbox.trl.sandbox_reward` plug into veRL and TRL.
+`azr_sandbox.verl.compute_score` and `azr_sandbox.trl.sandbox_reward` plug into veRL and TRL;
+`azr_sandbox.azr.PythonExecutor` replaces the AZR reference trainer's executor
+(`python -m azr_sandbox.azr_reference` runs that trainer with it).
 """
 
 from .client import (
