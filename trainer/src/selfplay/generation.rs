@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// Makes what the first generation of either path would otherwise make inside its timing:
     /// the rollout copy of the configured precision and the packed copies of the f32
     /// weights (one short prompt through each path).
@@ -44,13 +44,13 @@ impl SelfPlay {
         if self.buffers.seeding() {
             self.seed_buffers()?;
         }
-        let sandbox_before = self.sandbox.stats.clone();
+        let sandbox_before = self.sandbox.stats().clone();
         let mut times = Times::default();
         self.plain_path = reference;
         let phase = self.rollout_phase(self.step + 1, &mut times);
         self.plain_path = false;
         let Phase { rollouts, .. } = phase?;
-        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
+        let sandbox = metrics::SandboxDelta::between(&sandbox_before, self.sandbox.stats());
         // Each response's tokens, then a separator no token's bytes can be.
         let digest = fnv1a_hex(rollouts.iter().flat_map(|r| {
             r.response

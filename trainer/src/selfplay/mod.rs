@@ -61,7 +61,7 @@ use azr::task::{Group, InductionTask, Role, SolveTask, TaskType, Triplet};
 use azr::trrpp;
 use azr::{Buffers, buffer::Pushed};
 use metrics::{GroupTally, MetricsLog, Progress, StepRecord, Times};
-use sandbox::{Sandbox, SandboxSpec};
+use sandbox::{Sandbox, SandboxSpec, SandboxStats};
 
 /// How a run is started.
 pub struct RunOptions {
@@ -128,13 +128,34 @@ struct Encoded {
     ids: Vec<i64>,
 }
 
-/// The running loop: the policy, its optimiser, the sandbox, the buffers.
-pub struct SelfPlay {
+/// What the loop judges tasks with: the sandbox daemon's client ([`Sandbox`]), or anything
+/// else that validates and checks the same items and counts its traffic (a fake in tests,
+/// so that rewards and buffers can be tested without a daemon). Failures are per item
+/// (a failed item is a failed check), so the calls cannot fail as a whole.
+pub trait Judge: Checker<Error = std::convert::Infallible> {
+    /// The traffic so far, for the metrics.
+    fn stats(&self) -> &SandboxStats;
+    /// What it is, for the log.
+    fn describe(&self) -> String;
+}
+
+impl Judge for Sandbox {
+    fn stats(&self) -> &SandboxStats {
+        &self.stats
+    }
+
+    fn describe(&self) -> String {
+        Sandbox::describe(self)
+    }
+}
+
+/// The running loop: the policy, its optimiser, the judge (the sandbox), the buffers.
+pub struct SelfPlay<J: Judge = Sandbox> {
     config: AzrConfig,
     model: Model,
     tokenizer: TextTokenizer,
     trainer: Trainer,
-    sandbox: Sandbox,
+    sandbox: J,
     buffers: Buffers,
     /// Training steps completed.
     step: u64,
@@ -153,14 +174,29 @@ pub struct SelfPlay {
     plain_path: bool,
 }
 
-impl SelfPlay {
+impl SelfPlay<Sandbox> {
     /// Loads the model (or the checkpoint to resume), connects the sandbox, opens the metrics.
     pub fn start(opts: RunOptions, stop: StopFlag) -> Result<Self> {
+        let spec = opts.sandbox.clone();
+        SelfPlay::start_with(opts, stop, |validation| {
+            Sandbox::connect(spec, validation).context("connecting to the sandbox")
+        })
+    }
+}
+
+impl<J: Judge> SelfPlay<J> {
+    /// [`SelfPlay::start`] with the judge `connect` makes from the config's validation
+    /// rules (`opts.sandbox` is then unused).
+    pub fn start_with(
+        opts: RunOptions,
+        stop: StopFlag,
+        connect: impl FnOnce(azr::config::ValidationConfig) -> Result<J>,
+    ) -> Result<Self> {
         let RunOptions {
             config,
             output,
             resume,
-            sandbox,
+            sandbox: _,
             placement,
             max_training,
         } = opts;
@@ -258,8 +294,7 @@ impl SelfPlay {
             }))?;
             tracing::info!(step, checkpoint = %r.path.display(), "resumed");
         }
-        let sandbox = Sandbox::connect(sandbox, config.validation.clone())
-            .context("connecting to the sandbox")?;
+        let sandbox = connect(config.validation.clone())?;
         tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
         Ok(SelfPlay {
             config,
@@ -423,7 +458,7 @@ impl SelfPlay {
 
     fn train_step(&mut self, step: u64) -> Result<StepRecord> {
         let step_started = Instant::now();
-        let sandbox_before = self.sandbox.stats.clone();
+        let sandbox_before = self.sandbox.stats().clone();
         let mut times = Times::default();
         let Phase {
             buffers,
@@ -438,7 +473,7 @@ impl SelfPlay {
 
         self.buffers = buffers;
         times.total_s = step_started.elapsed().as_secs_f64();
-        let sandbox = metrics::SandboxDelta::between(&sandbox_before, &self.sandbox.stats);
+        let sandbox = metrics::SandboxDelta::between(&sandbox_before, self.sandbox.stats());
         Ok(StepRecord::new(
             step,
             &tallies,

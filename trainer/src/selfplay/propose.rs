@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// Builds the propose prompts of one task type: `(prompt ids, references, induction
     /// program)` per proposal. Prompts over `content_max_length` are redrawn with other
     /// references (up to 8 times), then with fewer.

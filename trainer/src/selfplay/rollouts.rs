@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// A step's rollouts: proposals, their validation and solve-rate estimates, then the
     /// solver's answers, each rewarded. Works on a copy of the buffers (returned with the
     /// valid proposals added), so an interrupted or measured phase leaves them as they were.

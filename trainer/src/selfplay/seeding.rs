@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// Seeding: the configured seed programs first, then proposals of the base model until
     /// the deduction/abduction seed pool and the induction buffer hold `batch_size ×
     /// seed_batch_factor` programs (or `max_seed_rounds` pass); then the buffers start from

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// Solver rollouts for tasks drawn from `buffers`, each task answered
     /// `solve_group_size` times (the answers to one task share a key, so that they can be
     /// contrasted), checked and rewarded.

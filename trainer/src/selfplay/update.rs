@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl SelfPlay {
+impl<J: Judge> SelfPlay<J> {
     /// The f32 policy's log-probs of each rollout's response (teacher-forced, no gradient),
     /// `micro_batch` rollouts per pass.
     pub(super) fn f32_logprobs(&self, rollouts: &[&Rollout]) -> Result<Vec<Vec<f32>>> {

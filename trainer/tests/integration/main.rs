@@ -6,6 +6,7 @@ mod support;
 
 mod adapters;
 mod cli;
+mod fake_judge;
 mod parity;
 mod sandbox_client;
 mod tiny_model;
