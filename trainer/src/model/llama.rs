@@ -23,8 +23,6 @@ use crate::{Error, Result};
 mod adapters;
 mod step;
 
-pub use adapters::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
-
 /// Reads a Llama `config.json`.
 pub fn config_from_hf(v: &Value) -> Result<Config> {
     let o_bias = v
@@ -396,11 +394,7 @@ impl Model {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         for (name, t) in checked {
-            // VarStore joins path components with '.', so the stored name is the HF name.
-            let mut parts: Vec<&str> = name.split('.').collect();
-            let leaf = parts.pop().unwrap_or_default();
-            let path = parts.iter().fold(root.clone(), |p, c| p / *c);
-            let _var = tch::no_grad(|| path.f_var_copy(leaf, &t.to_kind(Kind::Float)))?;
+            let _var = var_named(&root, &name, &t.to_kind(Kind::Float))?;
         }
         vs.set_device(device);
         vs.set_kind(kind);
@@ -660,6 +654,16 @@ impl Model {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
+}
+
+/// A variable of `root`'s store holding a copy of `t`, stored under the dotted `name`
+/// itself (VarStore joins path components with '.', so a Hugging Face or PEFT name is kept
+/// as it is).
+fn var_named(root: &nn::Path, name: &str, t: &Tensor) -> Result<Tensor> {
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let leaf = parts.pop().unwrap_or_default();
+    let path = parts.iter().fold(root.clone(), |p, c| p / *c);
+    Ok(tch::no_grad(|| path.f_var_copy(leaf, t))?)
 }
 
 /// Scaled dot-product attention of `q` over `k`, `v` under `mask`.

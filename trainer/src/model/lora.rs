@@ -49,11 +49,6 @@ impl Adapter {
         }
     }
 
-    /// The pairs, in the order of the weight's output parts.
-    pub fn parts(&self) -> &[Pair] {
-        &self.parts
-    }
-
     /// The adapter's share of `x · (W + s B A)ᵀ`, `[..., n]`, recorded by autograd when
     /// `record` (the training forward pass), from the cached inference form otherwise.
     pub fn forward(&self, x: &Tensor, record: bool) -> Tensor {

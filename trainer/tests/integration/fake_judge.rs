@@ -21,17 +21,20 @@ use azr_trainer::selfplay::{Judge, RunOptions, SelfPlay};
 #[derive(Default)]
 struct FakeJudge {
     stats: SandboxStats,
-    validated: Vec<ValidateTask>,
-    checked: Vec<TaskCheck>,
+}
+
+impl FakeJudge {
+    fn count(&mut self, items: usize) {
+        self.stats.calls += 1;
+        self.stats.items += items as u64;
+    }
 }
 
 impl Checker for FakeJudge {
     type Error = Infallible;
 
     fn validate(&mut self, items: &[ValidateTask]) -> Result<Vec<Validation>, Infallible> {
-        self.stats.calls += 1;
-        self.stats.items += items.len() as u64;
-        self.validated.extend_from_slice(items);
+        self.count(items.len());
         Ok(items
             .iter()
             .map(|t| Validation {
@@ -43,9 +46,7 @@ impl Checker for FakeJudge {
     }
 
     fn check(&mut self, items: &[TaskCheck]) -> Result<Vec<CheckResult>, Infallible> {
-        self.stats.calls += 1;
-        self.stats.items += items.len() as u64;
-        self.checked.extend_from_slice(items);
+        self.count(items.len());
         Ok(items
             .iter()
             .map(|t| {

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._proto import sandbox_pb2 as pb
-from .client import Sandbox, Sockets
+from .client import Sandbox, Sockets, check_task
 from .types import Limits, Outcome, Verdict
 
 __all__ = ["PythonExecutor"]
@@ -209,31 +209,28 @@ class PythonExecutor:
         self, code: str, gold_output: str, k_agent_inputs: Sequence[str], imports: Any = ()
     ) -> list[float]:
         """One score per input, in order: the inputs are checked as one batch."""
-        tasks = [
-            pb.CheckTask(abduction=pb.Abduction(gold_output=gold_output, answer=str(a)))
-            for a in k_agent_inputs
-        ]
-        return self._scores(code, imports, tasks, k_agent_inputs)
+        return self._scores(code, imports, "abduction", gold_output, k_agent_inputs)
 
     def eval_k_output_prediction(
         self, code: str, gold_output: str, k_agent_outputs: Sequence[str], imports: Any = ()
     ) -> list[float]:
         """One score per predicted output, in order: checked as one batch."""
-        tasks = [
-            pb.CheckTask(deduction=pb.Deduction(gold_output=gold_output, answer=str(a)))
-            for a in k_agent_outputs
-        ]
-        return self._scores(code, imports, tasks, k_agent_outputs)
+        return self._scores(code, imports, "deduction", gold_output, k_agent_outputs)
 
     def _scores(
-        self, code: str, imports: Any, tasks: list[Any], answers: Sequence[str]
+        self, code: str, imports: Any, kind: str, gold_output: str, answers: Sequence[str]
     ) -> list[float]:
-        # Empty answers score 0.0 without a trip to the daemon (the reference's too).
+        """One check of `kind` per answer, as one batch; empty answers score 0.0 without a
+        trip to the daemon (the reference's too)."""
         asked = [i for i, a in enumerate(answers) if str(a).strip()]
+        tasks = [
+            check_task(kind, code, gold_output=gold_output, answer=str(answers[i])) for i in asked
+        ]
+        for task in tasks:
+            task.ClearField("program")  # the batch's program, with its imports
         scores = [0.0] * len(answers)
         if asked:
-            outcomes = self._checks(code, imports, [tasks[i] for i in asked])
-            for i, o in zip(asked, outcomes):
+            for i, o in zip(asked, self._checks(code, imports, tasks)):
                 scores[i] = 1.0 if o.verdict is Verdict.OK and o.passed else 0.0
         return scores
 

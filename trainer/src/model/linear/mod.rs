@@ -63,10 +63,6 @@ impl Linear {
         self.adapter = Some(adapter);
     }
 
-    pub fn adapter(&self) -> Option<&Adapter> {
-        self.adapter.as_ref()
-    }
-
     /// The weight (without any adapter's share).
     pub fn weight(&self) -> &Tensor {
         &self.weight

@@ -7,13 +7,13 @@ use std::path::Path;
 use serde_json::Value;
 use tch::{Kind, Tensor, nn};
 
-use super::{Model, fused_sizes};
+use super::{Model, fused_sizes, var_named};
 use crate::model::lora::{Adapter, LoraConfig, Pair, TARGET_MODULES};
 use crate::{Error, Result};
 
 /// The file names PEFT reads an adapter from.
-pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
-pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+const ADAPTER_CONFIG: &str = "adapter_config.json";
 
 /// Where PEFT stores the pair of a projection: `base_model.model.<module>.lora_A.weight`.
 fn pair_names(module: &str) -> (String, String) {
@@ -89,17 +89,9 @@ impl Model {
                         .collect();
                     let a = Tensor::from_slice(&a).view([r, k]).to_kind(kind);
                     let b = Tensor::zeros([n, r], (kind, tch::Device::Cpu));
-                    let var = |name: &str, t: &Tensor| -> Result<Tensor> {
-                        let mut parts: Vec<&str> = name.split('.').collect();
-                        let leaf = parts.pop().unwrap_or_default();
-                        let path = parts.iter().fold(root.clone(), |p, c| p / *c);
-                        Ok(tch::no_grad(|| {
-                            path.f_var_copy(leaf, &t.to_device(device))
-                        })?)
-                    };
                     pairs.push(Pair {
-                        a: var(&a_name, &a)?,
-                        b: var(&b_name, &b)?,
+                        a: var_named(&root, &a_name, &a.to_device(device))?,
+                        b: var_named(&root, &b_name, &b.to_device(device))?,
                     });
                 }
                 linear.set_adapter(Adapter::new(pairs, config.scale()));
