@@ -20,6 +20,13 @@ if [[ -f "$venv/.complete" ]]; then
 fi
 
 mkdir -p "$cache"
+# One creation at a time (tests that need the venv may start together).
+exec 9>"$venv.lock"
+flock 9
+if [[ -f "$venv/.complete" ]]; then
+  echo "$venv/bin/python"
+  exit 0
+fi
 echo "client-venv.sh: creating $venv (once, about a minute)" >&2
 rm -rf "$venv"
 "$python" -m venv "$venv"

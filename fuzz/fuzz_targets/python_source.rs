@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
             program: program.clone(),
             imports: vec![],
             input: None,
+            files: Default::default(),
         },
         Item::Validate {
             program: program.clone(),
@@ -51,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
             program: KNOWN_GOOD.into(),
             imports: vec![],
             input: Some("1".into()),
+            files: Default::default(),
         },
         // The same text as a whole script reading stdin (a test-case program).
         Item::Script {
@@ -59,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
             stdin: "1\n2 3\n".into(),
             expected_stdout: None,
             output_match: Default::default(),
+            files: Default::default(),
         },
     ];
     let limits = limits();

@@ -98,6 +98,7 @@ impl ProgramArgs {
         Ok(v1::Program {
             source,
             imports: vec![],
+            ..Default::default()
         })
     }
 }

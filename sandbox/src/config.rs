@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     engine::{EngineConfig, InstanceReset, default_cache_dir},
     error::SandboxError,
+    files::FileLimits,
     limits::{Limits, Rules},
     pool::PoolConfig,
 };
@@ -52,6 +53,12 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Most tasks in one batch request (more: `INVALID_ARGUMENT`).
     pub max_batch_tasks: usize,
+    /// Most files one program may be sent (gRPC `Program.files`, HTTP `files`).
+    pub files_max_count: usize,
+    /// Most bytes of content (decoded) one program's files may hold, and one outcome's
+    /// fetched files may carry back. The files live in the guest's memory, within
+    /// `limits.memory_bytes`.
+    pub files_max_bytes: u64,
     /// gRPC connections (the Unix socket) served at once; more wait in the listen backlog.
     /// HTTP connections have their own limit, so neither front end can starve the other.
     pub max_connections: usize,
@@ -99,6 +106,8 @@ impl Default for ServerConfig {
             allow_gids: Vec::new(),
             max_request_bytes: 16 << 20,
             max_batch_tasks: 4096,
+            files_max_count: FileLimits::default().max_count,
+            files_max_bytes: FileLimits::default().max_bytes,
             max_connections: 256,
             drain_timeout_ms: 30_000,
             http: None,
@@ -111,6 +120,16 @@ impl Default for ServerConfig {
             http_queue_wait_ms: 10_000,
             http_max_run_timeout_ms: 60_000,
             http_fuel_per_ms: 20_000_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits on a program's files.
+    pub fn file_limits(&self) -> FileLimits {
+        FileLimits {
+            max_count: self.files_max_count,
+            max_bytes: self.files_max_bytes,
         }
     }
 }

@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use azr_guest_contract::{AnswerRole, ItemResult, ItemSpec, Options, Request, abi};
+use azr_guest_contract::{AnswerRole, ItemResult, ItemSpec, Options, Request, SentFile, abi};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
@@ -41,7 +41,7 @@ use azr_sandbox_hardening::crash;
 use crate::{
     dirty::{DirtyTracker, Tracked},
     error::SandboxError,
-    item::{Item, Outcome, Verdict},
+    item::{Files, Item, Outcome, Verdict},
     limits::{Limits, Rules},
     snapshot,
     wasi::{self, GuestIo, HasGuestIo},
@@ -294,6 +294,15 @@ impl<'a> GuestItem<'a> {
         }))
     }
 
+    /// The files its program runs with (an answer's first stage has none: the program
+    /// never runs there).
+    fn files(&self) -> &'a Files {
+        match self {
+            GuestItem::Item(item) => item.files(),
+            GuestItem::Answer(_) => Files::none(),
+        }
+    }
+
     /// The item as the guest reads it (a script's expected output stays on this side).
     fn spec(&self) -> ItemSpec<&'a str> {
         let item = match self {
@@ -305,6 +314,7 @@ impl<'a> GuestItem<'a> {
                 program,
                 imports,
                 input,
+                ..
             } => ItemSpec::Run {
                 program,
                 imports: borrowed(imports),
@@ -368,6 +378,7 @@ impl<'a> GuestItem<'a> {
                 function,
                 arguments,
                 expected,
+                ..
             } => ItemSpec::Call {
                 program,
                 imports: borrowed(imports),
@@ -379,6 +390,7 @@ impl<'a> GuestItem<'a> {
                 program,
                 imports,
                 test,
+                ..
             } => ItemSpec::Assert {
                 program,
                 imports: borrowed(imports),
@@ -727,6 +739,7 @@ impl Worker {
         control: RunControl,
         ran: &mut Vec<Ran>,
     ) {
+        let files = items[0].files();
         let request = Request {
             options: Options {
                 banned_words: Some(borrowed(&rules.banned_words)),
@@ -735,6 +748,16 @@ impl Worker {
                 stdout_cap: limits.stdout_chars,
                 value_cap: limits.value_chars,
                 recursion_limit: limits.recursion_limit,
+                files: files
+                    .sent
+                    .iter()
+                    .map(|f| SentFile {
+                        path: f.path.as_str(),
+                        base64: f.base64.as_str(),
+                    })
+                    .collect(),
+                fetch_files: borrowed(&files.fetch),
+                fetch_cap: files.fetch_cap,
             },
             items: items.iter().map(GuestItem::spec).collect(),
         };

@@ -86,6 +86,7 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
             program,
             imports,
             input: Some(input),
+            files: Default::default(),
         })),
         (Some(other), _) => Err(format!("`input` must be a string, not {}", kind(&other))),
         (None, Some(inputs)) => {
@@ -97,6 +98,7 @@ pub fn parse_record(line: &str) -> Result<Record, String> {
                         program: program.clone(),
                         imports: imports.clone(),
                         input: Some(input),
+                        files: Default::default(),
                     })
                     .collect(),
             ))

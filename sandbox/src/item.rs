@@ -4,8 +4,12 @@
 //! evaluates them in order in one fresh instance, and the host fills in what only it can know
 //! (traps: time, fuel, memory) plus fuel used and time taken.
 
-use azr_guest_contract::{GuestVerdict, ItemResult};
+use std::sync::Arc;
+
+use azr_guest_contract::{GuestVerdict, ItemResult, SentFile};
 use serde::{Deserialize, Serialize};
+
+pub use crate::files::{FileLimits, Files, FilesError};
 
 /// One AZR operation. Every string in it is model-written and is only ever parsed or
 /// evaluated inside the guest.
@@ -19,6 +23,8 @@ pub enum Item {
         imports: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input: Option<String>,
+        #[serde(default, skip_serializing_if = "no_files")]
+        files: Arc<Files>,
     },
     /// Validate a proposed program: rules, then `f(<input>)` twice in one namespace, equal
     /// results required; the value is `repr(f(<input>))`, the task's gold output.
@@ -66,6 +72,8 @@ pub enum Item {
         expected_stdout: Option<String>,
         #[serde(default)]
         output_match: OutputMatch,
+        #[serde(default, skip_serializing_if = "no_files")]
+        files: Arc<Files>,
     },
     /// A function-call test case: `function(<arguments>)` (a function of the program, else a
     /// method of its `Solution` class) compared with `expected` as the AZR checks compare.
@@ -77,6 +85,8 @@ pub enum Item {
         function: String,
         arguments: String,
         expected: String,
+        #[serde(default, skip_serializing_if = "no_files")]
+        files: Arc<Files>,
     },
     /// Assert-style test code, run after the program in its namespace; passes when it ends
     /// without an exception.
@@ -85,7 +95,13 @@ pub enum Item {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         imports: Vec<String>,
         test: String,
+        #[serde(default, skip_serializing_if = "no_files")]
+        files: Arc<Files>,
     },
+}
+
+fn no_files(files: &Arc<Files>) -> bool {
+    files.is_none()
 }
 
 /// How a script's stdout is compared with the expected output.
@@ -152,11 +168,28 @@ impl Item {
         }
     }
 
-    /// Items with equal keys run from one preparation of their program. Scripts run the
-    /// whole program in each item, so they never share a preparation that ran it.
-    pub fn instance_key(&self) -> (&str, &[String], bool) {
+    /// The files the program runs with (none for the AZR operations).
+    pub fn files(&self) -> &Files {
+        match self {
+            Item::Run { files, .. }
+            | Item::Script { files, .. }
+            | Item::Call { files, .. }
+            | Item::Assert { files, .. } => files,
+            _ => Files::none(),
+        }
+    }
+
+    /// Items with equal keys run from one preparation of their program (with its files).
+    /// Scripts run the whole program in each item, so they never share a preparation that
+    /// ran it.
+    pub fn instance_key(&self) -> (&str, &[String], bool, &Files) {
         let (program, imports) = self.program();
-        (program, imports, matches!(self, Item::Script { .. }))
+        (
+            program,
+            imports,
+            matches!(self, Item::Script { .. }),
+            self.files(),
+        )
     }
 
     /// A script's verdict on its output, which only the host sees: passes when it ran to
@@ -179,12 +212,17 @@ impl Item {
 
     /// Bytes of model-written text in the item, for request size limits.
     pub fn text_len(&self) -> usize {
+        self.own_text_len() + self.files().text_len()
+    }
+
+    fn own_text_len(&self) -> usize {
         let imports = |v: &Vec<String>| v.iter().map(String::len).sum::<usize>();
         match self {
             Item::Run {
                 program,
                 imports: i,
                 input,
+                ..
             } => program.len() + imports(i) + input.as_ref().map_or(0, String::len),
             Item::Validate {
                 program,
@@ -227,11 +265,13 @@ impl Item {
                 function,
                 arguments,
                 expected,
+                ..
             } => program.len() + imports(i) + function.len() + arguments.len() + expected.len(),
             Item::Assert {
                 program,
                 imports: i,
                 test,
+                ..
             } => program.len() + imports(i) + test.len(),
         }
     }
@@ -329,6 +369,10 @@ pub struct Outcome {
     /// Wall-clock time of the item, in microseconds.
     #[serde(default)]
     pub micros: u64,
+    /// The item's `fetch_files` that named a file when it ended (base64), in their order;
+    /// none when the host stopped it (a time-out, fuel, the memory cap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SentFile>,
 }
 
 impl Outcome {
@@ -345,6 +389,7 @@ impl Outcome {
             error_message: Some(message.into()),
             fuel_used: 0,
             micros: 0,
+            files: Vec::new(),
         }
     }
 
@@ -386,6 +431,7 @@ impl Outcome {
             error_message: result.error_message,
             fuel_used: 0,
             micros: 0,
+            files: result.files,
         }
     }
 }
@@ -428,6 +474,7 @@ mod tests {
             stdin: "5\n".into(),
             expected_stdout: Some("5".into()),
             output_match: OutputMatch::Lines,
+            files: Default::default(),
         };
         let ran = |verdict, exit_code, stdout: &str| Outcome {
             stdout: stdout.into(),

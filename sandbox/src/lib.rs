@@ -28,6 +28,7 @@ pub mod dirty;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod item;
 pub mod limits;
 pub mod pool;

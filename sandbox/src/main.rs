@@ -277,6 +277,7 @@ fn to_validation(record: Record) -> Record {
             program,
             imports,
             input: Some(input),
+            ..
         } => Item::Validate {
             program,
             imports,
@@ -404,6 +405,7 @@ fn run_command(
             program,
             imports: vec![],
             input,
+            files: Default::default(),
         },
     };
     let sandbox = start(config)?;

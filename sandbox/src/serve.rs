@@ -203,6 +203,7 @@ pub fn run(config: &SandboxConfig) -> Result<()> {
             rules: config.rules.clone(),
             max_batch_tasks: config.server.max_batch_tasks,
             max_expanded_bytes: config.server.max_request_bytes.saturating_mul(4),
+            files: config.server.file_limits(),
         },
         stats: Arc::new(Stats::default()),
         draining: Arc::new(AtomicBool::new(false)),

@@ -10,7 +10,7 @@
 //! use azr_sandbox_client::{BlockingClient, v1};
 //! let client = BlockingClient::connect(["/run/azr-sandbox/sandbox.sock"]).unwrap();
 //! let outcome = client.validate(v1::ValidateTask {
-//!     program: Some(v1::Program { source: "def f(x):\n    return x * 2".into(), imports: vec![] }),
+//!     program: Some(v1::Program { source: "def f(x):\n    return x * 2".into(), imports: vec![], ..Default::default() }),
 //!     input: "21".into(),
 //! }, None).unwrap();
 //! assert_eq!(outcome.value.as_deref(), Some("42"));

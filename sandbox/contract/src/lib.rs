@@ -39,6 +39,25 @@ pub struct Options<S = String> {
     pub value_cap: u64,
     /// Python's recursion limit.
     pub recursion_limit: u32,
+    /// Files the program finds in its working directory, before it runs (SandboxFusion's
+    /// `files`). They live in the interpreter's memory (`sandbox/guest/python/files.py`);
+    /// the host has checked their paths (relative, no `..`) and their base64.
+    pub files: Vec<SentFile<S>>,
+    /// Paths whose files every item's result carries back, where they name a file
+    /// (SandboxFusion's `fetch_files`).
+    pub fetch_files: Vec<S>,
+    /// Most bytes of files one result carries back: past it a file is left out, and the
+    /// result's stderr says so.
+    pub fetch_cap: u64,
+}
+
+/// One file, its content in standard base64 (as SandboxFusion's API carries it, so that the
+/// JSON between host and guest stays text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentFile<S = String> {
+    pub path: S,
+    pub base64: S,
 }
 
 /// One operation on the request's program, as the guest runs it. The host's public item
@@ -214,6 +233,9 @@ pub struct ItemResult {
     /// A script's exit status, as `python3` would end with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The request's `fetch_files` that named a file when the item ended, in their order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SentFile>,
 }
 
 impl ItemResult {
@@ -230,6 +252,7 @@ impl ItemResult {
             evaluated: None,
             stderr: String::new(),
             exit_code: None,
+            files: Vec::new(),
         }
     }
 
@@ -258,6 +281,12 @@ mod tests {
                 stdout_cap: 10,
                 value_cap: 20,
                 recursion_limit: 30,
+                files: vec![SentFile {
+                    path: "cases.json",
+                    base64: "WzFd",
+                }],
+                fetch_files: vec!["out.txt"],
+                fetch_cap: 1 << 20,
             },
             items: vec![
                 ItemSpec::Validate {
@@ -284,6 +313,7 @@ mod tests {
             ItemSpec::EvaluateAnswer { role: AnswerRole::Deduction, answer, .. } if answer == "f(1)"
         ));
         assert_eq!(read.options.banned_words, Some(vec!["open".to_owned()]));
+        assert_eq!(read.options.files[0].path, "cases.json");
     }
 
     #[test]

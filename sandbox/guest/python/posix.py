@@ -1,16 +1,23 @@
-"""A `posix` module that exists but grants nothing.
+"""A `posix` module that grants nothing of the host.
 
 RustPython's `os.py` needs a `posix` (or `nt`) module to import, and `random`, `statistics`,
 `contextlib`, `dataclasses`, `tempfile` … need `os`. The guest has no host environment: this
 module gives `os` the names it looks for, answers the questions that have a harmless answer
-(`getcwd()` is "/", the environment is empty, `urandom` is seeded and deterministic), and
-raises `PermissionError` for everything that would touch a file, a directory, a process, the
-environment or a socket. WASI would deny those calls anyway (no preopened directories, no
-environment, no sockets); failing here first gives programs CPython's exception types.
+(the environment is empty, `urandom` is seeded and deterministic), serves files and
+directories from the interpreter's own memory (`_azr_files`: what a caller sent, and what the
+program writes), and raises `PermissionError` for everything that would touch a descriptor,
+a process, the environment or a socket. WASI would deny those calls anyway (no preopened
+directories, no environment, no sockets); failing here first gives programs CPython's
+exception types.
 """
 
 import errno as _errno
 import _random
+
+from _azr_files import (  # noqa: F401  (the names `os` looks for)
+    DirEntry, access, chdir, getcwd, getcwdb, listdir, lstat, mkdir, remove, rename, replace,
+    rmdir, scandir, stat, stat_result, strerror, truncate, unlink, utime,
+)
 
 name = "posix"
 error = OSError
@@ -29,18 +36,17 @@ def _denied(*args, **kwargs):
     raise PermissionError(_errno.EACCES, "Permission denied (azr-sandbox: no host access)")
 
 
-# Everything that reaches outside the interpreter: files, directories, processes,
+# Everything that reaches outside the interpreter: descriptors, links, processes,
 # environment, users, terminals, signals. All denied.
 for _name in (
-    "access", "chdir", "chmod", "chown", "chroot", "close", "closerange", "device_encoding",
+    "chmod", "chown", "chroot", "close", "closerange", "device_encoding",
     "dup", "dup2", "execv", "execve", "fchdir", "fchmod", "fchown", "fdatasync", "fork",
     "fstat", "fsync", "ftruncate", "get_blocking", "get_inheritable", "getegid", "geteuid",
     "getgid", "getgroups", "getlogin", "getppid", "getuid", "isatty", "kill", "killpg",
-    "lchown", "link", "listdir", "lseek", "lstat", "mkdir", "mkfifo", "mknod", "nice", "open",
-    "openpty", "pipe", "putenv", "read", "readlink", "remove", "rename", "replace", "rmdir",
-    "scandir", "set_blocking", "set_inheritable", "setegid", "seteuid", "setgid", "setsid",
-    "setuid", "spawnv", "stat", "statvfs", "symlink", "system", "truncate", "umask",
-    "unlink", "unsetenv", "utime", "wait", "waitpid", "write", "posix_spawn", "sendfile",
+    "lchown", "link", "lseek", "mkfifo", "mknod", "nice", "open",
+    "openpty", "pipe", "putenv", "read", "readlink", "set_blocking", "set_inheritable",
+    "setegid", "seteuid", "setgid", "setsid", "setuid", "spawnv", "statvfs", "symlink",
+    "system", "umask", "unsetenv", "wait", "waitpid", "write", "posix_spawn", "sendfile",
     "ttyname", "sync", "times", "get_terminal_size", "abort", "_exit",
 ):
     globals()[_name] = _denied
@@ -51,24 +57,12 @@ def register_at_fork(*, before=None, after_in_child=None, after_in_parent=None):
     """Accepted and ignored: the guest never forks (`random` registers a reseed hook)."""
 
 
-def getcwd():
-    return "/"
-
-
-def getcwdb():
-    return b"/"
-
-
 def getpid():
     return 1
 
 
 def cpu_count():
     return 1
-
-
-def strerror(code):
-    return "error %d" % code
 
 
 def fspath(path):
@@ -107,11 +101,6 @@ class terminal_size(tuple):
     lines = property(lambda self: self[1])
 
 
-class stat_result(tuple):
-    st_mode = property(lambda self: self[0])
-    st_size = property(lambda self: self[6])
-
-
 class uname_result(tuple):
     sysname = property(lambda self: self[0])
     nodename = property(lambda self: self[1])
@@ -124,21 +113,13 @@ def uname():
     return uname_result(("wasi", "azr-sandbox", "0", "0", "wasm32"))
 
 
-def _lock_down_files():
-    """Make `open` fail as CPython does when access is denied.
+def _serve_files():
+    """`open` on the in-memory files, and their modules importable.
 
-    Without the host environment RustPython has no `FileIO`, and `open` fails with
-    `UnsupportedOperation`; programs written for CPython expect an `OSError` subclass.
-    Called once by the guest's start-up code.
+    Without the host environment RustPython has no `FileIO`, and `open` would fail with
+    `UnsupportedOperation`. Called once by the guest's start-up code.
     """
-    import builtins
-    import io
+    import _azr_files
 
-    def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
-             closefd=True, opener=None):
-        raise PermissionError(
-            _errno.EACCES, "Permission denied (azr-sandbox: no filesystem)", file
-        )
-
-    builtins.open = open
-    io.open = open
+    _azr_files._install_open()
+    _azr_files._install_finder()

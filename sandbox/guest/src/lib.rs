@@ -49,10 +49,11 @@ import collections, itertools, math, re, functools, heapq, string, operator, bis
 import typing, json, fractions, decimal, statistics, dataclasses, random, enum, array, struct
 import unicodedata, base64, textwrap, cmath, abc, contextlib, os
 import posix
-posix._lock_down_files()
+posix._serve_files()
 ";
 
 const POSIX_SHIM: &str = include_str!("../python/posix.py");
+const FILES: &str = include_str!("../python/files.py");
 const HARNESS: &str = include_str!("../python/harness.py");
 
 struct Guest {
@@ -123,18 +124,10 @@ fn build() -> Result<Guest, String> {
     let interpreter = Interpreter::builder(settings).init_stdlib().build();
     let harness = interpreter.enter(|vm| -> PyResult<Harness> {
         let sys = vm.import("sys", 0)?;
+        // The in-memory files first: `posix` serves its file functions from them.
+        let files = source_module(vm, "_azr_files", FILES)?;
         // `os` looks for `posix` among the built-in modules; make ours one.
-        let shim_scope = vm.new_scope_with_builtins();
-        shim_scope
-            .globals
-            .set_item("__name__", vm.ctx.new_str("posix").into(), vm)?;
-        vm.run_string(shim_scope.clone(), POSIX_SHIM, "<posix>")?;
-        let types = vm.import("types", 0)?;
-        let module = vm.call_method(&types, "ModuleType", (vm.ctx.new_str("posix"),))?;
-        let module_dict = module.get_attr("__dict__", vm)?;
-        vm.call_method(&module_dict, "update", (shim_scope.globals.clone(),))?;
-        let modules = sys.get_attr("modules", vm)?;
-        modules.set_item("posix", module, vm)?;
+        source_module(vm, "posix", POSIX_SHIM)?;
         let names = sys.get_attr("builtin_module_names", vm)?;
         let posix: PyObjectRef = vm
             .ctx
@@ -167,6 +160,8 @@ fn build() -> Result<Guest, String> {
             .unwrap_or_default();
         let collections = vm.import("collections", 0)?;
         let harness = Harness {
+            install_files: files.get_attr("install", vm)?,
+            fetch_files: files.get_attr("fetch", vm)?,
             begin: get("begin")?,
             make_stdin: get("make_stdin")?,
             restart_capture: get("restart_capture")?,
@@ -202,6 +197,24 @@ fn build() -> Result<Guest, String> {
             Err(message)
         }
     }
+}
+
+/// Runs `source` as module `name` and registers it in `sys.modules` (the guest's own Python
+/// modules, which no importer could find: the frozen stdlib does not hold them).
+fn source_module(vm: &VirtualMachine, name: &str, source: &str) -> PyResult<PyObjectRef> {
+    let scope = vm.new_scope_with_builtins();
+    scope
+        .globals
+        .set_item("__name__", vm.ctx.new_str(name).into(), vm)?;
+    vm.run_string(scope.clone(), source, &format!("<{name}>"))?;
+    let types = vm.import("types", 0)?;
+    let module = vm.call_method(&types, "ModuleType", (vm.ctx.new_str(name),))?;
+    let module_dict = module.get_attr("__dict__", vm)?;
+    vm.call_method(&module_dict, "update", (scope.globals.clone(),))?;
+    vm.sys_module
+        .get_attr("modules", vm)?
+        .set_item(name, module.clone(), vm)?;
+    Ok(module)
 }
 
 /// The objects every instance shares at one address (see `judge::Snapshot`): the classes,

@@ -18,7 +18,7 @@
 
 use std::{collections::HashMap, rc::Rc};
 
-use azr_guest_contract::{AnswerRole, GuestVerdict, ItemResult, ItemSpec, Request};
+use azr_guest_contract::{AnswerRole, GuestVerdict, ItemResult, ItemSpec, Request, SentFile};
 use num_traits::ToPrimitive;
 use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use rustpython_vm::{
@@ -79,6 +79,9 @@ impl Failure {
 
 /// The Python side the operations use (held from start-up, before any program ran).
 pub struct Harness {
+    /// `_azr_files.install` and `_azr_files.fetch` (files.py).
+    pub install_files: PyObjectRef,
+    pub fetch_files: PyObjectRef,
     pub begin: PyObjectRef,
     pub make_stdin: PyObjectRef,
     pub restart_capture: PyObjectRef,
@@ -93,6 +96,8 @@ pub struct Harness {
 /// back to this state before every item.
 pub struct Prepared {
     request: Request,
+    /// Why the request's files could not be put in place (every item then fails with it).
+    files: Result<(), Failure>,
     /// The program's code (imports prepended), or why it does not compile.
     code: Result<PyRef<PyCode>, Failure>,
     /// The validation rules' verdict on the program.
@@ -253,12 +258,13 @@ impl Prepared {
         let o = &request.options;
         capture::reset(o.stdout_cap);
         let _ = harness.begin.call((o.recursion_limit,), vm);
+        let files = install_files(vm, harness, &o.files);
         if request
             .items
             .first()
             .is_some_and(|i| matches!(i, ItemSpec::EvaluateAnswer { .. }))
         {
-            return Prepared::for_answers(vm, harness, request);
+            return Prepared::for_answers(vm, harness, request, files);
         }
         let (program, imports) = request
             .items
@@ -420,6 +426,7 @@ impl Prepared {
         restart_capture(vm, harness, o.stdout_cap);
         Prepared {
             request,
+            files,
             code,
             rules,
             namespace,
@@ -439,7 +446,12 @@ impl Prepared {
     /// definitions (functions, classes, constants) do not exist in this instance at all, so
     /// no route (`globals()`, `__main__`, `sys.modules`, frames, `gc`, `eval` of a string)
     /// leads to them.
-    fn for_answers(vm: &VirtualMachine, harness: &Harness, request: Request) -> Prepared {
+    fn for_answers(
+        vm: &VirtualMachine,
+        harness: &Harness,
+        request: Request,
+        files: Result<(), Failure>,
+    ) -> Prepared {
         let (program, imports) = request
             .items
             .first()
@@ -464,6 +476,7 @@ impl Prepared {
         restart_capture(vm, harness, request.options.stdout_cap);
         Prepared {
             request,
+            files,
             code: Err(Failure::error(
                 "GuestError",
                 "answers never run the program",
@@ -481,7 +494,8 @@ impl Prepared {
         }
     }
 
-    /// Runs item `index` (for an abduction answer's second stage, with its arguments).
+    /// Runs item `index` (for an abduction answer's second stage, with its arguments), and
+    /// carries back the files the request asked for.
     pub fn run_item(
         &self,
         vm: &VirtualMachine,
@@ -489,6 +503,27 @@ impl Prepared {
         index: usize,
         arguments: Option<&str>,
     ) -> ItemResult {
+        let mut result = self.run_item_alone(vm, harness, index, arguments);
+        self.fetch_files(vm, harness, &mut result);
+        result
+    }
+
+    /// Item `index`'s own result.
+    fn run_item_alone(
+        &self,
+        vm: &VirtualMachine,
+        harness: &Harness,
+        index: usize,
+        arguments: Option<&str>,
+    ) -> ItemResult {
+        if let Err(f) = &self.files {
+            return ItemResult {
+                passed: self.request.items.get(index).and_then(|i| i.is_check().then_some(false)),
+                error_type: Some(f.kind.clone()),
+                error_message: Some(format!("the request's files: {}", f.message)),
+                ..ItemResult::new(f.verdict)
+            };
+        }
         let Some(item) = self.request.items.get(index) else {
             return ItemResult {
                 error_type: Some("GuestError".into()),
@@ -550,6 +585,47 @@ impl Prepared {
         }
         result.stdout = stdout.chars().take(cap as usize).collect();
         result
+    }
+
+    /// The files of `fetch_files` that exist now, into the result; those past the cap are
+    /// named on its stderr.
+    fn fetch_files(&self, vm: &VirtualMachine, harness: &Harness, result: &mut ItemResult) {
+        let o = &self.request.options;
+        if o.fetch_files.is_empty() {
+            return;
+        }
+        let paths = vm.ctx.new_list(
+            o.fetch_files
+                .iter()
+                .map(|p| vm.ctx.new_str(p.as_str()).into())
+                .collect(),
+        );
+        let fetched = harness
+            .fetch_files
+            .call((paths, o.fetch_cap), vm)
+            .and_then(|json| json.str(vm))
+            .map_err(|e| crate::exception_message(vm, &e))
+            .and_then(|json| {
+                serde_json::from_str::<(Vec<(String, String)>, Vec<String>)>(&json.to_string_lossy())
+                    .map_err(|e| e.to_string())
+            });
+        match fetched {
+            Ok((found, over)) => {
+                result.files = found
+                    .into_iter()
+                    .map(|(path, base64)| SentFile { path, base64 })
+                    .collect();
+                for path in over {
+                    result.stderr.push_str(&format!(
+                        "azr-sandbox: {path:?} not fetched: the fetched files would pass {} bytes\n",
+                        o.fetch_cap
+                    ));
+                }
+            }
+            Err(e) => result
+                .stderr
+                .push_str(&format!("azr-sandbox: the files could not be fetched: {e}\n")),
+        }
     }
 
     fn namespace(&self) -> Result<&PyDictRef, Failure> {
@@ -1282,6 +1358,35 @@ fn reduce_arguments(
 }
 
 /// A module namespace made natively (what the program's definitions run in).
+/// Puts the request's files in the interpreter's tree (files.py), before any program code.
+fn install_files(
+    vm: &VirtualMachine,
+    harness: &Harness,
+    files: &[SentFile],
+) -> Result<(), Failure> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let entries = vm.ctx.new_list(
+        files
+            .iter()
+            .map(|f| {
+                vm.ctx
+                    .new_tuple(vec![
+                        vm.ctx.new_str(f.path.as_str()).into(),
+                        vm.ctx.new_str(f.base64.as_str()).into(),
+                    ])
+                    .into()
+            })
+            .collect(),
+    );
+    harness
+        .install_files
+        .call((entries,), vm)
+        .map(drop)
+        .map_err(|e| failure_of(vm, &e, harness))
+}
+
 fn fresh_namespace(vm: &VirtualMachine, _harness: &Harness) -> Result<PyDictRef, Failure> {
     let ns = vm.ctx.new_dict();
     let set = |k: &str, v: PyObjectRef| {

@@ -266,6 +266,7 @@ pub fn run(config: &SandboxConfig, args: &BenchArgs) -> Result<()> {
         program: "def f(x):\n    return x".into(),
         imports: vec![],
         input: Some("1".into()),
+        files: Default::default(),
     }];
     let mut latencies = Vec::with_capacity(args.latency_calls);
     let faults_before = minor_faults();
@@ -363,6 +364,7 @@ fn daemon_figures(
                 Some(v1::Program {
                     source: s.snippet.clone(),
                     imports: s.imports.clone(),
+                    ..Default::default()
                 })
             };
             let call = CallOptions::default();
@@ -464,6 +466,7 @@ fn trivial_check() -> azr_sandbox_client::v1::CheckTask {
         program: Some(v1::Program {
             source: "def f(x):\n    return x".into(),
             imports: vec![],
+            ..Default::default()
         }),
         kind: Some(v1::check_task::Kind::Deduction(v1::Deduction {
             gold_output: "1".into(),

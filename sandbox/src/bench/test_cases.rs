@@ -305,6 +305,7 @@ async fn grpc_round(
             let program = v1::Program {
                 source: c.program.clone(),
                 imports: vec![],
+                ..Default::default()
             };
             let outcomes = client.test_batch(tasks, Some(program), &call).await?;
             let passed = outcomes.iter().all(|o| o.passed == Some(true));

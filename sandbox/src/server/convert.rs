@@ -4,10 +4,14 @@
 //! `INVALID_ARGUMENT` that names the field: a missing task kind, a zero limit, an unknown
 //! banned keyword, induction inputs and outputs of different lengths, too many tasks.
 
+use std::sync::Arc;
+
 use azr_proto::v1;
+use base64::Engine as _;
 use tonic::Status;
 
 use crate::{
+    files::{FileLimits, Files},
     item::{Item, Outcome, OutputMatch, Verdict},
     limits::{Limits, Rules},
 };
@@ -22,6 +26,8 @@ pub struct RequestBounds {
     pub max_batch_tasks: usize,
     /// Most bytes of program text after a batch's shared program is copied into each task.
     pub max_expanded_bytes: usize,
+    /// Caps on a program's files.
+    pub files: FileLimits,
 }
 
 /// Statements a request may ban (the AZR reference's optional checks).
@@ -84,39 +90,85 @@ fn limits(asked: Option<&v1::Limits>, cap: &Limits) -> Result<Limits, Status> {
     })
 }
 
-/// The task's own program, else the batch's.
+/// A program as the engine's items carry it.
+struct Program {
+    source: String,
+    imports: Vec<String>,
+    files: Arc<Files>,
+}
+
+/// The task's own program, else the batch's, with its files checked.
 fn program(
     own: Option<&v1::Program>,
     shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
+    at: &str,
+) -> Result<Program, Status> {
+    let (p, at) = match (own, shared) {
+        (Some(p), _) => (p, format!("{at}.program")),
+        (None, Some(p)) => (p, "program".to_owned()),
+        (None, None) => {
+            return Err(Status::invalid_argument(format!(
+                "{at}.program is unset (and the request has no shared program)"
+            )));
+        }
+    };
+    // In path order: a map's order on the wire is the sender's, and the guest writes
+    // them in this order.
+    let mut sent: Vec<(&str, &[u8])> = p
+        .files
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_slice()))
+        .collect();
+    sent.sort_unstable_by_key(|(path, _)| *path);
+    let files = Files::from_bytes(sent, p.fetch_files.clone(), bounds.files)
+        .map_err(|e| Status::invalid_argument(format!("{at}.files: {e}")))?;
+    Ok(Program {
+        source: p.source.clone(),
+        imports: p.imports.clone(),
+        files: Arc::new(files),
+    })
+}
+
+/// The AZR checks and validation run the program alone: files there are a mistake.
+fn program_alone(
+    own: Option<&v1::Program>,
+    shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
     at: &str,
 ) -> Result<(String, Vec<String>), Status> {
-    match own.or(shared) {
-        Some(p) => Ok((p.source.clone(), p.imports.clone())),
-        None => Err(Status::invalid_argument(format!(
-            "{at}.program is unset (and the request has no shared program)"
-        ))),
+    let p = program(own, shared, bounds, at)?;
+    if !p.files.is_none() {
+        return Err(Status::invalid_argument(format!(
+            "{at}: files and fetch_files are for Run and Test; validation and the AZR checks \
+             run the program alone"
+        )));
     }
+    Ok((p.source, p.imports))
 }
 
 pub fn run_item(
     task: &v1::RunTask,
     shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
     at: &str,
 ) -> Result<Item, Status> {
-    let (program, imports) = program(task.program.as_ref(), shared, at)?;
+    let p = program(task.program.as_ref(), shared, bounds, at)?;
     Ok(Item::Run {
-        program,
-        imports,
+        program: p.source,
+        imports: p.imports,
         input: task.input.clone(),
+        files: p.files,
     })
 }
 
 pub fn validate_item(
     task: &v1::ValidateTask,
     shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
     at: &str,
 ) -> Result<Item, Status> {
-    let (program, imports) = program(task.program.as_ref(), shared, at)?;
+    let (program, imports) = program_alone(task.program.as_ref(), shared, bounds, at)?;
     Ok(Item::Validate {
         program,
         imports,
@@ -127,10 +179,11 @@ pub fn validate_item(
 pub fn check_item(
     task: &v1::CheckTask,
     shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
     at: &str,
 ) -> Result<Item, Status> {
     use v1::check_task::Kind;
-    let (program, imports) = program(task.program.as_ref(), shared, at)?;
+    let (program, imports) = program_alone(task.program.as_ref(), shared, bounds, at)?;
     match &task.kind {
         None => Err(Status::invalid_argument(format!(
             "{at}.kind is unset: give one of deduction, abduction, induction"
@@ -173,10 +226,15 @@ pub fn check_item(
 pub fn test_item(
     task: &v1::TestTask,
     shared: Option<&v1::Program>,
+    bounds: &RequestBounds,
     at: &str,
 ) -> Result<Item, Status> {
     use v1::test_task::Kind;
-    let (program, imports) = program(task.program.as_ref(), shared, at)?;
+    let Program {
+        source: program,
+        imports,
+        files,
+    } = program(task.program.as_ref(), shared, bounds, at)?;
     match &task.kind {
         None => Err(Status::invalid_argument(format!(
             "{at}.kind is unset: give one of stdio, call, asserts"
@@ -199,6 +257,7 @@ pub fn test_item(
                 stdin: case.stdin.clone(),
                 expected_stdout: case.expected_stdout.clone(),
                 output_match,
+                files,
             })
         }
         Some(Kind::Call(case)) => {
@@ -213,12 +272,14 @@ pub fn test_item(
                 function: case.function.clone(),
                 arguments: case.arguments.clone(),
                 expected: case.expected.clone(),
+                files,
             })
         }
         Some(Kind::Asserts(case)) => Ok(Item::Assert {
             program,
             imports,
             test: case.test.clone(),
+            files,
         }),
     }
 }
@@ -226,10 +287,11 @@ pub fn test_item(
 /// Converts the task of a single-task request.
 pub fn single<T>(
     task: Option<&T>,
-    convert: impl Fn(&T, Option<&v1::Program>, &str) -> Result<Item, Status>,
+    bounds: &RequestBounds,
+    convert: impl Fn(&T, Option<&v1::Program>, &RequestBounds, &str) -> Result<Item, Status>,
 ) -> Result<Item, Status> {
     let task = task.ok_or_else(|| Status::invalid_argument("task is unset"))?;
-    convert(task, None, "task")
+    convert(task, None, bounds, "task")
 }
 
 /// Converts every task of a batch, checking the batch-wide bounds.
@@ -237,7 +299,7 @@ pub fn batch<T>(
     tasks: &[T],
     shared: Option<&v1::Program>,
     bounds: &RequestBounds,
-    convert: impl Fn(&T, Option<&v1::Program>, &str) -> Result<Item, Status>,
+    convert: impl Fn(&T, Option<&v1::Program>, &RequestBounds, &str) -> Result<Item, Status>,
 ) -> Result<Vec<Item>, Status> {
     if tasks.is_empty() {
         return Err(Status::invalid_argument("tasks is empty"));
@@ -251,7 +313,12 @@ pub fn batch<T>(
     }
     // A shared program is copied into every task: bound the copies before making them.
     let shared_len = shared.map_or(0, |p| {
-        p.source.len() + p.imports.iter().map(String::len).sum::<usize>()
+        p.source.len()
+            + p.imports.iter().map(String::len).sum::<usize>()
+            + p.files
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
     });
     if shared_len.saturating_mul(tasks.len()) > bounds.max_expanded_bytes {
         return Err(Status::invalid_argument(format!(
@@ -263,7 +330,7 @@ pub fn batch<T>(
     tasks
         .iter()
         .enumerate()
-        .map(|(i, t)| convert(t, shared, &format!("tasks[{i}]")))
+        .map(|(i, t)| convert(t, shared, bounds, &format!("tasks[{i}]")))
         .collect()
 }
 
@@ -293,6 +360,17 @@ pub fn outcome(o: Outcome) -> v1::Outcome {
         error_message: o.error_message,
         fuel_used: o.fuel_used,
         micros: o.micros,
+        files: o
+            .files
+            .into_iter()
+            .filter_map(|f| {
+                // The guest encoded these itself; one that does not decode is left out.
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(f.base64.as_bytes())
+                    .ok()?;
+                Some((f.path, content))
+            })
+            .collect(),
     }
 }
 
@@ -317,6 +395,7 @@ mod tests {
             rules: Rules::default(),
             max_batch_tasks: 4,
             max_expanded_bytes: 1000,
+            files: FileLimits::default(),
         }
     }
 
@@ -367,6 +446,7 @@ mod tests {
         let shared = v1::Program {
             source: "def f(x): return x".into(),
             imports: vec![],
+            ..Default::default()
         };
         let tasks = vec![
             v1::RunTask {
@@ -395,6 +475,7 @@ mod tests {
         let shared = v1::Program {
             source: "x".repeat(400),
             imports: vec![],
+            ..Default::default()
         };
         assert!(batch(&vec![task.clone(); 5], Some(&shared), &bounds(), run_item).is_err());
         assert!(batch(&vec![task.clone(); 3], Some(&shared), &bounds(), run_item).is_err());
@@ -410,7 +491,7 @@ mod tests {
                 outputs: vec!["1".into()],
             })),
         };
-        let err = check_item(&task, None, "task").expect_err("unequal");
+        let err = check_item(&task, None, &bounds(), "task").expect_err("unequal");
         assert!(err.message().contains("2 inputs but 1 outputs"));
     }
 }

@@ -10,8 +10,11 @@
 //! A `run_code` request becomes one stdin/stdout task ([`Item::Script`]) on the same queue,
 //! workers, limits and seccomp filters as the gRPC side; `run_timeout` is the time limit
 //! (up to `server.http_max_run_timeout_ms`, with fuel to match, so that a run ends by
-//! time as SandboxFusion's do), `memory_limit_MB` lowers the memory cap; `compile_timeout`, `files` and
-//! `fetch_files` are accepted and ignored (the guest has no files). TCP has no peer
+//! time as SandboxFusion's do), `memory_limit_MB` lowers the memory cap, `files` are in the
+//! program's working directory and `fetch_files` come back in the response's `files` (both
+//! in the guest's memory: [`crate::files`]); `compile_timeout` is accepted and ignored
+//! (nothing is compiled). A bad file path or base64 is answered as SandboxFusion answers an
+//! exception in its runner: `SandboxError` with the reason. TCP has no peer
 //! credentials: whoever reaches the port may run code in the sandbox. That is why the
 //! listener is loopback-only unless the configuration says otherwise (SECURITY.md).
 //!
@@ -36,6 +39,7 @@ use tonic::Code;
 use super::{service::Service, stats::Answer};
 use crate::{
     config::ServerConfig,
+    files::{FileLimits, Files},
     item::{Item, Outcome, OutputMatch, Verdict},
 };
 
@@ -55,6 +59,8 @@ pub struct HttpLimits {
     /// The longest `run_timeout` a request may ask for, and the fuel per millisecond of it.
     max_run_timeout_ms: u64,
     fuel_per_ms: u64,
+    /// Caps on a request's files.
+    files: FileLimits,
 }
 
 impl HttpLimits {
@@ -71,6 +77,7 @@ impl HttpLimits {
             queue_wait: Duration::from_millis(config.http_queue_wait_ms),
             max_run_timeout_ms: config.http_max_run_timeout_ms,
             fuel_per_ms: config.http_fuel_per_ms,
+            files: config.file_limits(),
         }
     }
 }
@@ -137,9 +144,10 @@ pub struct RunCodeRequest {
     pub memory_limit_mb: i64,
     /// Accepted and ignored: nothing is compiled.
     pub compile_timeout: Option<f64>,
-    /// Accepted and ignored: the guest has no files.
-    pub files: Option<serde_json::Value>,
-    pub fetch_files: Option<serde_json::Value>,
+    /// Path → base64 content, in the request's order; `null` contents are skipped, as
+    /// SandboxFusion skips them.
+    pub files: Vec<(String, String)>,
+    pub fetch_files: Vec<String>,
 }
 
 /// `RunCodeResponse`.
@@ -200,6 +208,11 @@ impl RunCodeResponse {
                 return RunCodeResponse::sandbox_error("the request was not run");
             }
         };
+        let files = o
+            .files
+            .into_iter()
+            .map(|f| (f.path, serde_json::Value::String(f.base64)))
+            .collect();
         let run_status = if status == "Finished" && return_code == Some(0) {
             "Success"
         } else {
@@ -217,7 +230,7 @@ impl RunCodeResponse {
                 stderr: Some(stderr),
             }),
             executor_pod_name: None,
-            files: serde_json::Map::new(),
+            files,
         }
     }
 }
@@ -285,6 +298,16 @@ fn invalid(
     if let Some(field) = field {
         loc.push(serde_json::json!(field));
     }
+    serde_json::json!({ "type": kind, "loc": loc, "msg": msg, "input": input })
+}
+
+/// [`invalid`] at a location inside a field (`["body", "files", "a.txt"]`).
+fn invalid_at(
+    kind: &str,
+    loc: serde_json::Value,
+    msg: &str,
+    input: &serde_json::Value,
+) -> serde_json::Value {
     serde_json::json!({ "type": kind, "loc": loc, "msg": msg, "input": input })
 }
 
@@ -388,8 +411,23 @@ fn validate(body: &[u8]) -> Result<RunCodeRequest, Vec<serde_json::Value>> {
             -1
         }
     };
+    let mut files = Vec::new();
     match fields.get("files") {
-        None | Some(Value::Object(_)) => {}
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (path, content) in map {
+                match content {
+                    Value::String(text) => files.push((path.clone(), text.clone())),
+                    Value::Null => {}
+                    other => errors.push(invalid_at(
+                        "string_type",
+                        serde_json::json!(["body", "files", path]),
+                        "Input should be a valid string",
+                        other,
+                    )),
+                }
+            }
+        }
         Some(other) => errors.push(invalid(
             "dict_type",
             Some("files"),
@@ -397,8 +435,22 @@ fn validate(body: &[u8]) -> Result<RunCodeRequest, Vec<serde_json::Value>> {
             other,
         )),
     }
+    let mut fetch_files = Vec::new();
     match fields.get("fetch_files") {
-        None | Some(Value::Array(_)) => {}
+        None | Some(Value::Null) => {}
+        Some(Value::Array(paths)) => {
+            for (i, path) in paths.iter().enumerate() {
+                match path {
+                    Value::String(p) => fetch_files.push(p.clone()),
+                    other => errors.push(invalid_at(
+                        "string_type",
+                        serde_json::json!(["body", "fetch_files", i]),
+                        "Input should be a valid string",
+                        other,
+                    )),
+                }
+            }
+        }
         Some(other) => errors.push(invalid(
             "list_type",
             Some("fetch_files"),
@@ -414,8 +466,8 @@ fn validate(body: &[u8]) -> Result<RunCodeRequest, Vec<serde_json::Value>> {
             run_timeout,
             memory_limit_mb,
             compile_timeout: Some(compile_timeout),
-            files: fields.get("files").cloned(),
-            fetch_files: fields.get("fetch_files").cloned(),
+            files,
+            fetch_files,
         }),
         _ => Err(errors),
     }
@@ -529,12 +581,28 @@ async fn run_code(service: &Service, run: RunCodeRequest, http: &HttpLimits) -> 
         let bytes = (run.memory_limit_mb as u64).saturating_mul(1 << 20);
         limits.memory_bytes = limits.memory_bytes.min(bytes);
     }
+    // SandboxFusion writes every entry in order, so a later entry for a path wins.
+    let mut sent: Vec<(&str, &str)> = Vec::with_capacity(run.files.len());
+    for (path, content) in &run.files {
+        sent.retain(|(p, _)| *p != path.as_str());
+        sent.push((path.as_str(), content.as_str()));
+    }
+    let files = match Files::from_base64(sent, run.fetch_files.clone(), http.files) {
+        Ok(files) => Arc::new(files),
+        Err(e) => {
+            return json(
+                StatusCode::OK,
+                &RunCodeResponse::sandbox_error(e.to_string()),
+            );
+        }
+    };
     let item = Item::Script {
         program: run.code,
         imports: Vec::new(),
         stdin: run.stdin.unwrap_or_default(),
         expected_stdout: None,
         output_match: OutputMatch::default(),
+        files,
     };
     let rules = service.bounds.rules.clone();
     let patience = Instant::now() + http.queue_wait;

@@ -221,7 +221,7 @@ impl Drop for Unanswered<'_> {
 impl sandbox_server::Sandbox for Service {
     async fn run(&self, request: Request<v1::RunRequest>) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = convert::single(body.task.as_ref(), convert::run_item);
+        let item = convert::single(body.task.as_ref(), &self.bounds, convert::run_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -230,7 +230,7 @@ impl sandbox_server::Sandbox for Service {
         request: Request<v1::ValidateRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = convert::single(body.task.as_ref(), convert::validate_item);
+        let item = convert::single(body.task.as_ref(), &self.bounds, convert::validate_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -239,7 +239,7 @@ impl sandbox_server::Sandbox for Service {
         request: Request<v1::CheckRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = convert::single(body.task.as_ref(), convert::check_item);
+        let item = convert::single(body.task.as_ref(), &self.bounds, convert::check_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -293,7 +293,7 @@ impl sandbox_server::Sandbox for Service {
         request: Request<v1::TestRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let body = request.get_ref();
-        let item = convert::single(body.task.as_ref(), convert::test_item);
+        let item = convert::single(body.task.as_ref(), &self.bounds, convert::test_item);
         self.single(&request, item, body.options.as_ref()).await
     }
 
@@ -330,6 +330,8 @@ impl sandbox_server::Sandbox for Service {
             limits: Some(convert::limits_message(&self.bounds.limits)),
             max_request_bytes: self.max_request_bytes as u64,
             max_batch_tasks: self.bounds.max_batch_tasks as u32,
+            files_max_count: self.bounds.files.max_count as u32,
+            files_max_bytes: self.bounds.files.max_bytes,
         }))
     }
 

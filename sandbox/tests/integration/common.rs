@@ -34,6 +34,7 @@ pub fn run_with(program: &str, input: Option<&str>, limits: &Limits) -> Outcome 
         program: program.to_owned(),
         imports: vec![],
         input: input.map(str::to_owned),
+        files: Default::default(),
     };
     sandbox()
         .run(vec![item], limits, &Rules::default())

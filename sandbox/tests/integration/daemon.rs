@@ -15,6 +15,7 @@ fn program(source: &str) -> Option<v1::Program> {
     Some(v1::Program {
         source: source.into(),
         imports: vec![],
+        ..Default::default()
     })
 }
 

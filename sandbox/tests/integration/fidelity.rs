@@ -84,6 +84,7 @@ fn the_sandbox_agrees_with_cpython_on_the_azr_seed_programs() {
                 program: rec["snippet"].as_str().unwrap_or_default().to_owned(),
                 imports: common::record_imports(rec),
                 input: Some(input),
+                files: Default::default(),
             }
         })
         .collect();

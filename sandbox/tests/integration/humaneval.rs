@@ -94,6 +94,7 @@ fn humaneval_verdicts_over_grpc_match_cpython_case_by_case() {
                 let program = v1::Program {
                     source: c.program.clone(),
                     imports: vec![],
+                    ..Default::default()
                 };
                 let client = client.clone();
                 calls.spawn(async move {

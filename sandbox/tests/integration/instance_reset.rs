@@ -49,6 +49,7 @@ fn run(program: &str, input: &str) -> Item {
         program: program.into(),
         imports: vec![],
         input: Some(input.into()),
+        files: Default::default(),
     }
 }
 

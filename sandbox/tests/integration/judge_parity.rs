@@ -196,6 +196,7 @@ fn humaneval_canonical_solutions_pass_the_judge() {
             program: solution.clone(),
             imports: vec![],
             test: format!("{}\n\ncheck({})\n", text(p, "test"), text(p, "entry_point")),
+            files: Default::default(),
         });
         items.push(Item::Abduction {
             program: format!(

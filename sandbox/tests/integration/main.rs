@@ -9,6 +9,7 @@ mod support;
 mod containment;
 mod daemon;
 mod fidelity;
+mod files;
 mod humaneval;
 mod instance_reset;
 mod judge_attacks;

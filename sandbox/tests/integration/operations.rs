@@ -332,11 +332,13 @@ fn no_state_crosses_programs_in_one_batch_or_across_batches() {
             program: polluter.into(),
             imports: vec![],
             input: Some("1".into()),
+            files: Default::default(),
         },
         Item::Run {
             program: observer.into(),
             imports: vec![],
             input: Some("0".into()),
+            files: Default::default(),
         },
     ];
     let out = items(batch);
@@ -397,6 +399,7 @@ fn items_of_one_program_run_in_fresh_namespaces() {
         program: program.into(),
         imports: vec![],
         input: Some("0".into()),
+        files: Default::default(),
     };
     let out = items(vec![run_item(), run_item(), run_item()]);
     for o in out {

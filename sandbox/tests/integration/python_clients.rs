@@ -94,6 +94,47 @@ fn verls_own_sandbox_fusion_client_scores_through_the_http_endpoint() {
 }
 
 #[test]
+fn sandbox_fusions_own_client_sends_files_and_fetches_them_back() {
+    let port = free_port();
+    let daemon = Daemon::start(&format!("[server]\nhttp = \"127.0.0.1:{port}\"\n"));
+    let result = run_python(
+        "sandbox_fusion_files.py",
+        &[&format!("http://127.0.0.1:{port}")],
+    );
+    // A harness module imported, test cases read from JSON, a report written and fetched
+    // (the path never written is left out, as SandboxFusion leaves it).
+    assert_eq!(result["right"]["status"], "Success", "{result}");
+    assert_eq!(result["right"]["stdout"], "3 3\n", "{result}");
+    assert_eq!(
+        result["right"]["files"],
+        serde_json::json!({"report/summary.txt": "passed 3 of 3\n"}),
+        "{result}"
+    );
+    assert_eq!(result["wrong"]["status"], "Failed", "{result}");
+    assert!(
+        result["wrong"]["stderr"]
+            .as_str()
+            .is_some_and(|s| s.contains("TypeError")),
+        "{result}"
+    );
+    assert_eq!(
+        result["reads"]["stdout"], "['harness.py', 'tests']\n['cases.json']\nTrue\nFalse\n",
+        "{result}"
+    );
+    // Paths that leave the working directory: SandboxError, which the client raises.
+    for (case, why) in [("escape", "`..`"), ("absolute", "absolute paths")] {
+        assert!(
+            result[case]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Sandbox responded with error") && e.contains(why)),
+            "{case}: {result}"
+        );
+    }
+    assert_eq!(result["fresh"]["stdout"], "False\n", "{result}");
+    drop(daemon);
+}
+
+#[test]
 fn the_http_endpoint_refuses_what_it_cannot_run_and_stays_on_loopback() {
     let port = free_port();
     let daemon = Daemon::start(&format!("[server]\nhttp = \"127.0.0.1:{port}\"\n"));

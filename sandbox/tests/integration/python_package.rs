@@ -106,6 +106,11 @@ fn check_package_clients(python: &str) {
     assert_eq!(sync["script_error"], serde_json::json!([1, true]), "{r}");
     assert_eq!(sync["calls"], serde_json::json!([true, false]), "{r}");
     assert_eq!(sync["asserts"], serde_json::json!([true]), "{r}");
+    assert_eq!(
+        sync["files"],
+        serde_json::json!([[true, {"report.txt": "seen"}], [true, {"report.txt": "seen"}]]),
+        "{r}"
+    );
     assert_eq!(sync["timeout"], "timeout", "{r}");
     assert_eq!(sync["deduction"], true, "{r}");
     assert_eq!(sync["invalid"], "INVALID_ARGUMENT", "{r}");

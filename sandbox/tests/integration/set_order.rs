@@ -196,6 +196,7 @@ fn sets_iterate_in_cpython_order_after_any_sequence_of_operations() {
             program: p.clone(),
             imports: Vec::new(),
             input: Some(String::new()),
+            files: Default::default(),
         })
         .collect();
     let outcomes = common::sandbox().run(items, &azr_sandbox::Limits::default(), &Rules::default());

@@ -438,6 +438,7 @@ impl VerdictCase {
         let program = Some(v1::Program {
             source: self.source.clone(),
             imports: vec![],
+            ..Default::default()
         });
         match self.op.as_str() {
             "run" => {

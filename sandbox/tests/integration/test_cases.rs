@@ -17,6 +17,7 @@ fn script(program: &str, stdin: &str) -> Item {
         stdin: stdin.into(),
         expected_stdout: None,
         output_match: OutputMatch::Lines,
+        files: Default::default(),
     }
 }
 
@@ -31,6 +32,7 @@ fn call(program: &str, function: &str, arguments: &str, expected: &str) -> Item 
         function: function.into(),
         arguments: arguments.into(),
         expected: expected.into(),
+        files: Default::default(),
     }
 }
 
@@ -39,6 +41,7 @@ fn asserts(program: &str, test: &str) -> Item {
         program: program.into(),
         imports: vec![],
         test: test.into(),
+        files: Default::default(),
     }
 }
 
@@ -219,6 +222,7 @@ fn a_script_with_an_expected_output_passes_only_on_a_match_with_status_zero() {
         stdin: "4\n".into(),
         expected_stdout: Some(expected.into()),
         output_match,
+        files: Default::default(),
     };
     let double = "print(int(input()) * 2)";
     let outcomes = items(vec![
@@ -487,6 +491,7 @@ fn test_case_rpcs_answer_over_the_socket() {
         let program = Some(v1::Program {
             source: "n = int(input())\nprint(n * n)".into(),
             imports: vec![],
+            ..Default::default()
         });
         let one = client
             .test(
@@ -536,6 +541,7 @@ fn test_case_rpcs_answer_over_the_socket() {
                     program: Some(v1::Program {
                         source: "def sq(x):\n    return x * x".into(),
                         imports: vec![],
+                        ..Default::default()
                     }),
                     kind: Some(v1::test_task::Kind::Call(v1::CallCase {
                         function: "sq".into(),
@@ -634,6 +640,7 @@ fn the_served_daemon_answers_scripts_of_every_verdict_kind_and_stays_up() {
                 program: Some(v1::Program {
                     source: source.into(),
                     imports: vec![],
+                    ..Default::default()
                 }),
                 kind: Some(v1::test_task::Kind::Stdio(v1::StdioCase {
                     stdin: "1\n".into(),
@@ -662,6 +669,7 @@ fn each_class_of_the_judges_second_round_holds_through_the_served_daemon() {
             Some(v1::Program {
                 source: source.into(),
                 imports: vec![],
+                ..Default::default()
             })
         };
         let deduction = |gold: &str, answer: &str| v1::CheckTask {

@@ -31,6 +31,7 @@ fn still_serving(daemon: &mut Daemon, pid: u32, client: &Client, after: &str) {
                     program: Some(v1::Program {
                         source: "def f(x):\n    return sorted(x)[::-1]".into(),
                         imports: vec![],
+                        ..Default::default()
                     }),
                     input: Some("[3, 1, 2]".into()),
                 },
@@ -103,6 +104,7 @@ fn the_fuzzers_regression_inputs_leave_the_served_daemon_up() {
         let program = Some(v1::Program {
             source,
             imports: vec![],
+            ..Default::default()
         });
         let ran = daemon.block_on(client.run(
             v1::RunTask {
@@ -144,6 +146,7 @@ fn a_daemon_that_dies_names_the_programs_it_was_running() {
                         program: Some(v1::Program {
                             source: "# AZR_CRASH_MARKER\nwhile True:\n    pass".into(),
                             imports: vec![],
+                            ..Default::default()
                         }),
                         input: None,
                     },

@@ -25,6 +25,7 @@ from azr_sandbox import (
     AsyncSandbox,
     CallCase,
     Limits,
+    Program,
     RetryPolicy,
     Sandbox,
     SandboxError,
@@ -62,6 +63,15 @@ def sync_client(socket: str) -> dict[str, Any]:
     result["calls"] = [o.passed for o in calls]
     asserts = sandbox.test("def f(x):\n    return x + 1\n", [AssertCase("assert f(1) == 2")])
     result["asserts"] = [o.passed for o in asserts]
+    # Files in (a module and its cases), a report out, each case from the files as sent.
+    graded = Program(
+        "import json, harness\nprint(harness.total(json.load(open('cases.json'))))\n"
+        "open('report.txt', 'a').write('seen')\n",
+        files={"cases.json": "[1, 2, 3]", "harness.py": b"def total(xs):\n    return sum(xs)\n"},
+        fetch_files=["report.txt"],
+    )
+    with_files = sandbox.test(graded, [StdioCase("", "6"), StdioCase("", "6")])
+    result["files"] = [[o.passed, {k: v.decode() for k, v in o.files.items()}] for o in with_files]
     timeout = sandbox.test(
         "while True:\n    pass\n", [StdioCase("")], limits=Limits(timeout_ms=200)
     )

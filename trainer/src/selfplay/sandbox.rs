@@ -462,6 +462,7 @@ fn program(source: &str, imports: &[String]) -> Option<v1::Program> {
     Some(v1::Program {
         source: source.to_owned(),
         imports: imports.to_vec(),
+        ..Default::default()
     })
 }
 

@@ -45,6 +45,8 @@ class Outcome:
     error_message: str | None = None
     fuel_used: int = 0
     micros: int = 0
+    #: The program's `fetch_files` that named a file when the task ended.
+    files: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, o: Any) -> Outcome:
@@ -59,6 +61,7 @@ class Outcome:
             error_message=o.error_message if o.HasField("error_message") else None,
             fuel_used=o.fuel_used,
             micros=o.micros,
+            files=dict(o.files),
         )
 
 
@@ -146,10 +149,26 @@ TestCase = Union[StdioCase, CallCase, AssertCase]
 
 @dataclass(frozen=True)
 class Program:
-    """A program and the import lines it runs under (AZR tasks keep them apart)."""
+    """A program and the import lines it runs under (AZR tasks keep them apart).
+
+    `files` (path relative to the working directory → content) are there before the program
+    runs, as SandboxFusion's `files` are: a harness module to import, test cases to read.
+    They live in the sandbox's memory; every task starts from them as sent. `fetch_files`
+    names paths each outcome brings back in `Outcome.files` (missing ones left out). Run
+    and test only: validation and the AZR checks take no files."""
 
     source: str
     imports: list[str] = field(default_factory=list)
+    files: dict[str, bytes | str] = field(default_factory=dict)
+    fetch_files: list[str] = field(default_factory=list)
 
     def to_proto(self) -> Any:
-        return pb.Program(source=self.source, imports=list(self.imports))
+        return pb.Program(
+            source=self.source,
+            imports=list(self.imports),
+            files={
+                path: content.encode() if isinstance(content, str) else bytes(content)
+                for path, content in self.files.items()
+            },
+            fetch_files=list(self.fetch_files),
+        )

@@ -40,12 +40,23 @@ VERDICT_FAULT: Verdict
 VERDICT_SKIPPED: Verdict
 
 class Program(_message.Message):
-    __slots__ = ("source", "imports")
+    __slots__ = ("source", "imports", "files", "fetch_files")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     IMPORTS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    FETCH_FILES_FIELD_NUMBER: _ClassVar[int]
     source: str
     imports: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, source: _Optional[str] = ..., imports: _Optional[_Iterable[str]] = ...) -> None: ...
+    files: _containers.ScalarMap[str, bytes]
+    fetch_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., imports: _Optional[_Iterable[str]] = ..., files: _Optional[_Mapping[str, bytes]] = ..., fetch_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("fuel", "timeout_ms", "memory_bytes", "stdout_chars", "value_chars", "recursion_limit")
@@ -252,7 +263,14 @@ class CheckBatchRequest(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[CheckTask, _Mapping]]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., program: _Optional[_Union[Program, _Mapping]] = ..., stop_on_failure: bool = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("verdict", "passed", "value", "stdout", "error_type", "error_message", "fuel_used", "micros", "stderr", "exit_code")
+    __slots__ = ("verdict", "passed", "value", "stdout", "error_type", "error_message", "fuel_used", "micros", "stderr", "exit_code", "files")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     PASSED_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +281,7 @@ class Outcome(_message.Message):
     MICROS_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     verdict: Verdict
     passed: bool
     value: str
@@ -273,7 +292,8 @@ class Outcome(_message.Message):
     micros: int
     stderr: str
     exit_code: int
-    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., passed: bool = ..., value: _Optional[str] = ..., stdout: _Optional[str] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., fuel_used: _Optional[int] = ..., micros: _Optional[int] = ..., stderr: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    files: _containers.ScalarMap[str, bytes]
+    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., passed: bool = ..., value: _Optional[str] = ..., stdout: _Optional[str] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., fuel_used: _Optional[int] = ..., micros: _Optional[int] = ..., stderr: _Optional[str] = ..., exit_code: _Optional[int] = ..., files: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class BatchResponse(_message.Message):
     __slots__ = ("outcomes",)
@@ -286,7 +306,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "version", "guest", "workers", "queue_capacity", "limits", "max_request_bytes", "max_batch_tasks")
+    __slots__ = ("status", "version", "guest", "workers", "queue_capacity", "limits", "max_request_bytes", "max_batch_tasks", "files_max_count", "files_max_bytes")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GUEST_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +315,8 @@ class HealthResponse(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_TASKS_FIELD_NUMBER: _ClassVar[int]
+    FILES_MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FILES_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     status: str
     version: str
     guest: str
@@ -303,7 +325,9 @@ class HealthResponse(_message.Message):
     limits: Limits
     max_request_bytes: int
     max_batch_tasks: int
-    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., guest: _Optional[str] = ..., workers: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., max_request_bytes: _Optional[int] = ..., max_batch_tasks: _Optional[int] = ...) -> None: ...
+    files_max_count: int
+    files_max_bytes: int
+    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., guest: _Optional[str] = ..., workers: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., max_request_bytes: _Optional[int] = ..., max_batch_tasks: _Optional[int] = ..., files_max_count: _Optional[int] = ..., files_max_bytes: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()
