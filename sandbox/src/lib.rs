@@ -29,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod histogram;
 pub mod item;
 pub mod limits;
 pub mod pool;

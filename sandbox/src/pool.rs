@@ -7,13 +7,19 @@
 //! waiting batches (`try_submit` refuses beyond it; see [`crate::queue`]).
 
 use std::{
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     thread,
+    time::Instant,
 };
 
 use crate::{
     engine::{EngineConfig, Executor, RunControl, Worker},
     error::SandboxError,
+    histogram::DurationHistogram,
     item::{Item, Outcome},
     limits::{Limits, Rules},
     queue::{JobQueue, PushError},
@@ -32,6 +38,16 @@ pub struct Batch {
 struct Job {
     batch: Batch,
     reply: Box<dyn FnOnce(Vec<Outcome>) + Send>,
+    queued_at: Instant,
+}
+
+/// What the workers report while they run (for the daemon's metrics).
+#[derive(Debug, Default)]
+struct Activity {
+    /// Workers running a batch now.
+    busy: AtomicUsize,
+    /// How long batches waited in the queue for a worker.
+    queue_wait: DurationHistogram,
 }
 
 /// Runs first on every worker thread, before it takes work: the daemon installs the
@@ -71,6 +87,7 @@ struct Inner {
     executor: Arc<Executor>,
     queue: Arc<JobQueue<Job>>,
     workers: Vec<thread::JoinHandle<()>>,
+    activity: Arc<Activity>,
     /// Start-up reports of the workers, until [`Sandbox::wait_ready`] has read them.
     ready: std::sync::Mutex<Option<mpsc::Receiver<Result<(), String>>>>,
 }
@@ -119,7 +136,9 @@ impl Sandbox {
             .saturating_add(16 << 20);
         let mut workers = Vec::with_capacity(config.workers.max(1));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let activity = Arc::new(Activity::default());
         for index in 0..workers_n {
+            let activity = activity.clone();
             let queue = queue.clone();
             let executor = executor.clone();
             let init = config.worker_init.clone();
@@ -137,6 +156,8 @@ impl Sandbox {
                         return;
                     }
                     while let Some(job) = queue.pop(index) {
+                        activity.busy.fetch_add(1, Ordering::Relaxed);
+                        activity.queue_wait.record(job.queued_at.elapsed());
                         let batch = &job.batch;
                         let n = batch.items.len();
                         // A bug on the host side must cost one batch, not a worker: the batch
@@ -155,6 +176,7 @@ impl Sandbox {
                                 faults(n, "the sandbox failed while running this batch")
                             });
                         queue.finishing(index);
+                        activity.busy.fetch_sub(1, Ordering::Relaxed);
                         (job.reply)(outcomes);
                     }
                 })
@@ -167,6 +189,7 @@ impl Sandbox {
                 executor,
                 queue,
                 workers,
+                activity,
                 ready: std::sync::Mutex::new(Some(ready_rx)),
             }),
         })
@@ -209,6 +232,7 @@ impl Sandbox {
         let job = Job {
             batch,
             reply: Box::new(reply),
+            queued_at: Instant::now(),
         };
         self.inner.queue.try_push(job).map_err(|e| match e {
             PushError::Full(_) => SubmitError::QueueFull(self.inner.queue.len()),
@@ -230,6 +254,7 @@ impl Sandbox {
             reply: Box::new(move |outcomes| {
                 let _ = tx.send(outcomes);
             }),
+            queued_at: Instant::now(),
         };
         let sent = self.inner.queue.push_wait(job).is_ok();
         if sent && let Ok(outcomes) = rx.recv() {
@@ -246,6 +271,16 @@ impl Sandbox {
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.inner.workers.len()
+    }
+
+    /// Worker threads running a batch now.
+    pub fn busy_workers(&self) -> usize {
+        self.inner.activity.busy.load(Ordering::Relaxed)
+    }
+
+    /// How long batches have waited in the queue for a worker, since start-up.
+    pub fn queue_waits(&self) -> &DurationHistogram {
+        &self.inner.activity.queue_wait
     }
 }
 

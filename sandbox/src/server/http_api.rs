@@ -36,7 +36,10 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
-use super::{service::Service, stats::Answer};
+use super::{
+    service::Service,
+    stats::{Answer, PoolGauges},
+};
 use crate::{
     config::ServerConfig,
     files::{FileLimits, Files},
@@ -490,8 +493,12 @@ pub async fn handle(
                 "text/plain; version=0.0.4; charset=utf-8",
             )
             .body(Full::new(Bytes::from(service.stats.prometheus(
-                service.sandbox.queued(),
-                service.sandbox.workers(),
+                &PoolGauges {
+                    workers: service.sandbox.workers(),
+                    busy: service.sandbox.busy_workers(),
+                    queue_depth: service.sandbox.queued(),
+                    queue_wait: service.sandbox.queue_waits(),
+                },
             ))))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
         (Method::POST, "/run_code") => {

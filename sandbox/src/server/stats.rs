@@ -8,29 +8,10 @@ use std::{
 
 use azr_proto::v1;
 
-use crate::item::{Outcome, Verdict};
-
-/// Upper bounds of the latency histogram, in microseconds.
-const LATENCY_BOUNDS_US: [u64; 18] = [
-    100,
-    250,
-    500,
-    1_000,
-    2_500,
-    5_000,
-    10_000,
-    25_000,
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    30_000_000,
-    u64::MAX,
-];
+use crate::{
+    histogram::{BOUNDS_US, DurationHistogram},
+    item::{Outcome, Verdict},
+};
 
 /// How an RPC was answered.
 #[derive(Debug, Clone, Copy)]
@@ -43,15 +24,21 @@ pub enum Answer {
     Cancelled,
 }
 
+/// What the worker pool reports at a scrape.
+pub struct PoolGauges<'a> {
+    pub workers: usize,
+    pub busy: usize,
+    pub queue_depth: usize,
+    pub queue_wait: &'a DurationHistogram,
+}
+
 pub struct Stats {
     started: Instant,
     answers: [AtomicU64; 6],
     tasks: AtomicU64,
     in_flight_tasks: AtomicU64,
     verdicts: [AtomicU64; Verdict::ALL.len()],
-    latency: [AtomicU64; LATENCY_BOUNDS_US.len()],
-    /// Microseconds of every request answered, together (a histogram's `_sum`).
-    latency_sum_us: AtomicU64,
+    latency: DurationHistogram,
 }
 
 /// How an answer is named in the metrics, in `Answer`'s order.
@@ -72,8 +59,7 @@ impl Default for Stats {
             tasks: AtomicU64::new(0),
             in_flight_tasks: AtomicU64::new(0),
             verdicts: Default::default(),
-            latency: Default::default(),
-            latency_sum_us: AtomicU64::new(0),
+            latency: DurationHistogram::default(),
         }
     }
 }
@@ -101,17 +87,12 @@ impl Stats {
                 .unwrap_or(0);
             self.verdicts[i].fetch_add(1, Ordering::Relaxed);
         }
-        let us = took.as_micros().min(u64::MAX as u128) as u64;
-        let bucket = LATENCY_BOUNDS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(LATENCY_BOUNDS_US.len() - 1);
-        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency.record(took);
     }
 
-    /// The counters in Prometheus's text exposition format (version 0.0.4).
-    pub fn prometheus(&self, queue_depth: usize, workers: usize) -> String {
+    /// The counters, and the worker pool's `pool`, in Prometheus's text exposition format
+    /// (version 0.0.4).
+    pub fn prometheus(&self, pool: &PoolGauges<'_>) -> String {
         use std::fmt::Write;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -127,11 +108,16 @@ impl Stats {
             self.started.elapsed().as_secs_f64().to_string(),
         );
         let gauges = [
-            ("workers", "Worker threads.", workers as u64),
+            ("workers", "Worker threads.", pool.workers as u64),
+            (
+                "workers_busy",
+                "Worker threads running a batch now.",
+                pool.busy as u64,
+            ),
             (
                 "queue_depth",
                 "Batches waiting for a worker.",
-                queue_depth as u64,
+                pool.queue_depth as u64,
             ),
             (
                 "tasks_in_flight",
@@ -164,33 +150,15 @@ impl Stats {
                 get(n)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP azr_sandbox_request_duration_seconds Time to answer a request, from its \
-             arrival to its outcomes."
+        self.latency.write_prometheus(
+            &mut out,
+            "azr_sandbox_request_duration_seconds",
+            "Time to answer a request, from its arrival to its outcomes.",
         );
-        let _ = writeln!(out, "# TYPE azr_sandbox_request_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (bound, n) in LATENCY_BOUNDS_US.iter().zip(&self.latency) {
-            cumulative += get(n);
-            let le = if *bound == u64::MAX {
-                "+Inf".to_owned()
-            } else {
-                format!("{}", *bound as f64 / 1e6)
-            };
-            let _ = writeln!(
-                out,
-                "azr_sandbox_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "azr_sandbox_request_duration_seconds_sum {}",
-            get(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "azr_sandbox_request_duration_seconds_count {cumulative}"
+        pool.queue_wait.write_prometheus(
+            &mut out,
+            "azr_sandbox_queue_wait_seconds",
+            "Time a batch waited in the queue for a worker.",
         );
         out
     }
@@ -213,8 +181,8 @@ impl Stats {
                 .zip(&self.verdicts)
                 .map(|(v, n)| (v.as_str().to_owned(), get(n)))
                 .collect(),
-            latency_upper_bound_us: LATENCY_BOUNDS_US.to_vec(),
-            latency_count: self.latency.iter().map(get).collect(),
+            latency_upper_bound_us: BOUNDS_US.to_vec(),
+            latency_count: self.latency.counts(),
         }
     }
 }
@@ -230,9 +198,19 @@ mod tests {
         stats.outcomes(std::slice::from_ref(&ok), Duration::from_micros(300));
         stats.outcomes(std::slice::from_ref(&ok), Duration::from_secs(2));
         stats.answered(Answer::Ok);
-        let text = stats.prometheus(3, 2);
+        let waits = DurationHistogram::default();
+        waits.record(Duration::from_millis(7));
+        let text = stats.prometheus(&PoolGauges {
+            workers: 2,
+            busy: 1,
+            queue_depth: 3,
+            queue_wait: &waits,
+        });
         for line in [
             "azr_sandbox_workers 2",
+            "azr_sandbox_workers_busy 1",
+            "azr_sandbox_queue_wait_seconds_bucket{le=\"0.01\"} 1",
+            "azr_sandbox_queue_wait_seconds_count 1",
             "azr_sandbox_queue_depth 3",
             "azr_sandbox_requests_total{answer=\"ok\"} 1",
             "azr_sandbox_tasks_total{verdict=\"ok\"} 2",

@@ -165,6 +165,8 @@ fn the_http_endpoint_refuses_what_it_cannot_run_and_stays_on_loopback() {
         "azr_sandbox_request_duration_seconds",
         "azr_sandbox_queue_depth",
         "azr_sandbox_workers",
+        "azr_sandbox_workers_busy",
+        "azr_sandbox_queue_wait_seconds",
         "azr_sandbox_tasks_in_flight",
         "azr_sandbox_uptime_seconds",
     ] {
