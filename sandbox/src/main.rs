@@ -158,6 +158,10 @@ fn real_main() -> Result<()> {
             kind: Some(bench::BenchKind::FrontEnds(args)),
             ..
         }) => bench::front_ends::run(&config, &args),
+        Command::Bench(bench::BenchCommand {
+            kind: Some(bench::BenchKind::Compute(args)),
+            ..
+        }) => bench::compute::run(&config, &args),
         Command::Serve {
             socket,
             no_seccomp,

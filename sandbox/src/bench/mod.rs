@@ -1,6 +1,7 @@
 //! `azr-sandbox bench`: the sandbox against CPython baselines, measured in the same run.
 //! `bench test-cases` (`test_cases.rs`) measures test-case scoring on HumanEval; `bench
-//! front-ends` (`front_ends.rs`) whether HTTP clients can starve gRPC ones; plain `bench`
+//! front-ends` (`front_ends.rs`) whether HTTP clients can starve gRPC ones; `bench compute`
+//! (`compute.rs`) the guest's speed against CPython's; plain `bench`
 //! measures AZR's workloads, below.
 //!
 //! Workloads, on the AZR seed programs (`7b_seed_io.jsonl`):
@@ -28,6 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use azr_sandbox::{Item, Sandbox, Verdict, config::SandboxConfig};
 
+pub mod compute;
 mod daemon;
 pub mod front_ends;
 pub mod test_cases;
@@ -52,6 +54,9 @@ pub enum BenchKind {
     /// A gRPC client's latency while many idle and slow HTTP clients hold connections,
     /// against the same client with the HTTP side quiet, alternated; the daemon's memory.
     FrontEnds(front_ends::FrontEndsArgs),
+    /// Compute-heavy programs (HumanEval's canonical tests, loops, calls, strings, dicts)
+    /// in the sandbox against one warm CPython, one thread each, interleaved: the ratio.
+    Compute(compute::ComputeArgs),
 }
 
 #[derive(clap::Args)]
