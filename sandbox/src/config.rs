@@ -227,6 +227,7 @@ impl SandboxConfig {
                 max_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
                 cap: self.engine_cap(),
                 reset: self.instance_reset,
+                fuel_metering: true,
             },
             workers,
             queue: if self.queue > 0 {

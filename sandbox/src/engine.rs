@@ -84,6 +84,10 @@ pub struct EngineConfig {
     pub cap: Limits,
     /// How an instance is made ready for the next program.
     pub reset: InstanceReset,
+    /// Count fuel (the deterministic work limit, `out_of_fuel`). Always on in service: only
+    /// `bench compute --no-fuel` turns it off, to measure what the metering costs (the
+    /// epoch's time limit still holds, and `fuel_used` then reads as the whole limit).
+    pub fuel_metering: bool,
 }
 
 /// How an instance is made ready for the next program; both give every program the
@@ -447,7 +451,7 @@ impl Executor {
         let cap = &config.cap;
         let mut wasm_config = Config::new();
         wasm_config
-            .consume_fuel(true)
+            .consume_fuel(config.fuel_metering)
             .epoch_interruption(true)
             .max_wasm_stack(usize::try_from(cap.wasm_stack_bytes).unwrap_or(usize::MAX))
             .async_stack_size(

@@ -52,6 +52,7 @@ impl Default for EngineConfig {
             max_instances: (workers as u32).saturating_mul(2).saturating_add(2),
             cap: Limits::default(),
             reset: InstanceReset::default(),
+            fuel_metering: true,
         }
     }
 }

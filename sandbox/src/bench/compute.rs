@@ -35,6 +35,10 @@ pub struct ComputeArgs {
     /// The CPython compared with.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Run the guest without fuel metering (the time limit alone), to measure what the
+    /// metering costs. Never how the daemon runs.
+    #[arg(long)]
+    no_fuel: bool,
 }
 
 /// The small compute-heavy programs of the guest-speed issue, each a few hundred ms in
@@ -205,7 +209,9 @@ pub fn run(config: &SandboxConfig, args: &ComputeArgs) -> Result<()> {
         workers: 1,
         ..config.clone()
     };
-    let sandbox = Sandbox::new(&config.pool_config()).context("starting the sandbox")?;
+    let mut pool = config.pool_config();
+    pool.engine.fuel_metering = !args.no_fuel;
+    let sandbox = Sandbox::new(&pool).context("starting the sandbox")?;
     // No limit a right program could meet first: this measures speed, not limits.
     let limits = Limits {
         fuel: u64::MAX / 2,
@@ -214,9 +220,11 @@ pub fn run(config: &SandboxConfig, args: &ComputeArgs) -> Result<()> {
     };
     let work = workloads(args)?;
     eprintln!(
-        "bench compute: {} workloads, {} rounds, one worker against one warm {}",
+        "bench compute: {} workloads, {} rounds, one worker (fuel metering {}) against one \
+         warm {}",
         work.len(),
         args.rounds,
+        if args.no_fuel { "off" } else { "on" },
         args.python
     );
     // A warm-up round of the sandbox (its instances, the page cache), not counted.
