@@ -228,6 +228,7 @@ impl SandboxConfig {
                 cap: self.engine_cap(),
                 reset: self.instance_reset,
                 fuel_metering: true,
+                perf_map: false,
             },
             workers,
             queue: if self.queue > 0 {

@@ -88,6 +88,9 @@ pub struct EngineConfig {
     /// `bench compute --no-fuel` turns it off, to measure what the metering costs (the
     /// epoch's time limit still holds, and `fuel_used` then reads as the whole limit).
     pub fuel_metering: bool,
+    /// Write `/tmp/perf-<pid>.map` so that `perf` names the guest's compiled functions
+    /// (`bench compute --perf-map`, for profiles of where the guest's time goes).
+    pub perf_map: bool,
 }
 
 /// How an instance is made ready for the next program; both give every program the
@@ -460,6 +463,9 @@ impl Executor {
             .memory_init_cow(true)
             // The snapshot's ~60 MiB image must always be mapped copy-on-write, not copied.
             .memory_guaranteed_dense_image_size(128 << 20);
+        if config.perf_map {
+            wasm_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::default();
         let slots = config.max_instances.max(1);
         pool.total_core_instances(slots)

@@ -53,6 +53,7 @@ impl Default for EngineConfig {
             cap: Limits::default(),
             reset: InstanceReset::default(),
             fuel_metering: true,
+            perf_map: false,
         }
     }
 }

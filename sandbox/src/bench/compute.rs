@@ -39,6 +39,15 @@ pub struct ComputeArgs {
     /// metering costs. Never how the daemon runs.
     #[arg(long)]
     no_fuel: bool,
+    /// Write `/tmp/perf-<pid>.map` for `perf record` (where the guest's time goes).
+    #[arg(long)]
+    perf_map: bool,
+    /// Only the sandbox side (for profiles).
+    #[arg(long)]
+    no_cpython: bool,
+    /// Only the workloads whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// The small compute-heavy programs of the guest-speed issue, each a few hundred ms in
@@ -211,6 +220,7 @@ pub fn run(config: &SandboxConfig, args: &ComputeArgs) -> Result<()> {
     };
     let mut pool = config.pool_config();
     pool.engine.fuel_metering = !args.no_fuel;
+    pool.engine.perf_map = args.perf_map;
     let sandbox = Sandbox::new(&pool).context("starting the sandbox")?;
     // No limit a right program could meet first: this measures speed, not limits.
     let limits = Limits {
@@ -218,7 +228,13 @@ pub fn run(config: &SandboxConfig, args: &ComputeArgs) -> Result<()> {
         timeout_ms: 600_000,
         ..config.limits.clone()
     };
-    let work = workloads(args)?;
+    let mut work = workloads(args)?;
+    if let Some(only) = &args.only {
+        work.retain(|w| w.name.contains(only.as_str()));
+        if work.is_empty() {
+            bail!("no workload's name contains {only:?}");
+        }
+    }
     eprintln!(
         "bench compute: {} workloads, {} rounds, one worker (fuel metering {}) against one \
          warm {}",
@@ -245,7 +261,7 @@ pub fn run(config: &SandboxConfig, args: &ComputeArgs) -> Result<()> {
                 for (i, t) in times.into_iter().enumerate() {
                     guest[i].push(t);
                 }
-            } else {
+            } else if !args.no_cpython {
                 let (times, failed) = cpython_round(&args.python, &work)?;
                 cpython_failed = cpython_failed.max(failed);
                 for (i, t) in times.into_iter().enumerate() {
