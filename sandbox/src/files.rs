@@ -93,17 +93,14 @@ impl Files {
         limits: FileLimits,
     ) -> Result<Files, FilesError> {
         let engine = &base64::engine::general_purpose::STANDARD;
-        let mut files = Vec::new();
-        let mut total = 0u64;
-        for (path, content) in sent {
-            check_path(path)?;
-            total = total.saturating_add(content.len() as u64);
-            files.push(SentFile {
-                path: path.to_owned(),
-                base64: engine.encode(content),
-            });
-        }
-        Files::checked(files, total, fetch, limits)
+        Files::checked(
+            sent.into_iter().map(|(path, content)| {
+                check_path(path)?;
+                Ok((path, content.len() as u64, engine.encode(content)))
+            }),
+            fetch,
+            limits,
+        )
     }
 
     /// Files from base64 contents (SandboxFusion's JSON), checked; the contents are
@@ -115,37 +112,44 @@ impl Files {
         limits: FileLimits,
     ) -> Result<Files, FilesError> {
         let engine = &base64::engine::general_purpose::STANDARD;
-        let mut files = Vec::new();
+        Files::checked(
+            sent.into_iter().map(|(path, text)| {
+                check_path(path)?;
+                let alphabet: String = text
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                    .collect();
+                let content = engine
+                    .decode(alphabet.as_bytes())
+                    .map_err(|e| FilesError::BadBase64(path.to_owned(), e.to_string()))?;
+                let base64 = if alphabet.len() == text.len() {
+                    alphabet
+                } else {
+                    engine.encode(&content)
+                };
+                Ok((path, content.len() as u64, base64))
+            }),
+            fetch,
+            limits,
+        )
+    }
+
+    /// Gathers `(path, decoded length, canonical base64)` entries, then holds the limits.
+    fn checked<'a>(
+        entries: impl IntoIterator<Item = Result<(&'a str, u64, String), FilesError>>,
+        fetch: Vec<String>,
+        limits: FileLimits,
+    ) -> Result<Files, FilesError> {
+        let mut sent = Vec::new();
         let mut total = 0u64;
-        for (path, text) in sent {
-            check_path(path)?;
-            let alphabet: String = text
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-                .collect();
-            let content = engine
-                .decode(alphabet.as_bytes())
-                .map_err(|e| FilesError::BadBase64(path.to_owned(), e.to_string()))?;
-            total = total.saturating_add(content.len() as u64);
-            let base64 = if alphabet.len() == text.len() {
-                alphabet
-            } else {
-                engine.encode(&content)
-            };
-            files.push(SentFile {
+        for entry in entries {
+            let (path, len, base64) = entry?;
+            total = total.saturating_add(len);
+            sent.push(SentFile {
                 path: path.to_owned(),
                 base64,
             });
         }
-        Files::checked(files, total, fetch, limits)
-    }
-
-    fn checked(
-        sent: Vec<SentFile>,
-        total: u64,
-        fetch: Vec<String>,
-        limits: FileLimits,
-    ) -> Result<Files, FilesError> {
         if sent.len() > limits.max_count {
             return Err(FilesError::TooMany(sent.len(), limits.max_count));
         }

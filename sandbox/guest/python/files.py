@@ -68,7 +68,7 @@ def _error(code, path, other=None):
     return cls(code, strerror(code), path)
 
 
-def _fspath(path):
+def fspath(path):
     if isinstance(path, (str, bytes)):
         return path
     method = getattr(type(path), "__fspath__", None)
@@ -87,7 +87,7 @@ def _key(path):
 
     `..` above the root stays at the root, as it does on a disk.
     """
-    path = _fspath(path)
+    path = fspath(path)
     if isinstance(path, bytes):
         path = path.decode("utf-8", "surrogateescape")
     if "\0" in path:
@@ -197,7 +197,7 @@ def listdir(path="."):
     if key not in _dirs:
         raise _error(_errno.ENOENT, path)
     names = _children(key)
-    if isinstance(_fspath(path), bytes):
+    if isinstance(fspath(path), bytes):
         return [n.encode("utf-8", "surrogateescape") for n in names]
     return names
 
@@ -261,7 +261,7 @@ class _ScandirIterator:
 
 
 def scandir(path="."):
-    shown = _fspath(path)
+    shown = fspath(path)
     names = listdir(path)
     return _ScandirIterator([DirEntry(shown, n) for n in names])
 

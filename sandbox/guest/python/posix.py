@@ -15,8 +15,8 @@ import errno as _errno
 import _random
 
 from _azr_files import (  # noqa: F401  (the names `os` looks for)
-    DirEntry, access, chdir, getcwd, getcwdb, listdir, lstat, mkdir, remove, rename, replace,
-    rmdir, scandir, stat, stat_result, strerror, truncate, unlink, utime,
+    DirEntry, access, chdir, fspath, getcwd, getcwdb, listdir, lstat, mkdir, remove, rename,
+    replace, rmdir, scandir, stat, stat_result, strerror, truncate, unlink, utime,
 )
 
 name = "posix"
@@ -63,20 +63,6 @@ def getpid():
 
 def cpu_count():
     return 1
-
-
-def fspath(path):
-    if isinstance(path, (str, bytes)):
-        return path
-    method = getattr(type(path), "__fspath__", None)
-    if method is None:
-        raise TypeError(
-            "expected str, bytes or os.PathLike object, not " + type(path).__name__
-        )
-    result = method(path)
-    if not isinstance(result, (str, bytes)):
-        raise TypeError("expected %s.__fspath__() to return str or bytes" % type(path).__name__)
-    return result
 
 
 # Seeded, so programs that draw from `os.urandom` (or `random.SystemRandom`) are as

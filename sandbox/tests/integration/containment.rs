@@ -125,13 +125,21 @@ fn reading_a_host_file_fails() {
 }
 
 #[test]
-fn listing_a_host_directory_fails() {
+fn no_host_directory_is_visible() {
+    // The only directory a program sees is the in-memory tree of the files sent with it
+    // (none here): the host's root, its /etc and its files are not there.
     let o = contained(
-        "import os\ndef f(x):\n    return os.listdir('/')",
+        "import os\ndef f(x):\n    return (os.listdir('/'), os.path.exists('/etc/passwd'), \
+         os.getcwd())",
         Some("0"),
     );
-    assert_eq!(o.verdict, Verdict::Error, "{o:?}");
-    assert_eq!(o.error_type.as_deref(), Some("PermissionError"), "{o:?}");
+    assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
+    assert_eq!(o.value.as_deref(), Some("([], False, '/')"), "{o:?}");
+    let o = contained(
+        "import os\ndef f(x):\n    return os.listdir('/etc')",
+        Some("0"),
+    );
+    assert_eq!(o.error_type.as_deref(), Some("FileNotFoundError"), "{o:?}");
 }
 
 #[test]

@@ -329,7 +329,7 @@ pub fn hostile_programs() -> Vec<String> {
         "def f(n):\n    return f(n + 1)\nf(0)",
         "import sys\nsys.setrecursionlimit(10 ** 6)\ndef f(n):\n    return f(n + 1)\nf(0)",
         "open('/etc/passwd').read()",
-        "import os\nos.listdir('/')",
+        "import os\nos.listdir('/etc')",
         "import os\nos.system('id')",
         "import socket\nsocket.socket().connect(('127.0.0.1', 22))",
         "[c for c in ().__class__.__base__.__subclasses__()]",
