@@ -116,6 +116,7 @@ fn fabricate(seed: u64, line: &str, index: usize) -> Outcome {
         error_message: text(44),
         fuel_used: seed.wrapping_mul(index as u64 + 1),
         micros: seed >> 32,
+        files: Vec::new(),
     }
 }
 

@@ -25,6 +25,7 @@ fn bounds() -> RequestBounds {
         rules: Rules::default(),
         max_batch_tasks: 64,
         max_expanded_bytes: 1 << 20,
+        files: azr_sandbox::files::FileLimits::default(),
     }
 }
 
@@ -65,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(r) = v1::RunRequest::decode(body) {
                 options(r.options.as_ref(), &b);
                 if let Some(t) = &r.task
-                    && let Err(s) = convert::run_item(t, None, "task")
+                    && let Err(s) = convert::run_item(t, None, &b, "task")
                 {
                     refused(&s);
                 }
@@ -75,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(r) = v1::ValidateRequest::decode(body) {
                 options(r.options.as_ref(), &b);
                 if let Some(t) = &r.task
-                    && let Err(s) = convert::validate_item(t, None, "task")
+                    && let Err(s) = convert::validate_item(t, None, &b, "task")
                 {
                     refused(&s);
                 }
@@ -85,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(r) = v1::CheckRequest::decode(body) {
                 options(r.options.as_ref(), &b);
                 if let Some(t) = &r.task
-                    && let Err(s) = convert::check_item(t, None, "task")
+                    && let Err(s) = convert::check_item(t, None, &b, "task")
                 {
                     refused(&s);
                 }
