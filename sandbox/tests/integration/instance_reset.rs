@@ -134,9 +134,10 @@ fn in_place_and_fresh_instances_give_identical_outcomes() {
             let items = std::slice::from_ref(item);
             let a = fresh.run_items(items, &limits(), &Rules::default());
             let b = in_place.run_items(items, &limits(), &Rules::default());
-            if a[0].verdict == Verdict::Timeout {
-                // Where a wall-clock limit cuts a run is not deterministic.
-                assert_eq!(b[0].verdict, Verdict::Timeout);
+            if a[0].verdict == Verdict::Timeout || b[0].verdict == Verdict::Timeout {
+                // Where a wall-clock limit cuts a run is not deterministic: a program near
+                // the limit (`'x' * 10_000_000`'s repr) may end by time in either mode on a
+                // loaded machine, and by its output cap in the other.
                 continue;
             }
             assert_eq!(key(&a[0]), key(&b[0]), "{item:?}");
